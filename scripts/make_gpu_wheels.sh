@@ -87,13 +87,18 @@ for f in "$DEST"/*.whl; do
 done
 
 # Two versions of one package stop the whole install there: refuse them here.
-dups=$(ls "$DEST"/*.whl | xargs -n1 basename | cut -d- -f1 | tr 'A-Z-' 'a-z_' | sort | uniq -d)
+wheels=("$DEST"/*.whl)
+dups=$(for f in "${wheels[@]}"; do b=${f##*/}; echo "${b%%-*}"; done | tr 'A-Z-' 'a-z_' | sort | uniq -d)
 if [ -n "$dups" ]; then
     echo "error: more than one wheel of: $dups (empty $DEST and run again)" >&2
     exit 1
 fi
 
 echo "== wheels in $DEST"
-ls -l "$DEST"/*.whl | awk '{printf "%9.1f KiB  %s\n", $5/1024, $NF}'
-total=$(du -cb "$DEST"/*.whl | tail -1 | cut -f1)
-echo "total: $(awk -v b="$total" 'BEGIN{printf "%.1f MiB", b/1048576}') in $(ls "$DEST"/*.whl | wc -l) wheels"
+total=0
+for f in "${wheels[@]}"; do
+    size=$(stat -c %s "$f")
+    total=$((total + size))
+    awk -v b="$size" -v f="$f" 'BEGIN{printf "%9.1f KiB  %s\n", b/1024, f}'
+done
+awk -v b="$total" -v n="${#wheels[@]}" 'BEGIN{printf "total: %.1f MiB in %d wheels\n", b/1048576, n}'
