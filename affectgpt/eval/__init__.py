@@ -1,0 +1,18 @@
+"""AffectGPT's built-in scorer: OV-MER emotion-wheel metrics, label extraction, clue overlap.
+
+``score(preds, golds, wheels=None)`` returns the metrics dict; ``python -m affectgpt.eval``
+is the command line. Importing this package is cheap: no torch, no transformers.
+"""
+from .parsing import parse_labels, read_records
+from .scorer import score
+from .wheels import Lexicon, builtin_lexicon, load_lexicon
+
+
+def extract_emotions(text: str) -> list[str]:
+    """Deterministic rules extractor (see :mod:`affectgpt.eval.extract`); imported lazily."""
+    from .extract import extract_emotions as _extract
+
+    return _extract(text)
+
+
+__all__ = ["score", "extract_emotions", "read_records", "parse_labels", "Lexicon", "load_lexicon", "builtin_lexicon"]

@@ -1,0 +1,62 @@
+"""``python -m affectgpt.eval --pred P --gold G [--wheels DIR] [--extractor rules|llm] [--task open|basic] [--out M.json]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .parsing import read_records
+from .scorer import EXTRACTORS, TASKS, score
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m affectgpt.eval", description=__doc__)
+    ap.add_argument("--pred", required=True, help="predictions: JSONL or CSV (name,openset / name,reason)")
+    ap.add_argument("--gold", required=True, help="gold labels: JSONL or CSV (name,openset)")
+    ap.add_argument("--wheels", default=None, help="lexicon folder (official wheel files); default: built-in lexicon")
+    ap.add_argument("--extractor", default="rules", choices=EXTRACTORS)
+    ap.add_argument("--llm", default=None, help="local HF causal LM folder for --extractor llm")
+    ap.add_argument("--llm-cache", default=None, help="JSONL cache of LLM answers (default: ~/.cache/affectgpt)")
+    ap.add_argument("--clue", default="auto", choices=("auto", "minilm", "lexical"), help="clue matching method")
+    ap.add_argument("--task", default="open", choices=TASKS)
+    ap.add_argument("--out", default=None, help="write the metrics JSON here")
+    return ap
+
+
+def format_table(result: dict) -> str:
+    """A fixed-width table of the label metrics (percent) plus the summary lines."""
+    lines = [f"lexicon: {result['lexicon']}   gold: {result['n_gold']}   pred: {result['n_pred']}   "
+             f"missing: {result['missing_pred']}   extracted: {result['extraction']['from_description']}   "
+             f"empty: {result['extraction']['empty']}",
+             f"{'metric':<10} {'P':>7} {'R':>7} {'F1':>7} {'n':>6}"]
+    for key, m in result["label"].items():
+        if isinstance(m, dict):
+            lines.append(f"{key:<10} {100 * m['precision']:7.2f} {100 * m['recall']:7.2f} {100 * m['f1']:7.2f} {m['n']:6d}")
+    lab = result["label"]
+    lines.append(f"M-avg F1 {100 * lab['m_avg_f1']:.2f}   wheel L1 F1 {100 * lab['wheel_l1_f1']:.2f}   "
+                 f"wheel L1+L2 F1 {100 * lab['wheel_l1_l2_f1']:.2f}")
+    clue = result["clue"]
+    if clue["method"]:
+        lines.append(f"clue ({clue['method']}): P {100 * clue['precision']:.2f}  R {100 * clue['recall']:.2f}  "
+                     f"F1 {100 * clue['f1']:.2f}")
+    if "basic" in result:
+        lines.append(f"basic hit rate {100 * result['basic']['hit_rate']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        preds = read_records(args.pred)
+        golds = read_records(args.gold)
+        result = score(preds, golds, wheels=args.wheels, extractor=args.extractor, task=args.task,
+                       llm=args.llm, llm_cache=args.llm_cache, clue_method=args.clue)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

@@ -1,0 +1,107 @@
+"""Reading prediction / gold records and parsing label lists.
+
+Records are plain dicts ``{"name", "emotions"?, "description"?}``. ``emotions`` may be a
+real list or a list string such as ``"[happy, 'sad']"``; both are parsed here with the
+OV-MER rule so that our numbers equal the official ones.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+# Official rule: split on every quote and comma (a real list is not split).
+_SPLIT = re.compile(r"['\",]")
+
+# Column / key aliases of the layouts we accept, mapped to our canonical keys.
+_NAME_KEYS = ("name", "names")
+_EMOTION_KEYS = ("emotions", "openset")
+_DESCRIPTION_KEYS = ("description", "reason", "reasons", "english")
+
+
+def normalize_label(label: str) -> str:
+    """Lower-case and strip one label (the official normalisation)."""
+    return str(label).strip().lower()
+
+
+def parse_labels(value) -> list[str]:
+    """Return the normalised labels of a list or a list string, in order, empties dropped.
+
+    A string loses one leading ``[`` and one trailing ``]`` and is split on every
+    ``'``, ``"`` and ``,``. ``None`` gives ``[]``. Duplicates are kept (sets come later).
+    """
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        pieces = [normalize_label(v) for v in value if v is not None]
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            text = text[1:]
+        if text.endswith("]"):
+            text = text[:-1]
+        pieces = [normalize_label(p) for p in _SPLIT.split(text)]
+    else:
+        raise TypeError(f"emotions must be a list or a list string, got {type(value).__name__}: {value!r}")
+    return [p for p in pieces if p]
+
+
+def _canonical(raw: dict, where: str) -> dict:
+    """Map one raw record with any accepted key spelling to ``{"name", "emotions"?, "description"?}``."""
+    out: dict = {}
+    for key in _NAME_KEYS:
+        if key in raw and raw[key] not in (None, ""):
+            out["name"] = str(raw[key]).strip()
+            break
+    else:
+        raise ValueError(f"{where}: record has no 'name' (keys: {sorted(raw)})")
+    for key in _EMOTION_KEYS:
+        if key in raw and raw[key] is not None:
+            out["emotions"] = raw[key]
+            break
+    for key in _DESCRIPTION_KEYS:
+        if key in raw and raw[key] not in (None, ""):
+            out["description"] = str(raw[key])
+            break
+    return out
+
+
+def read_records(path) -> list[dict]:
+    """Read records from JSONL (``.jsonl``/``.json``) or CSV (``name,openset``, ``name,reason``, EMER ``names,...``).
+
+    Returns canonical dicts with ``name`` and, when present, ``emotions`` (raw value, parsed
+    later) and ``description``. Raises ``ValueError`` naming the file and line on bad input.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    records: list[dict] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not set(reader.fieldnames) & set(_NAME_KEYS):
+                raise ValueError(f"{path}: CSV header {reader.fieldnames} has no 'name' column")
+            for i, row in enumerate(reader, start=2):
+                row = {k.strip(): v for k, v in row.items() if k is not None}
+                records.append(_canonical(row, f"{path}:{i}"))
+        return records
+    with path.open(encoding="utf-8") as f:
+        text = f.read()
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON: {e}") from None
+        return [_canonical(r, f"{path}[{i}]") for i, r in enumerate(rows)]
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: invalid JSON line: {e}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(raw).__name__}")
+        records.append(_canonical(raw, f"{path}:{i}"))
+    return records
