@@ -162,40 +162,47 @@ def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: f
     return frames, end - start
 
 
-def _frames_pyav(path: Path, n_frames: int, size: tuple[int, int], rotation: int) -> tuple[np.ndarray, float]:
-    """Seek-and-decode sampling with PyAV; applies the rotation so frames are upright."""
+def _frames_pyav(path: Path, n_frames: int, size: tuple[int, int], rotation: int, declared: float) -> tuple[np.ndarray, float]:
+    """The same sampling as ``_frames_decord`` with PyAV: demux (no decode) to learn every
+    frame's timestamp, then seek to the keyframe before each chosen frame and decode up to
+    it. Applies ``rotation`` so frames come out upright."""
     width, height = size
     with _open(path) as c:
         vs = c.streams.video[0]
         vs.thread_type = "SLICE"
         tb = vs.time_base
-        start = float(vs.start_time * tb) if vs.start_time is not None else 0.0
-        duration = _stream_seconds(vs) or (float(c.duration) / av.time_base if c.duration else 0.0)
-        targets = _segment_centres(start, duration, n_frames)
-        out: list[np.ndarray] = []
-        frames_iter = None
-        pending = chosen = None
-        for t in targets:
-            if frames_iter is None or (pending is not None and pending.time is not None and t - pending.time > _SEEK_GAP_SECONDS):
-                if t - start > _SEEK_GAP_SECONDS:
-                    c.seek(int(t / tb), stream=vs, backward=True, any_frame=False)
+        pts, end_pts = [], None
+        for pkt in c.demux(vs):
+            if pkt.pts is None:
+                continue
+            pts.append(pkt.pts)
+            end_pts = max(end_pts or pkt.pts, pkt.pts + (pkt.duration or 0))
+        if not pts:
+            raise MediaError(path, "video stream has no frames")
+        pts_arr = np.sort(np.array(pts, dtype=np.int64))
+        starts = pts_arr * float(tb)
+        start, end = float(starts[0]), float(end_pts * tb)
+        if declared > 0 and declared - end > _truncation_tolerance(declared):
+            raise MediaError(path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s")
+        targets = _segment_centres(start, max(end - start, 0.0), n_frames)
+        wanted = pts_arr[np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, len(pts_arr) - 1)]
+        kw = {} if width < 0 else {"width": width, "height": height}
+        picked: dict[int, np.ndarray] = {}
+        frames_iter, last_pts = None, None
+        for w in sorted(set(wanted.tolist())):
+            if frames_iter is None or last_pts is None or (w - last_pts) * tb > _SEEK_GAP_SECONDS:
+                c.seek(int(w), stream=vs, backward=True, any_frame=False)
                 frames_iter = c.decode(vs)
-                chosen = None
-                pending = next(frames_iter, None)
-            while pending is not None and (chosen is None or (pending.time is not None and pending.time <= t)):
-                chosen = pending
-                pending = next(frames_iter, None)
-            if chosen is None:
-                raise MediaError(path, f"no decodable video frame near {t:.2f} s (truncated?)")
-            kw = {} if width < 0 else {"width": width, "height": height}
-            arr = chosen.to_ndarray(format="rgb24", **kw)
-            if rotation:
-                arr = np.rot90(arr, k=rotation // 90)
-            out.append(np.ascontiguousarray(arr))
-        last = chosen.time if chosen.time is not None else targets[-1]
-        if duration > 0 and targets[-1] - last > _truncation_tolerance(duration):
-            raise MediaError(path, f"truncated: the header declares {duration:.2f} s of video but frames end at {last:.2f} s")
-    return np.stack(out), duration
+            frame = None
+            for frame in frames_iter:
+                if frame.pts is not None and frame.pts >= w:
+                    break
+            if frame is None or frame.pts is None or frame.pts < w:
+                raise MediaError(path, f"no decodable video frame at {w * tb:.2f} s (truncated or corrupt)")
+            last_pts = frame.pts
+            arr = frame.to_ndarray(format="rgb24", **kw)
+            picked[w] = np.ascontiguousarray(np.rot90(arr, k=rotation // 90)) if rotation else arr
+    return np.stack([picked[w] for w in wanted.tolist()]), end - start
 
 
 def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | None) -> tuple[np.ndarray, float]:
@@ -212,7 +219,7 @@ def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | Non
         except Exception:  # decord raises DECORDError / RuntimeError; PyAV gets the second word
             pass
     try:
-        return _frames_pyav(path, n_frames, size, probe.rotation)
+        return _frames_pyav(path, n_frames, size, probe.rotation, probe.duration)
     except av.error.FFmpegError as e:
         raise MediaError(path, f"video decode failed, truncated or corrupt ({getattr(e, 'strerror', None) or e})") from None
 
