@@ -132,7 +132,7 @@ natural normal plain simple clear open still free even level flat affect sentime
 # Words a lexicon scan of free text must not read as emotions: there they mostly describe
 # the scene, the face or the voice ("a low voice", "warm light", "close-up").
 SCAN_STOP = NOT_EMOTION | set("""
-close warm cold cool hot low high heavy light deep quick fast slow loud quiet soft hard strong weak
-positive negative neutral important aware significant valuable care concern interest attention
+close warm cold cool hot low high light deep quick fast slow loud quiet soft hard strong weak
+negative neutral important aware significant valuable care interest attention
 mad crazy wild dark bright sharp rough smooth tight loose firm sweet bitter sour dry flat
 """.split())
