@@ -149,6 +149,27 @@ def test_visual_classes_separable_from_decoded_frames(medium):
     assert gap > 6 * spread, (gap, spread)
 
 
+def mouth_curvature(frame: np.ndarray) -> float:
+    """Quadratic coefficient of the dark mouth pixels, y = a + b (x - cx)^2, times the face
+    radius: < 0 when the ends are higher than the centre (smile), > 0 for a frown."""
+    f = frame.astype(np.int32)
+    face = np.abs(f - f[0, 0]).sum(-1) > 60  # differs from the background corner
+    ys, xs = np.nonzero(face)
+    cy, cx, r = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, (ys.max() - ys.min()) / 2
+    yy, xx = np.mgrid[0:f.shape[0], 0:f.shape[1]]
+    mouth = (f.max(-1) < 90) & (np.abs(xx - cx) <= 0.5 * r) & (yy >= cy + 0.2 * r) & (yy <= cy + 0.75 * r)
+    y, x = np.nonzero(mouth)
+    return float(np.polyfit((x - cx) ** 2, y, 1)[0] * r)
+
+
+def test_mouth_shape_visible_in_decoded_frames(medium):
+    curves = collections.defaultdict(list)
+    for s in medium["val"] + medium["test"]:
+        curves[syn.cues_of(s.emotions)[0]].append(mouth_curvature(first_frame(s.video)))
+    assert max(curves["happy"]) < -0.7 and min(curves["sad"]) > 0.7, curves
+    assert max(abs(c) for c in curves["angry"] + curves[None]) < 0.3, curves
+
+
 def test_audio_classes_separable_from_decoded_audio(medium):
     pitch, rate, loud = (collections.defaultdict(list) for _ in range(3))
     for s in medium["train"] + medium["val"]:

@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
@@ -361,6 +361,9 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
 
 # ----------------------------------------------------------------------------- dataset
 
+_DEFAULTS = {"n_train": 400, "n_val": 100, "n_test": 50, "size": 64, "fps": 10, "seconds": 2.0, "sample_rate": 16000}
+
+
 def _params(seed: int, n_train: int, n_val: int, n_test: int, size: int, fps: int, seconds: float,
             sample_rate: int) -> dict:
     return {"version": GENERATOR_VERSION, "seed": seed, "n_train": n_train, "n_val": n_val, "n_test": n_test,
@@ -414,10 +417,10 @@ def ensure_dataset(root: Path, seed: int = 0, **kw) -> dict[str, Path]:
     is either complete or absent. An existing dataset made with other parameters, or a
     non-empty ``root`` that is not a finished synthetic dataset, is an error, never reused."""
     root = Path(root)
-    wanted = _params(seed, **{k: kw.get(k, v) for k, v in _DEFAULTS.items()})
     unknown = set(kw) - set(_DEFAULTS) - {"workers"}
     if unknown:
         raise TypeError(f"ensure_dataset: unknown parameters {sorted(unknown)}")
+    wanted = _params(seed, **{k: kw.get(k, v) for k, v in _DEFAULTS.items()})
     if root.exists() and not (root.is_dir() and not any(root.iterdir())):
         return _check_existing(root, wanted)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -433,9 +436,6 @@ def ensure_dataset(root: Path, seed: int = 0, **kw) -> dict[str, Path]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _check_existing(root, wanted)
-
-
-_DEFAULTS = {"n_train": 400, "n_val": 100, "n_test": 50, "size": 64, "fps": 10, "seconds": 2.0, "sample_rate": 16000}
 
 
 def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
