@@ -1,0 +1,199 @@
+"""Check a dataset before a run: ``python -m affectgpt.data.check MANIFEST_OR_DATASET_DIR``.
+
+Accepts a canonical JSONL manifest, an EMER v1 CSV, a MER2025-style release folder
+(every ``track2_/track3_<split>_<subset>.csv`` pair in it), a folder of JSONL manifests,
+or a YAML data config with a ``sources:`` list (``affectgpt.data.readers.read_source``
+entries). Reports rows read/kept/dropped, missing and unreadable media (every clip is
+decoded with ``load_media``), duration, label and description statistics and subtitle
+coverage. Exit 0 when nothing is wrong, 1 when rows were dropped or media is missing or
+unreadable, 2 when the dataset itself cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from affectgpt.data.manifest import ManifestError, Sample
+from affectgpt.data.media import MediaError, load_media
+from affectgpt.data.readers import ReadReport, read_emer_csv, read_jsonl, read_mer2025, read_source
+
+
+def read_target(target: str | Path, language: str = "english") -> tuple[list[Sample], list[ReadReport]]:
+    """Samples and read reports for whatever ``target`` is (see the module docstring).
+    Raises ``ManifestError`` when it is not a dataset this module knows."""
+    target = Path(target)
+    if not target.exists():
+        raise ManifestError(f"{target}: not found")
+    parts: list[tuple[list[Sample], ReadReport]] = []
+    if target.is_file():
+        suffix = target.suffix.lower()
+        if suffix == ".jsonl":
+            parts.append(read_jsonl(target))
+        elif suffix == ".csv":
+            parts.append(read_emer_csv(target))
+        elif suffix in (".yaml", ".yml"):
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_container(OmegaConf.load(target), resolve=True)
+            sources = cfg.get("sources") if isinstance(cfg, dict) else None
+            if not sources:
+                raise ManifestError(f"{target}: a data config needs a 'sources:' list of readers")
+            for spec in sources:
+                parts.append(read_source(spec, base_dir=target.parent))
+        else:
+            raise ManifestError(f"{target}: expected a .jsonl manifest, an EMER .csv or a .yaml data config")
+    else:
+        pairs = sorted(
+            {m.groups() for p in target.glob("track[23]_*.csv") if (m := re.fullmatch(r"track[23]_([^_]+)_(.+)\.csv", p.name))}
+        )
+        for split, subset in pairs:
+            parts.append(read_mer2025(target, subset=subset, split=split, language=language))
+        for name in ("gt-eng.csv", "gt-chi.csv"):
+            if (target / name).is_file():
+                parts.append(read_emer_csv(target / name))
+        if not parts:
+            parts = [read_jsonl(p) for p in sorted(target.glob("*.jsonl"))]
+        if not parts:
+            raise ManifestError(f"{target}: no track2_/track3_*.csv, gt-eng.csv, gt-chi.csv or *.jsonl found")
+    samples = [s for ss, _ in parts for s in ss]
+    return samples, [r for _, r in parts]
+
+
+@dataclass
+class MediaResult:
+    name: str
+    problem: str | None  # "missing" | "unreadable" | None
+    detail: str = ""
+    duration: float = 0.0
+    has_video: bool = False
+    has_audio: bool = False
+
+
+def check_media(sample: Sample, decode: bool = True) -> MediaResult:
+    """Existence of every media file of ``sample`` and, with ``decode``, one ``load_media``."""
+    for p in (sample.video, sample.audio):
+        if p is not None and not Path(p).is_file():
+            return MediaResult(sample.name, "missing", f"{p}: file not found")
+    if not decode:
+        return MediaResult(sample.name, None, has_video=sample.video is not None, has_audio=sample.audio is not None)
+    try:
+        m = load_media(sample.video, sample.audio, n_frames=2, frame_size=32, max_audio_seconds=2.0)
+    except MediaError as e:
+        return MediaResult(sample.name, "unreadable", str(e))
+    return MediaResult(sample.name, None, duration=m.duration, has_video=m.has_video, has_audio=m.has_audio)
+
+
+def _check_media_decode(sample: Sample) -> MediaResult:
+    return check_media(sample, decode=True)
+
+
+def check_dataset(samples: list[Sample], reports: list[ReadReport], decode: bool = True, workers: int = 1) -> dict:
+    """All statistics as a JSON-ready dict; ``ok`` is False when anything is wrong."""
+    if decode and workers > 1 and len(samples) > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_check_media_decode, samples, chunksize=16)
+    else:
+        results = [check_media(s, decode) for s in samples]
+    missing = [r for r in results if r.problem == "missing"]
+    unreadable = [r for r in results if r.problem == "unreadable"]
+    good = [r for r in results if r.problem is None]
+    durations = np.array([r.duration for r in good if r.duration > 0])
+    labels = Counter(e for s in samples for e in (s.emotions or ()))
+    labelled = [s for s in samples if s.emotions is not None]
+    described = [s for s in samples if s.description]
+    dropped = sum(r.rows_dropped for r in reports)
+    return {
+        "ok": bool(samples) and not missing and not unreadable and dropped == 0,
+        "reads": [r.to_json() for r in reports],
+        "rows_read": sum(r.rows_read for r in reports),
+        "samples": len(samples),
+        "rows_dropped": dropped,
+        "missing_media": [r.detail for r in missing],
+        "unreadable_media": [r.detail for r in unreadable],
+        "decoded": decode,
+        "without_audio": sum(1 for r in good if not r.has_audio),
+        "without_video": sum(1 for r in good if not r.has_video),
+        "duration_s": (
+            {
+                "min": float(durations.min()),
+                "median": float(np.median(durations)),
+                "max": float(durations.max()),
+                "total_hours": float(durations.sum() / 3600),
+            }
+            if durations.size
+            else None
+        ),
+        "labelled": len(labelled),
+        "distinct_labels": len(labels),
+        "labels_per_sample": float(np.mean([len(s.emotions) for s in labelled])) if labelled else 0.0,
+        "top_labels": labels.most_common(10),
+        "described": len(described),
+        "description_words_mean": float(np.mean([len(s.description.split()) for s in described])) if described else 0.0,
+        "subtitled": sum(1 for s in samples if s.subtitle),
+    }
+
+
+def format_report(stats: dict, max_listed: int = 10) -> str:
+    """The human-readable report printed by the command line."""
+    n = stats["samples"]
+    pct = lambda k: f"{stats[k]} ({100 * stats[k] / n:.1f}%)" if n else str(stats[k])  # noqa: E731
+    out = [f"samples: {n} kept of {stats['rows_read']} rows read"]
+    for r in stats["reads"]:
+        out.append(f"  {r['source']}: {r['rows_read']} read, {r['rows_kept']} kept")
+        for reason, k in r["dropped"].items():
+            out.append(f"    DROPPED {k}: {reason} (e.g. {', '.join(r['examples'][reason])})")
+    for key, title in (("missing_media", "MISSING media"), ("unreadable_media", "UNREADABLE media")):
+        items = stats[key]
+        if items:
+            out.append(f"{title}: {len(items)}")
+            out += [f"  {x}" for x in items[:max_listed]]
+            if len(items) > max_listed:
+                out.append(f"  ... and {len(items) - max_listed} more")
+    if stats["decoded"]:
+        out.append(f"media: {pct('without_audio')} without an audio stream, {pct('without_video')} without video")
+    d = stats["duration_s"]
+    if d:
+        out.append(f"duration: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s, total {d['total_hours']:.2f} h")
+    out.append(
+        f"labels: {pct('labelled')} labelled, {stats['distinct_labels']} distinct, "
+        f"{stats['labels_per_sample']:.2f} per sample; top: "
+        + ", ".join(f"{k} {v}" for k, v in stats["top_labels"])
+    )
+    out.append(f"descriptions: {pct('described')}, {stats['description_words_mean']:.1f} words on average")
+    out.append(f"subtitles: {pct('subtitled')} non-empty")
+    out.append("OK" if stats["ok"] else "PROBLEMS FOUND: fix the rows and files listed above before training")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m affectgpt.data.check", description=__doc__.split("\n")[0])
+    ap.add_argument("target", help="manifest .jsonl, EMER .csv, data config .yaml, or a dataset folder")
+    ap.add_argument("--language", default="english", choices=["english", "chinese"], help="subtitle language (MER2025)")
+    ap.add_argument("--no-decode", action="store_true", help="only check that media files exist")
+    ap.add_argument("--workers", type=int, default=1, help="processes decoding media")
+    ap.add_argument("--json", type=Path, help="also write the statistics here")
+    args = ap.parse_args(argv)
+    try:
+        samples, reports = read_target(args.target, args.language)
+    except (ManifestError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stats = check_dataset(samples, reports, decode=not args.no_decode, workers=args.workers)
+    print(format_report(stats))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
+    return 0 if stats["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
