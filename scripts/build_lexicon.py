@@ -146,6 +146,10 @@ class Families:
         return [sorted(g) for g in out.values()]
 
 
+def _negated_root(word: str, vocab: set[str]) -> bool:
+    return any(word.startswith(p) and len(word) > len(p) + 2 and word[len(p):] in vocab for p in ("un", "dis", "non", "in", "im"))
+
+
 def build_families(wn, vocab: set[str], preferred: set[str]):
     """Join vocabulary words into derivational families; returns word -> base word."""
     from lemminflect import getAllLemmas
@@ -164,6 +168,8 @@ def build_families(wn, vocab: set[str], preferred: set[str]):
                         links.add((w, d.name().lower()))
             for a in s.attributes():
                 links |= {(w, lem.name().lower()) for lem in a.lemmas() if lem.name().lower() in vocab}
+    # an antonym made by a prefix (unhappy, dissatisfied, ...) never joins its root's family
+    links = {(a, b) for a, b in links if _negated_root(a, vocab) == _negated_root(b, vocab)}
     for group in HAND_FAMILIES:
         for other in group[1:]:
             if group[0] in vocab and other in vocab:
@@ -194,12 +200,22 @@ def surface_forms(wn, word: str) -> set[str]:
         infl = {**getAllInflectionsOOV(word, "ADJ"), **getAllInflectionsOOV(word, "NOUN")}
     for vals in infl.values():
         forms |= {v.lower() for v in vals}
-    for s in wn.synsets(word, pos="a")[:MAX_SENSES]:
-        for lemma in s.lemmas():
-            if lemma.name().lower() == word:
-                for adv in wn.synsets(word + "ly", pos="r"):
-                    forms |= {lm.name().lower() for lm in adv.lemmas() if lm.name().lower() == word + "ly"}
+    forms |= _adverbs(wn).get(word, set())
     return forms
+
+
+_ADVERBS: dict[str, set[str]] = {}
+
+
+def _adverbs(wn) -> dict[str, set[str]]:
+    """Adjective -> its single-word adverbs (WordNet pertainyms: happily -> happy)."""
+    if not _ADVERBS:
+        for s in wn.all_synsets("r"):
+            for lemma in s.lemmas():
+                if lemma.name().isalpha():
+                    for p in lemma.pertainyms():
+                        _ADVERBS.setdefault(p.name().lower(), set()).add(lemma.name().lower())
+    return _ADVERBS
 
 
 def build(wn, out: Path) -> dict:

@@ -30,7 +30,7 @@ _STRUCTURED = re.compile(
     re.IGNORECASE,
 )
 _LIST_SPLIT = re.compile(r"\s*(?:,|;|/|\band/or\b|\band\b|\bor\b|\bas well as\b)\s*")
-_ITEM_PREFIX = re.compile(r"^(?:a|an|the|very|quite|slightly|somewhat|rather|a bit|a little|mostly|mainly|both)\s+")
+_ITEM_PREFIX = re.compile(r"^(?:a bit|a little|a|an|the|very|quite|slightly|somewhat|rather|mostly|mainly|both)\s+")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
 _CLAUSES = re.compile(r"[,;:()]")
 _TOKEN = re.compile(r"[a-z]+(?:['-][a-z]+)*")
