@@ -17,7 +17,19 @@ def resolve_lexicon(wheels) -> Lexicon:
         return builtin_lexicon()
     if isinstance(wheels, Lexicon):
         return wheels
-    return load_lexicon(Path(wheels))
+    folder = Path(wheels).resolve()
+    # reloading the .xlsx files costs ~0.3 s; reuse while no file in the folder changed
+    stamp = (str(folder), max((p.stat().st_mtime_ns for p in folder.iterdir()), default=0)) if folder.is_dir() else None
+    if stamp is None or stamp not in _LOADED:
+        lexicon = load_lexicon(Path(wheels))
+        if stamp is not None:
+            _LOADED.clear()
+            _LOADED[stamp] = lexicon
+        return lexicon
+    return _LOADED[stamp]
+
+
+_LOADED: dict = {}
 
 
 def _index(records: list[dict], what: str) -> dict[str, dict]:
