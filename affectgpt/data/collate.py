@@ -1,0 +1,174 @@
+"""Samples → decoded clips → batches of token ids, loss labels and modality inputs.
+
+``ClipDataset`` decodes media in DataLoader workers and never swaps a broken clip for another:
+it returns an item with ``error`` set, and ``Collator`` drops it and lists it in ``batch["bad"]``
+so the trainer can count it. ``Collator`` renders the chat template, puts one placeholder per
+modality token (their number comes from the model's ``TokenPlan``) and masks the prompt with
+-100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .manifest import Sample
+from .prompts import build_messages, pick_task, target_text
+
+IGNORE_INDEX = -100
+
+
+class SampleError(ValueError):
+    """A sample that cannot become a training example; the message names it."""
+
+
+@dataclass(frozen=True)
+class TokenPlan:
+    """How many modality tokens a clip gets and how its frames are prepared; picklable, so
+    data-loader workers build prompts without the model."""
+
+    video_tokens: int
+    fusion_tokens: int
+    image_size: tuple[int, int]
+    interpolation: str
+    resize_mode: str
+    frames: int
+    audio_kind: str
+    audio_window: int  # encoder frames per window
+    audio_stride: int
+    audio_queries_per_window: int
+    audio_fixed_tokens: int  # attention/mean pooling
+    audio_max_samples: int  # after the long-audio policy
+    has_vision: bool = True
+    has_audio: bool = True
+
+    def audio_tokens(self, num_samples: int) -> int:
+        n = min(num_samples, self.audio_max_samples)
+        frames = max(1, -(-n // 320))
+        if self.audio_kind != "qformer":
+            return self.audio_fixed_tokens
+        windows = 1 if frames <= self.audio_window else -(-(frames - self.audio_window) // self.audio_stride) + 1
+        return windows * self.audio_queries_per_window
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers decode and resize with one thread: OpenMP threads in several processes
+    on few cores spin against each other and slow training down several times."""
+    torch.set_num_threads(1)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Decodes one sample per item. Media failures become ``{"error": ...}`` items, never swaps."""
+
+    def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
+                 task: str | None = None, sample_rate: int = 16000):
+        self.samples, self.plan, self.describe_ratio, self.seed = samples, plan, describe_ratio, seed
+        self.task, self.sample_rate, self.epoch = task, sample_rate, 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict:
+        from ..model.encoders import resize_crop
+        from .media import MediaError, load_media
+
+        s = self.samples[i]
+        task = self.task or pick_task(self.describe_ratio, self.seed, self.epoch, i,
+                                      bool(s.description), s.emotions is not None)
+        item = {"name": s.name, "subtitle": s.subtitle, "task": task, "error": None, "frames": None, "audio": None}
+        if self.task is None:  # training: the target must exist
+            item["target"] = target_text(task, s.description, s.emotions)
+        try:
+            media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate)
+        except MediaError as e:
+            item["error"] = str(e)
+            return item
+        if media.has_video and self.plan.has_vision:
+            item["frames"] = resize_crop(torch.from_numpy(media.frames), self.plan.image_size,
+                                         self.plan.interpolation, self.plan.resize_mode)
+        if media.has_audio and self.plan.has_audio:
+            item["audio"] = torch.from_numpy(media.audio)
+        if item["frames"] is None and item["audio"] is None:
+            item["error"] = f"{s.video or s.audio}: neither a usable video nor an audio stream"
+        return item
+
+
+class Collator:
+    """Items → batch. Training pads right and labels the target; generation pads left."""
+
+    def __init__(self, tokenizer, plan: TokenPlan, max_length: int = 1024, train: bool = True,
+                 on_overflow: str = "error", system: str | None = None):
+        if on_overflow not in ("error", "skip"):
+            raise ValueError(f"on_overflow must be 'error' or 'skip', got {on_overflow!r}")
+        self.tok, self.plan, self.max_length, self.train = tokenizer, plan, max_length, train
+        self.on_overflow, self.system = on_overflow, system
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id
+
+    def prompt_ids(self, subtitle: str, task: str, n_video: int, n_audio: int) -> list[int]:
+        n_fusion = self.plan.fusion_tokens if (n_video or n_audio) else 0
+        kwargs = {} if self.system is None else {"system": self.system}
+        msgs = build_messages(subtitle, task, n_video, n_audio, n_fusion, **kwargs)
+        text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return self.tok(text, add_special_tokens=False).input_ids
+
+    def encode(self, item: dict) -> tuple[list[int], list[int]]:
+        n_video = self.plan.video_tokens if item["frames"] is not None else 0
+        n_audio = self.plan.audio_tokens(item["audio"].shape[0]) if item["audio"] is not None else 0
+        prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio)
+        if not self.train:
+            if len(prompt) > self.max_length:
+                raise SampleError(f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}")
+            return prompt, []
+        target = self.tok(item["target"], add_special_tokens=False).input_ids + [self.eos]
+        room = self.max_length - len(prompt)
+        if room < 1:
+            # Modality tokens are never dropped and a target is never fully masked.
+            raise SampleError(
+                f"sample {item['name']!r}: prompt of {len(prompt)} tokens ({n_video} video, {n_audio} audio) "
+                f"leaves no room for the target within max_length={self.max_length}"
+            )
+        return prompt, target[:room]
+
+    def __call__(self, items: list[dict]) -> dict:
+        bad = [(it["name"], it["error"]) for it in items if it["error"]]
+        rows, kept = [], []
+        for it in items:
+            if it["error"]:
+                continue
+            try:
+                rows.append(self.encode(it))
+                kept.append(it)
+            except SampleError as e:
+                if self.on_overflow == "error":
+                    raise
+                bad.append((it["name"], str(e)))
+        batch = {"names": [it["name"] for it in kept], "tasks": [it["task"] for it in kept], "bad": bad}
+        if not kept:
+            return batch
+        length = max(len(p) + len(t) for p, t in rows)
+        n = len(kept)
+        ids = torch.full((n, length), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, length), dtype=torch.long)
+        labels = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
+        for i, (p, t) in enumerate(rows):
+            seq = torch.tensor(p + t, dtype=torch.long)
+            if self.train:
+                ids[i, : len(seq)], mask[i, : len(seq)] = seq, 1
+                labels[i, len(p) : len(seq)] = seq[len(p) :]
+            else:
+                ids[i, length - len(seq) :], mask[i, length - len(seq) :] = seq, 1
+        batch.update(input_ids=ids, attention_mask=mask)
+        if self.train:
+            batch["labels"] = labels
+        present = [it["frames"] is not None for it in kept]
+        batch["video_present"] = torch.tensor(present)
+        if any(present):
+            ref = next(it["frames"] for it in kept if it["frames"] is not None)
+            batch["frames"] = torch.stack([it["frames"] if it["frames"] is not None else torch.zeros_like(ref) for it in kept])
+        batch["audio"] = [it["audio"] for it in kept]
+        return batch

@@ -1,0 +1,206 @@
+"""AffectGPT: frozen CLIP + Whisper → trainable adapters → LLM (frozen base + LoRA).
+
+``forward(batch)`` returns the summed target-token loss and the number of target tokens (the
+trainer normalises across accumulated micro-batches); logits are computed only at target
+positions, which matters with a 152k vocabulary. ``generate(batch)`` returns decoded texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.collate import IGNORE_INDEX, TokenPlan
+from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter
+from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
+from .llm import LLMConfig, load_base_llm, wrap_lora
+from .tokenizer import load_tokenizer, modality_token_ids
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig | None = field(default_factory=VisionConfig)
+    audio: AudioConfig | None = field(default_factory=AudioConfig)
+    video_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    audio_adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(num_query_tokens=1))
+    fusion: bool = False
+    fusion_dim: int = 1024
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+class AffectGPT(nn.Module):
+    def __init__(self, cfg: ModelConfig, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = load_tokenizer(cfg.llm.tokenizer or cfg.llm.name_or_path, cfg.llm.trust_remote_code)
+        base = load_base_llm(cfg.llm, device)
+        if len(self.tokenizer) > base.get_input_embeddings().weight.shape[0]:
+            # Only the added placeholder rows are new; their embeddings are always replaced.
+            base.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing)
+        self.token_ids = modality_token_ids(self.tokenizer)
+        llm_dim = base.config.hidden_size
+        self.vision = VisionEncoder(cfg.vision, device) if cfg.vision else None
+        self.audio = AudioEncoder(cfg.audio, device) if cfg.audio else None
+        self.video_adapter = (
+            VideoAdapter(cfg.video_adapter, self.vision.out_dim, self.vision.tokens_per_frame, llm_dim) if self.vision else None
+        )
+        self.audio_adapter = AudioAdapter(cfg.audio_adapter, self.audio.out_dim, llm_dim) if self.audio else None
+        self.fusion = None
+        if cfg.fusion:
+            if not (self.vision and self.audio):
+                raise ValueError("model.fusion needs both a vision and an audio encoder")
+            self.fusion = PreFusion(self.vision.out_dim, self.audio.out_dim, llm_dim, cfg.fusion_dim)
+        for name, module in (("video_adapter", self.video_adapter), ("audio_adapter", self.audio_adapter)):
+            if module is not None and not getattr(cfg, name).trainable:
+                module.requires_grad_(False)
+        self.to(device)
+
+    # ----------------------------------------------------------------- plans and state
+    def token_plan(self) -> TokenPlan:
+        v, a, aa = self.vision, self.audio, self.audio_adapter
+        return TokenPlan(
+            video_tokens=self.video_adapter.num_tokens if v else 0,
+            fusion_tokens=1 if self.fusion is not None else 0,
+            image_size=tuple(v.image_size) if v else (1, 1),
+            interpolation=v.interpolation if v else "bicubic",
+            resize_mode=v.resize_mode if v else "shortest",
+            frames=v.cfg.frames if v else 1,
+            audio_kind=aa.cfg.kind if a else "mean",
+            audio_window=aa.window if a else 1,
+            audio_stride=aa.stride if a else 1,
+            audio_queries_per_window=aa.cfg.queries_per_window if a else 1,
+            audio_fixed_tokens=aa.num_tokens(1) if a else 0,
+            audio_max_samples=a.effective_samples(10**12) if a else 0,
+            has_vision=v is not None,
+            has_audio=a is not None,
+        )
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every trainable parameter plus the adapters' fixed feature statistics (buffers)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        names |= {n for n, _ in self.named_buffers() if ".standardizer." in n}
+        return {n: t.detach() for n, t in self.state_dict().items() if n in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Strict: the keys must equal ``trainable_state_dict()``'s; differences are listed."""
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise RuntimeError(f"{source}: trainable weights do not match the model: missing={missing[:20]} "
+                               f"(+{max(0, len(missing) - 20)}) unexpected={unexpected[:20]} (+{max(0, len(unexpected) - 20)})")
+        own = self.state_dict()
+        bad = [k for k in state if own[k].shape != state[k].shape]
+        if bad:
+            raise RuntimeError(f"{source}: shape mismatch for {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:10]]}")
+        with torch.no_grad():
+            for k, v in state.items():
+                own[k].copy_(v)
+
+    # ----------------------------------------------------------------- encoding
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    def encode_media(self, batch: dict) -> dict:
+        """Frozen-encoder features. Uses precomputed ``video_feats``/``audio_feats`` when present."""
+        out = {}
+        if self.vision is not None:
+            if "video_feats" in batch:
+                out["video"] = batch["video_feats"].to(self.device)
+            elif "frames" in batch:
+                out["video"] = self.vision(batch["frames"].to(self.device))
+        if self.audio is not None:
+            if "audio_feats" in batch:
+                out["audio"] = [None if f is None else f.to(self.device) for f in batch["audio_feats"]]
+            else:
+                waves = [w for w in batch["audio"] if w is not None]
+                feats = iter(self.audio([w.to(self.device) for w in waves])) if waves else iter(())
+                out["audio"] = [None if w is None else next(feats) for w in batch["audio"]]
+        return out
+
+    def modality_embeddings(self, batch: dict, feats: dict) -> dict[str, list[torch.Tensor]]:
+        """Per sample, per modality, the [n_tokens, llm_dim] rows to splice in (empty when absent)."""
+        n = batch["input_ids"].shape[0]
+        rows: dict[str, list[torch.Tensor]] = {k: [None] * n for k in ("video", "audio", "fusion")}
+        present = batch["video_present"].to(self.device) if "video_present" in batch else torch.zeros(n, dtype=torch.bool)
+        if feats.get("video") is not None:
+            tokens = self.video_adapter(feats["video"])
+            for i in range(n):
+                rows["video"][i] = tokens[i] if present[i] else tokens[i, :0]
+        audio = feats.get("audio") or [None] * n
+        idx = [i for i, f in enumerate(audio) if f is not None]
+        if idx:
+            tokens, counts = self.audio_adapter([audio[i] for i in idx])
+            for j, i in enumerate(idx):
+                rows["audio"][i] = tokens[j, : counts[j]]
+        if self.fusion is not None and (feats.get("video") is not None or idx):
+            rows["fusion"] = list(self._fusion_tokens(feats, present, audio, n))
+        return rows
+
+    def _fusion_tokens(self, feats, present, audio, n) -> torch.Tensor:
+        from .adapters import _pad
+
+        dim_a = self.audio.out_dim
+        waves = [a if a is not None else torch.zeros(1, dim_a, device=self.device) for a in audio]
+        a, mask = _pad(waves)
+        mask &= torch.tensor([x is not None for x in audio], device=self.device).unsqueeze(1)
+        v = feats.get("video")
+        if v is None:
+            v = torch.zeros(n, 1, 1, self.vision.out_dim, device=self.device)
+        return self.fusion(v, present, a, mask)
+
+    def embed(self, batch: dict, feats: dict) -> torch.Tensor:
+        """Token embeddings with each placeholder run replaced by its modality tokens."""
+        ids = batch["input_ids"].to(self.device)
+        emb_layer = self.llm.get_input_embeddings()
+        emb = emb_layer(ids)
+        rows = self.modality_embeddings(batch, feats)
+        out = emb.clone()
+        for key, tid in self.token_ids.items():
+            for i in range(ids.shape[0]):
+                pos = (ids[i] == tid).nonzero().squeeze(-1)
+                r = rows[key][i]
+                have = 0 if r is None else r.shape[0]
+                if pos.numel() != have:
+                    name = batch.get("names", ["?"] * ids.shape[0])[i]
+                    raise RuntimeError(f"sample {name!r}: {pos.numel()} {key} placeholders but {have} {key} tokens")
+                if have:
+                    out[i, pos] = r.to(out.dtype)
+        return out
+
+    # ----------------------------------------------------------------- train / generate
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over target tokens and their count."""
+        labels = batch["labels"].to(self.device)
+        target = labels[:, 1:] != IGNORE_INDEX
+        per_sample = target.sum(1)
+        if (per_sample == 0).any():
+            names = [batch["names"][i] for i in (per_sample == 0).nonzero().flatten().tolist()]
+            raise RuntimeError(f"samples {names} have no target tokens (fully masked); refusing a silent zero loss")
+        embeds = self.embed(batch, self.encode_media(batch))
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device)).last_hidden_state
+        logits = base.get_output_embeddings()(hidden[:, :-1][target]).float()
+        loss_sum = F.cross_entropy(logits, labels[:, 1:][target], reduction="sum")
+        return loss_sum, target.sum()
+
+    @torch.no_grad()
+    def generate(self, batch: dict, max_new_tokens: int = 256, do_sample: bool = False, temperature: float = 1.0,
+                 top_p: float = 1.0, num_beams: int = 1) -> list[str]:
+        embeds = self.embed(batch, self.encode_media(batch))
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
+                      eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device), **kwargs)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def audio_seconds_to_tokens(plan: TokenPlan, seconds: float) -> int:
+    return plan.audio_tokens(int(round(seconds * SAMPLE_RATE)))

@@ -1,0 +1,73 @@
+"""Config dictionaries (Hydra's ``model`` group) → ``ModelConfig`` → ``AffectGPT``."""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from .adapters import AdapterConfig
+from .affectgpt import AffectGPT, ModelConfig
+from .encoders import AudioConfig, VisionConfig
+from .llm import LLMConfig, LoraSettings
+
+_META_KEYS = {"name", "tiny_assets", "tiny_seed", "tiny_tokenizer", "tiny_corpus", "architecture"}
+
+
+def _make(cls, d: dict | None, where: str):
+    if d is None:
+        return None
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "lora" and cls is LLMConfig:
+            v = _make(LoraSettings, v, f"{where}.lora")
+        elif isinstance(v, list):
+            v = list(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def to_plain(cfg) -> dict:
+    """OmegaConf / dataclass / dict → plain dict (resolved)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:
+        pass
+    if is_dataclass(cfg):
+        from dataclasses import asdict
+
+        return asdict(cfg)
+    return dict(cfg)
+
+
+def model_config(d) -> ModelConfig:
+    d = {k: v for k, v in to_plain(d).items() if k not in _META_KEYS}
+    unknown = sorted(set(d) - {f.name for f in fields(ModelConfig)})
+    if unknown:
+        raise ValueError(f"model config: unknown keys {unknown}")
+    return ModelConfig(
+        vision=_make(VisionConfig, d.get("vision"), "model.vision"),
+        audio=_make(AudioConfig, d.get("audio"), "model.audio"),
+        video_adapter=_make(AdapterConfig, d.get("video_adapter") or {}, "model.video_adapter"),
+        audio_adapter=_make(AdapterConfig, d.get("audio_adapter") or {}, "model.audio_adapter"),
+        fusion=bool(d.get("fusion", False)),
+        fusion_dim=int(d.get("fusion_dim", 1024)),
+        llm=_make(LLMConfig, d.get("llm") or {}, "model.llm"),
+    )
+
+
+def build_model(d, device="cpu") -> AffectGPT:
+    """Build AffectGPT from a model config; the tiny config first makes its random weights."""
+    plain = to_plain(d)
+    if plain.get("tiny_assets"):
+        from .tiny import ensure_tiny_assets
+
+        ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)),
+                           plain.get("tiny_tokenizer", "bpe"), plain.get("tiny_corpus"))
+    return AffectGPT(model_config(plain), device)

