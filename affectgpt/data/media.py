@@ -105,7 +105,7 @@ def _probe(path: Path) -> _Probe:
         container_s = float(c.duration) / av.time_base if c.duration else 0.0
         if vs is None:
             return _Probe(has_video=False, has_audio=has_audio, duration=container_s)
-        vs.thread_type = "SLICE"
+        vs.codec_context.thread_count = 1  # one core per decode; DataLoader workers scale out
         try:
             first = next(c.decode(vs), None)
         except av.error.FFmpegError as e:
@@ -169,7 +169,7 @@ def _frames_pyav(path: Path, n_frames: int, size: tuple[int, int], rotation: int
     width, height = size
     with _open(path) as c:
         vs = c.streams.video[0]
-        vs.thread_type = "SLICE"
+        vs.codec_context.thread_count = 1  # one core per decode; DataLoader workers scale out
         tb = vs.time_base
         pts, end_pts = [], None
         for pkt in c.demux(vs):
