@@ -83,7 +83,8 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.task is None:  # training: the target must exist
             item["target"] = target_text(task, s.description, s.emotions)
         try:
-            media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate)
+            media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
+                               max_audio_seconds=self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0)
         except MediaError as e:
             item["error"] = str(e)
             return item
