@@ -16,7 +16,7 @@ from torch import nn
 from ..data.collate import IGNORE_INDEX, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
-from .llm import LLMConfig, load_base_llm, wrap_lora
+from .llm import LLMConfig, build_base_llm, random_tokenizer_source, wrap_lora
 from .tokenizer import load_tokenizer, modality_token_ids
 
 
@@ -29,22 +29,31 @@ class ModelConfig:
     fusion: bool = False
     fusion_dim: int = 1024
     llm: LLMConfig = field(default_factory=LLMConfig)
+    init: str = "pretrained"  # pretrained: load every frozen weight; random: build from the architectures only
 
 
 class AffectGPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, device: str | torch.device = "cpu"):
+    """weights: "pretrained" loads the encoders and the LLM from their checkpoints; "random" builds
+    the same shapes from the offline architectures (any device, ``meta`` included). Adapters and
+    LoRA are always freshly initialised (training checkpoints hold them)."""
+
+    def __init__(self, cfg: ModelConfig, device: str | torch.device = "cpu", weights: str | None = None):
         super().__init__()
-        self.cfg = cfg
-        self.tokenizer = load_tokenizer(cfg.llm.tokenizer or cfg.llm.name_or_path, cfg.llm.trust_remote_code)
-        base = load_base_llm(cfg.llm, device)
+        weights = weights or cfg.init
+        if weights not in ("pretrained", "random"):
+            raise ValueError(f"model.init / weights must be 'pretrained' or 'random', got {weights!r}")
+        self.cfg, self.weights = cfg, weights
+        tok_source = (cfg.llm.tokenizer or cfg.llm.name_or_path) if weights == "pretrained" else random_tokenizer_source(cfg.llm)
+        self.tokenizer = load_tokenizer(tok_source, cfg.llm.trust_remote_code)
+        base = build_base_llm(cfg.llm, device, weights)
         if len(self.tokenizer) > base.get_input_embeddings().weight.shape[0]:
             # Only the added placeholder rows are new; their embeddings are always replaced.
             base.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
         self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing)
         self.token_ids = modality_token_ids(self.tokenizer)
         llm_dim = base.config.hidden_size
-        self.vision = VisionEncoder(cfg.vision, device) if cfg.vision else None
-        self.audio = AudioEncoder(cfg.audio, device) if cfg.audio else None
+        self.vision = VisionEncoder(cfg.vision, device, weights) if cfg.vision else None
+        self.audio = AudioEncoder(cfg.audio, device, weights) if cfg.audio else None
         self.video_adapter = (
             VideoAdapter(cfg.video_adapter, self.vision.out_dim, self.vision.tokens_per_frame, llm_dim) if self.vision else None
         )

@@ -59,15 +59,20 @@ def model_config(d) -> ModelConfig:
         fusion=bool(d.get("fusion", False)),
         fusion_dim=int(d.get("fusion_dim", 1024)),
         llm=_make(LLMConfig, d.get("llm") or {}, "model.llm"),
+        init=str(d.get("init", "pretrained")),
     )
 
 
-def build_model(d, device="cpu") -> AffectGPT:
-    """Build AffectGPT from a model config; the tiny config first makes its random weights."""
+def build_model(d, device="cpu", weights: str | None = None) -> AffectGPT:
+    """Build AffectGPT from a model config; the tiny config first makes its random weights.
+
+    weights: "pretrained" | "random" | None (the config's ``init``, default pretrained). Random
+    weights need no downloaded file for the shipped real configs (their architectures live in
+    affectgpt/model/architectures) and build directly on ``device``, ``"meta"`` included."""
     plain = to_plain(d)
     if plain.get("tiny_assets"):
         from .tiny import ensure_tiny_assets
 
         ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)),
                            plain.get("tiny_tokenizer", "bpe"), plain.get("tiny_corpus"))
-    return AffectGPT(model_config(plain), device)
+    return AffectGPT(model_config(plain), device, weights)

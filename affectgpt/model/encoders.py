@@ -43,38 +43,66 @@ def file_fingerprint(path: str | Path) -> str:
 
 @dataclass
 class VisionConfig:
-    model: str = "ViT-L-14"  # open_clip model name, or "local-dir:/path"
+    model: str = "ViT-L-14-quickgelu"  # open_clip model name (its shipped config), or "local-dir:/path"
     pretrained: str | None = "openai"  # tag, local .pt/.safetensors file, or None (random init)
     output: str = "pooled"  # "tokens": patch tokens per frame; "pooled": one projected embedding per frame
     frames: int = 8
+    dtype: str = "float32"  # frozen tower's weights; features are cast to the adapters' dtype
+
+
+def _dtype(name: str) -> torch.dtype:
+    from .llm import torch_dtype
+
+    return torch_dtype(name)
 
 
 class VisionEncoder(nn.Module):
     """open_clip's vision tower with open_clip's own eval preprocessing (resize shortest side,
-    centre crop, mean/std), applied to decoded uint8 frames as tensor ops."""
+    centre crop, mean/std), applied to decoded uint8 frames as tensor ops.
 
-    def __init__(self, cfg: VisionConfig, device: str | torch.device = "cpu"):
+    weights="pretrained" loads ``cfg.pretrained`` (a tag, a local file) strictly through open_clip,
+    or the weights of a ``local-dir:`` folder; "random" builds the same architecture without
+    loading anything, directly on ``device`` (``meta`` included)."""
+
+    def __init__(self, cfg: VisionConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
         import open_clip
 
         open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
         self.cfg = cfg
-        if cfg.model.startswith("local-dir:"):
+        if cfg.output not in ("tokens", "pooled"):
+            raise ValueError(f"vision.output must be 'tokens' or 'pooled', got {cfg.output!r}")
+        if weights not in ("pretrained", "random"):
+            raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")
+        local_dir = cfg.model.startswith("local-dir:")
+        if local_dir and not (Path(cfg.model[len("local-dir:"):]) / "open_clip_config.json").is_file():
+            raise FileNotFoundError(f"{cfg.model}: no open_clip_config.json in that folder")
+        if weights == "random":
+            import logging
+
+            # open_clip warns on the root logger that nothing was loaded: here that is the request.
+            logging.disable(logging.WARNING)
+            try:
+                with torch.device(device):
+                    clip = open_clip.create_model(cfg.model, pretrained=None, device=device, load_weights=False)
+            finally:
+                logging.disable(logging.NOTSET)
+        elif local_dir:
             clip = open_clip.create_model(cfg.model, device=device)
         else:
             pretrained = cfg.pretrained
             if pretrained and Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} and not Path(pretrained).is_file():
                 raise FileNotFoundError(f"{pretrained}: open_clip checkpoint not found")
-            clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device)
-        visual = clip.visual
+            if not pretrained:
+                raise ValueError(f"vision.pretrained is {pretrained!r} with real weights requested; use init=random for random weights")
+            clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device, require_pretrained=True)
+        visual = clip.visual.to(_dtype(cfg.dtype))
         pp = dict(visual.preprocess_cfg)
         self.image_size = tuple(pp["size"]) if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
         self.interpolation = pp.get("interpolation", "bicubic")
         self.resize_mode = pp.get("resize_mode", "shortest")
-        self.register_buffer("mean", torch.tensor(pp["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pp["std"]).view(1, 3, 1, 1), persistent=False)
-        if cfg.output not in ("tokens", "pooled"):
-            raise ValueError(f"vision.output must be 'tokens' or 'pooled', got {cfg.output!r}")
+        self.register_buffer("mean", torch.tensor(pp["mean"], device=device).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pp["std"], device=device).view(1, 3, 1, 1), persistent=False)
         visual.output_tokens = cfg.output == "tokens"
         self.visual = _freeze(visual)
         width = visual.transformer.width if hasattr(visual, "transformer") else None
@@ -107,7 +135,7 @@ class VisionEncoder(nn.Module):
             x = self.preprocess(flat)
         else:
             x = (flat.to(self.mean.device) - self.mean) / self.std
-        out = self.visual(x.to(self.mean.dtype))
+        out = self.visual(x.to(next(self.visual.parameters()).dtype))
         feats = out[1] if isinstance(out, tuple) else out.unsqueeze(1)
         return feats.reshape(b, t, feats.shape[-2], feats.shape[-1])
 
@@ -136,24 +164,97 @@ class AudioConfig:
     pad_to_30s: bool = True  # the encoder's native input; False crops the positional embedding (faster, different features)
     long_audio: str = "chunk"  # audio > 30 s: "chunk" (encode each 30 s piece, concatenate) or "truncate"
     max_seconds: float = 120.0  # hard cap after which audio is truncated in either policy
+    # Stored dims (affectgpt/model/architectures/whisper-<size>.json or a .json path): random
+    # weights are built from it; real weights must match it. None: the checkpoint's own dims.
+    architecture: str | None = None
+    dtype: str = "float32"
+
+
+def whisper_checkpoint_path(model: str) -> Path:
+    """A local ``.pt`` file, or a whisper model name resolved through openai-whisper's own download
+    cache (``~/.cache/whisper``; downloads when allowed)."""
+    if model.endswith((".pt", ".pth")):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"{model}: whisper checkpoint not found")
+        return Path(model)
+    import os
+
+    import whisper
+
+    if model not in whisper._MODELS:
+        raise ValueError(f"whisper model {model!r}: not a local .pt and not one of {sorted(whisper._MODELS)}")
+    root = Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+    return Path(whisper._download(whisper._MODELS[model], str(root), False))
+
+
+def _read_whisper_checkpoint(path: Path) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a whisper checkpoint; expected keys 'dims' and 'model_state_dict', found {found}")
+    return ckpt
+
+
+def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[nn.Module, dict]:
+    """openai-whisper's AudioEncoder with the ``encoder.*`` weights of a whisper checkpoint,
+    loaded strictly (decoder weights are skipped; any other key is an error); the dims are checked
+    against the stored architecture when one is named."""
+    from whisper.model import AudioEncoder as WhisperAudioEncoder
+
+    ckpt = _read_whisper_checkpoint(path)
+    dims = dict(ckpt["dims"])
+    if architecture:
+        from .architecture import architecture_path, check_architecture, load_architecture
+
+        check_architecture(load_architecture(architecture), dims, str(architecture_path(architecture)), str(path))
+    state = ckpt["model_state_dict"]
+    other = sorted(k for k in state if not k.startswith(("encoder.", "decoder.")))
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    with torch.device("meta"):
+        enc = WhisperAudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"], dims["n_audio_layer"])
+    own = set(enc.state_dict())
+    missing, unexpected = sorted(own - set(enc_state)), sorted(set(enc_state) - own) + other
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: whisper encoder weights do not match dims {dims}: missing={missing[:20]} unexpected={unexpected[:20]}")
+    enc.load_state_dict(enc_state, strict=True, assign=True)
+    return enc, dims
+
+
+def whisper_dims(cfg: AudioConfig) -> dict:
+    """Dims for a random build: the stored architecture, else the local checkpoint's own."""
+    if cfg.architecture:
+        from .architecture import load_architecture
+
+        return load_architecture(cfg.architecture)
+    if cfg.model.endswith((".pt", ".pth")):
+        return dict(_read_whisper_checkpoint(whisper_checkpoint_path(cfg.model))["dims"])
+    raise ValueError(f"model.audio: random weights for {cfg.model!r} need model.audio.architecture "
+                     "(e.g. whisper-large-v3, a file in affectgpt/model/architectures)")
 
 
 class AudioEncoder(nn.Module):
-    """openai-whisper's AudioEncoder; output cropped to the real audio length (50 frames/s)."""
+    """openai-whisper's AudioEncoder; output cropped to the real audio length (50 frames/s).
 
-    def __init__(self, cfg: AudioConfig, device: str | torch.device = "cpu"):
+    weights="pretrained" reads the checkpoint (local .pt or whisper's cache) and loads the
+    encoder strictly; "random" builds it from the dims directly on ``device`` (``meta`` included)."""
+
+    def __init__(self, cfg: AudioConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
-        import whisper
+        from whisper.model import AudioEncoder as WhisperAudioEncoder
 
         if cfg.long_audio not in ("chunk", "truncate"):
             raise ValueError(f"audio.long_audio must be 'chunk' or 'truncate', got {cfg.long_audio!r}")
+        if weights not in ("pretrained", "random"):
+            raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")
         self.cfg = cfg
-        if cfg.model.endswith((".pt", ".pth")) and not Path(cfg.model).is_file():
-            raise FileNotFoundError(f"{cfg.model}: whisper checkpoint not found")
-        model = whisper.load_model(cfg.model, device=device)
-        self.dims = dict(vars(model.dims))
-        self.encoder = _freeze(model.encoder)
-        del model
+        if weights == "pretrained":
+            encoder, self.dims = load_whisper_encoder(whisper_checkpoint_path(cfg.model), cfg.architecture)
+        else:
+            self.dims = whisper_dims(cfg)
+            d = self.dims
+            with torch.device(device):
+                encoder = WhisperAudioEncoder(d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"])
+        self.encoder = _freeze(encoder.to(device=device, dtype=_dtype(cfg.dtype)))
         self.n_mels = self.dims["n_mels"]
         self.out_dim = self.dims["n_audio_state"]
         from whisper.audio import mel_filters  # noqa: F401  (asserts the bundled filters exist)

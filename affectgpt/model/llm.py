@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +32,9 @@ class LLMConfig:
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
+    # Stored architecture (affectgpt/model/architectures/<name>.json or a .json path): random
+    # weights are built from it; real weights must match it. None: the checkpoint's own config.
+    architecture: str | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
@@ -48,6 +52,85 @@ def resolve_attn_implementation(requested: str) -> str:
         except ImportError as e:
             raise ValueError("attn_implementation=flash_attention_2 needs the flash-attn package") from e
     return requested
+
+
+# Tokenizers available offline for a randomly initialised LLM of a model type (no hub files).
+OFFLINE_TOKENIZERS = {"qwen2": "builtin:qwen2.5"}
+
+
+def checkpoint_config(name_or_path: str) -> tuple[dict, str]:
+    """The raw ``config.json`` of a local folder or a cached hub model, and where it was read."""
+    from pathlib import Path
+
+    local = Path(name_or_path) / "config.json"
+    if local.is_file():
+        path = str(local)
+    else:
+        from transformers.utils import cached_file
+
+        path = cached_file(name_or_path, "config.json")
+        if path is None:
+            raise FileNotFoundError(f"{name_or_path}: no config.json (not a local folder and not in the hub cache)")
+    cfg = json.loads(open(path, encoding="utf-8").read())
+    # transformers 5 writes rope_theta inside rope_parameters; older files have it at the top.
+    if "rope_theta" not in cfg and isinstance(cfg.get("rope_parameters"), dict) and "rope_theta" in cfg["rope_parameters"]:
+        cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
+    return cfg, path
+
+
+def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
+    """The LLM's config fields for a random build: the stored architecture, else the local
+    checkpoint folder's config.json."""
+    if cfg.architecture:
+        from .architecture import architecture_path, load_architecture
+
+        return load_architecture(cfg.architecture), str(architecture_path(cfg.architecture))
+    try:
+        return checkpoint_config(cfg.name_or_path)
+    except (OSError, FileNotFoundError) as e:
+        raise ValueError(f"model.llm: random weights need model.llm.architecture (a file in affectgpt/model/architectures) "
+                         f"or a local checkpoint folder; {cfg.name_or_path!r} has no readable config.json ({e})") from e
+
+
+def random_tokenizer_source(cfg: LLMConfig) -> str:
+    """Tokenizer for random LLM weights: the configured one, a local folder's, else the offline
+    tokenizer of the architecture's model type (``builtin:qwen2.5`` for qwen2)."""
+    from pathlib import Path
+
+    if cfg.tokenizer:
+        return cfg.tokenizer
+    if (Path(cfg.name_or_path) / "tokenizer_config.json").is_file():
+        return cfg.name_or_path
+    arch, where = llm_architecture(cfg)
+    model_type = arch.get("model_type")
+    if model_type not in OFFLINE_TOKENIZERS:
+        raise ValueError(f"{where}: no offline tokenizer for model_type {model_type!r} (have {sorted(OFFLINE_TOKENIZERS)}); "
+                         "set model.llm.tokenizer to a local tokenizer folder")
+    return OFFLINE_TOKENIZERS[model_type]
+
+
+def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
+    """The base causal LM: real weights (checked against ``cfg.architecture`` when set), or
+    random weights from the architecture, built directly on ``device`` (``meta``: no memory)."""
+    if weights == "pretrained":
+        if cfg.architecture:
+            from .architecture import architecture_path, check_architecture, load_architecture
+
+            found, where = checkpoint_config(cfg.name_or_path)
+            check_architecture(load_architecture(cfg.architecture), found, str(architecture_path(cfg.architecture)), where)
+        return load_base_llm(cfg, device)
+    if weights != "random":
+        raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = dict(llm_architecture(cfg)[0])
+    model_type = fields.pop("model_type")
+    fields.pop("architectures", None)
+    config = AutoConfig.for_model(model_type, **fields)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(
+            config, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+            attn_implementation=resolve_attn_implementation(cfg.attn_implementation))
 
 
 def load_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu"):
