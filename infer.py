@@ -2,20 +2,25 @@
 
 ``python infer.py checkpoint=DIR video=FILE [subtitle="..."]`` prints one JSON object
 ``{"name", "description", "emotions", "task"}`` on stdout (logs on stderr).
-``python infer.py checkpoint=DIR manifest=FILE output=OUT.jsonl`` writes one line per sample.
-Bad input: exit code 2 and one line on stderr naming the file and the cause.
+``python infer.py checkpoint=DIR manifest=FILE output=OUT.jsonl`` appends one line per sample not
+yet in OUT (resumable). ``checkpoint`` is a training checkpoint or an export. Options: conf/infer.yaml.
+Bad input: exit code 2 and one line on stderr naming the file and the cause; inputs are checked
+before the model loads.
 """
 
 import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+TASKS = ("describe", "labels")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def fail(message: str) -> None:
@@ -26,68 +31,136 @@ def fail(message: str) -> None:
 def resolve_device(name: str) -> str:
     import torch
 
+    if name not in ("auto", "cpu", "cuda") and not str(name).startswith("cuda:"):
+        fail(f"device={name}: expected auto, cpu or cuda")
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        fail("device=cuda requested but no CUDA device is available")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"device={name} requested but no CUDA device is available")
     return name
 
 
-@hydra.main(config_path="conf", config_name="infer", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
+    """Command line over the artifact's defaults over greedy/256; sampling knobs need do_sample."""
+    gen = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    gen.update({k: v for k, v in defaults.items() if k in gen})
+    gen.update({k: cfg[k] for k in gen if cfg.get(k) is not None})
+    if not gen["do_sample"]:
+        for k, neutral in (("temperature", 1.0), ("top_p", 1.0)):
+            if cfg.get(k) is not None and float(cfg[k]) != neutral:
+                fail(f"{k}={cfg[k]} has no effect with greedy decoding; add do_sample=true")
+    if int(gen["max_new_tokens"]) < 1 or int(gen["num_beams"]) < 1:
+        fail(f"max_new_tokens and num_beams must be >= 1, got {gen['max_new_tokens']} and {gen['num_beams']}")
+    if gen["do_sample"] and not (float(gen["temperature"]) > 0 and 0 < float(gen["top_p"]) <= 1):
+        fail(f"temperature must be > 0 and top_p in (0, 1], got {gen['temperature']} and {gen['top_p']}")
+    return gen
+
+
+def check_inputs(cfg: DictConfig):
+    """Everything that can be checked without the model; returns (samples, subtitle)."""
     from affectgpt.data.manifest import ManifestError, Sample, read_manifest
     from affectgpt.data.media import MediaError, load_media
+    from affectgpt.inference import artifact_kind
 
-    if (cfg.video is None) == (cfg.manifest is None):
-        fail("give exactly one of video=FILE or manifest=FILE")
-    if not (Path(cfg.checkpoint) / "config.yaml").is_file():
-        fail(f"{cfg.checkpoint}: not a checkpoint folder (no config.yaml)")
+    if cfg.task not in TASKS:
+        fail(f"task={cfg.task}: expected one of {', '.join(TASKS)}")
+    if cfg.dtype is not None and cfg.dtype not in DTYPES:
+        fail(f"dtype={cfg.dtype}: expected one of {', '.join(DTYPES)} (or null for the artifact's)")
+    single = cfg.video is not None or (cfg.audio is not None and cfg.manifest is None)
+    if single == (cfg.manifest is not None):
+        fail("give exactly one of video=FILE (audio=FILE alone also works) or manifest=FILE")
+    try:
+        artifact_kind(cfg.checkpoint)
+    except ValueError as e:
+        fail(str(e))
     subtitle = cfg.subtitle or ""
     if cfg.subtitle_file:
         try:
             subtitle = Path(cfg.subtitle_file).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            fail(f"{cfg.subtitle_file}: cannot read subtitle file ({e.strerror})")
-    if cfg.video is not None:
-        video = Path(cfg.video)
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"{cfg.subtitle_file}: cannot read subtitle file ({getattr(e, 'strerror', None) or e})")
+    if single:
+        video = Path(cfg.video) if cfg.video else None
         audio = Path(cfg.audio) if cfg.audio else None
         try:  # decode before loading the model: bad input fails fast, with one line
-            load_media(video, audio, n_frames=1)
+            load_media(video, audio, n_frames=1, max_audio_seconds=1.0)
         except MediaError as e:
             fail(str(e))
-        samples = [Sample(name=video.stem, video=video, audio=audio, subtitle=subtitle)]
-    else:
-        if cfg.output is None:
-            fail("manifest mode needs output=FILE")
-        try:
-            samples = read_manifest(cfg.manifest)
-        except ManifestError as e:
-            fail(str(e))
-
-    from affectgpt.inference import load_checkpoint_model, predict
-
+        return [Sample(name=(video or audio).stem, video=video, audio=audio, subtitle=subtitle)]
+    if cfg.output is None:
+        fail("manifest mode needs output=FILE")
     try:
-        model, _ = load_checkpoint_model(cfg.checkpoint, device=resolve_device(cfg.device), dtype=cfg.dtype)
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        fail(f"{cfg.checkpoint}: {e}")
-    gen = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, temperature=cfg.temperature,
-               top_p=cfg.top_p, num_beams=cfg.num_beams)
-    rows = predict(model, samples, task=cfg.task, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                   progress=cfg.manifest is not None, **gen)
-    if cfg.video is not None:
-        row = rows[0]
+        return read_manifest(cfg.manifest)
+    except ManifestError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{cfg.manifest}: cannot read manifest ({e.strerror or e})")
+
+
+def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> None:
+    t = timing
+    lines = [f"profile ({where})",
+             f"  load      {load_s:8.3f} s",
+             f"  decode    {t.get('decode_s', 0):8.3f} s   media decode + frame resize",
+             f"  prompt    {t.get('prompt_s', 0):8.3f} s   chat template + tokenize ({t.get('prompt_tokens', 0)} tokens)",
+             f"  encode    {t.get('encode_s', 0):8.3f} s   frozen vision + audio encoders",
+             f"  prefill   {t.get('prefill_s', 0):8.3f} s   adapters + prompt pass -> first token",
+             f"  generate  {t.get('generate_s', 0):8.3f} s   {t.get('tokens', 0)} tokens, "
+             f"{t.get('tokens_per_s', 0):.1f} tokens/s after the first",
+             f"  total     {total_s:8.3f} s"]
+    print("\n".join(lines), file=sys.stderr)
+
+
+@hydra.main(config_path="conf", config_name="infer", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    t_start = time.perf_counter()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    samples = check_inputs(cfg)
+
+    import torch
+
+    from affectgpt.inference import load_model, predict_one, run_manifest, score_manifest
+
+    device = resolve_device(str(cfg.device))
+    t0 = time.perf_counter()
+    try:
+        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype)
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    load_s = time.perf_counter() - t0
+    gen = generation_settings(cfg, loaded.generation)
+    torch.manual_seed(int(cfg.seed))
+    model = loaded.model
+
+    if cfg.manifest is None:
+        row, timing = predict_one(model, samples[0], cfg.task, gen, system=loaded.system, profile=bool(cfg.profile))
         if row.get("error"):
             fail(row["error"])
-        print(json.dumps({"name": row["name"], "description": row["description"], "emotions": row["emotions"],
-                          "task": row["task"]}, ensure_ascii=False))
+        if cfg.profile:
+            where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
+            print_profile(timing, load_s, time.perf_counter() - t_start, where)
+        print(json.dumps({k: row[k] for k in ("name", "description", "emotions", "task")}, ensure_ascii=False))
         return
+
     out = Path(cfg.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} predictions ({sum(1 for r in rows if r.get('error'))} errors) to {out}", file=sys.stderr)
+    try:
+        counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
+                              num_workers=int(cfg.num_workers), system=loaded.system, progress=True)
+    except ValueError as e:  # an unreadable OUT to resume from
+        fail(str(e))
+    rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0
+    print(f"wrote {counts['written']} rows ({counts['errors']} errors, {counts['skipped']} already in {out}) "
+          f"in {counts['seconds']:.1f} s, {rate:.2f} clips/s", file=sys.stderr)
+    if cfg.score:
+        from affectgpt.eval.cli import format_table
+
+        try:
+            metrics = score_manifest(out, samples, str(cfg.manifest))
+        except ValueError as e:
+            fail(str(e))
+        dest = Path(cfg.score_output) if cfg.score_output else out.with_suffix(".metrics.json")
+        dest.write_text(json.dumps(metrics, indent=1) + "\n")
+        print(format_table(metrics) + f"\nmetrics -> {dest}", file=sys.stderr)
 
 
 if __name__ == "__main__":

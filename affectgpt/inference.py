@@ -1,13 +1,33 @@
-"""Inference: load a checkpoint, run clips, return ``{"name", "description", "emotions", "task"}``."""
+"""Inference: load a checkpoint or an export, run clips, return ``{"name", "description", "emotions", "task"}``.
+
+``load_model`` accepts a training checkpoint (``config.yaml`` + ``trainable.safetensors``), an
+adapter bundle or a merged export (``affectgpt.json``, see :mod:`affectgpt.export`). An export is
+checked against the model it builds: the token plan, the preprocessing and the prompt questions
+must equal the recorded ones, so inference never silently differs from training.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.manifest import Sample
+
+
+@dataclass
+class Loaded:
+    """A model ready to generate, with what its artifact says about prompting and decoding."""
+
+    model: object
+    kind: str  # checkpoint | adapter | merged
+    generation: dict = field(default_factory=dict)
+    system: str | None = None  # None: the prompts module's default system prompt
 
 
 def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | None = None):
@@ -30,6 +50,91 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     return model, cfg
 
 
+def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = None) -> Loaded:
+    """Build the model an ``affectgpt.json`` export describes: base LLM + peft adapter, or the
+    merged LLM; then the modality adapters, strictly; then check it against the record."""
+    from safetensors.torch import load_file
+
+    from .export import ADAPTERS, FORMAT, FORMAT_VERSION, load_adapter_state
+    from .model.affectgpt import AffectGPT
+    from .model.build import model_config
+
+    folder = Path(folder)
+    meta_path = folder / "affectgpt.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{meta_path}: unreadable ({e})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: expected format {FORMAT!r} version {FORMAT_VERSION}, "
+                         f"found {meta.get('format')!r} version {meta.get('version')!r}")
+    kind = meta.get("kind")
+    if kind not in ("adapter", "merged"):
+        raise ValueError(f"{meta_path}: kind must be 'adapter' or 'merged', found {kind!r}")
+    d = copy.deepcopy(meta["model"])
+    d["llm"]["tokenizer"] = str(folder / meta["tokenizer"])
+    d["llm"]["lora"]["enabled"] = False  # LoRA comes from the artifact, not a fresh init
+    if kind == "merged":
+        d["llm"]["name_or_path"] = str(folder / meta["llm"]["path"])
+    if dtype:
+        d["llm"]["dtype"] = dtype
+    model = AffectGPT(model_config(d), device)
+    if kind == "adapter":
+        from peft import PeftModel
+
+        adapter_dir = folder / meta["llm"]["adapter"]
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (incomplete adapter bundle)")
+        model.llm = PeftModel.from_pretrained(model.llm, str(adapter_dir), is_trainable=False)
+    adapters = folder / meta.get("adapters", ADAPTERS)
+    if not adapters.is_file():
+        raise FileNotFoundError(f"{adapters}: missing (incomplete export)")
+    load_adapter_state(model, load_file(str(adapters)), str(adapters))
+    model.to(device)
+    model.eval()
+    check_against_record(model, meta, meta_path)
+    return Loaded(model, kind, dict(meta.get("generation") or {}), meta["prompt"]["system"])
+
+
+def check_against_record(model, meta: dict, where: Path) -> None:
+    """Raise when the built model would prepare inputs differently from the recorded export."""
+    from .data.prompts import QUESTIONS
+    from .export import preprocessing
+
+    checks = [("token_plan", asdict(model.token_plan()), meta.get("token_plan")),
+              ("preprocessing", preprocessing(model), meta.get("preprocessing")),
+              ("prompt.questions", dict(QUESTIONS), meta["prompt"].get("questions")),
+              ("prompt.chat_template", model.tokenizer.chat_template, meta["prompt"].get("chat_template"))]
+    for key, built, recorded in checks:
+        if json.loads(json.dumps(built)) != recorded:
+            raise ValueError(f"{where}: {key} of the rebuilt model differs from the export's record "
+                             f"(built {json.dumps(built)[:300]}, recorded {json.dumps(recorded)[:300]})")
+
+
+def artifact_kind(path: str | Path) -> str:
+    """'checkpoint', 'adapter' or 'merged'; ValueError naming the folder when it is neither."""
+    path = Path(path)
+    if (path / "affectgpt.json").is_file():
+        try:
+            return json.loads((path / "affectgpt.json").read_text(encoding="utf-8"))["kind"]
+        except (json.JSONDecodeError, KeyError, OSError) as e:
+            raise ValueError(f"{path / 'affectgpt.json'}: unreadable ({e})") from None
+    if (path / "config.yaml").is_file():
+        return "checkpoint"
+    if not path.exists():
+        raise ValueError(f"{path}: no such folder")
+    raise ValueError(f"{path}: neither a training checkpoint (config.yaml) nor an export (affectgpt.json)")
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None) -> Loaded:
+    """Load a training checkpoint or an export (adapter bundle or merged)."""
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        model, _ = load_checkpoint_model(path, device=device, dtype=dtype)
+        return Loaded(model, "checkpoint")
+    return load_export(path, device=device, dtype=dtype)
+
+
 def emotions_from_text(text: str) -> list[str]:
     """The emotion list of a generated answer: the structured ending, else the scorer's extractor."""
     from .data.prompts import parse_emotion_list
@@ -42,23 +147,190 @@ def emotions_from_text(text: str) -> list[str]:
     return extract_emotions(text)
 
 
+# ----------------------------------------------------------------------------- timing
+class StepClock:
+    """Timestamps of every forward pass of the LLM during ``generate``: the first is the prefill,
+    each later one decodes one token per sequence. Hooks on the causal LM, removed on exit."""
+
+    def __init__(self, model):
+        llm = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+        self.module, self.cuda = llm, model.device.type == "cuda"
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def __enter__(self):
+        self.t0 = self._now()
+        self.handles = [self.module.register_forward_pre_hook(lambda *_: self.starts.append(self._now())),
+                        self.module.register_forward_hook(lambda *_: self.ends.append(self._now()))]
+        return self
+
+    def __exit__(self, *exc):
+        self.t1 = self._now()
+        for h in self.handles:
+            h.remove()
+
+    def summary(self) -> dict:
+        """prefill_s: generate() start → first forward done (adapters, splice, prompt pass);
+        tokens: forward passes (one new token each); tokens_per_s over the passes after the first."""
+        if not self.ends:
+            return {"prefill_s": 0.0, "tokens": 0, "generate_s": 0.0, "tokens_per_s": 0.0}
+        n, rest = len(self.ends), self.ends[-1] - self.ends[0]
+        return {"prefill_s": self.ends[0] - self.t0, "tokens": n, "generate_s": self.t1 - self.t0,
+                "tokens_per_s": (n - 1) / rest if n > 1 and rest > 0 else 0.0}
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+@torch.no_grad()
+def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None) -> tuple[list[str], dict]:
+    """Texts for a collated batch, and seconds spent in the frozen encoders and in generation."""
+    t0 = _now(model.device)
+    feats = model.encode_media(batch)
+    t1 = _now(model.device)
+    batch = dict(batch)
+    if "video" in feats:
+        batch["video_feats"] = feats["video"]
+    if "audio" in feats:
+        batch["audio_feats"] = feats["audio"]
+    if clock is None:
+        texts = model.generate(batch, **gen)
+        timing = {"generate_s": _now(model.device) - t1}
+    else:
+        with clock:
+            texts = model.generate(batch, **gen)
+        timing = clock.summary()
+    timing["encode_s"] = t1 - t0
+    return texts, timing
+
+
+def make_collator(model, system: str | None = None) -> Collator:
+    return Collator(model.tokenizer, model.token_plan(), max_length=10**9, train=False, system=system)
+
+
+def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
+    rows = [{"name": n, "task": task, "error": e} for n, e in batch["bad"]]
+    for name, text in zip(batch.get("names", []), texts):
+        rows.append({"name": name, "task": task, "description": text, "emotions": emotions_from_text(text)})
+    return rows
+
+
+def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_workers: int, system: str | None = None):
+    """Collated batches; media decode in ``num_workers`` DataLoader workers, ahead of generation."""
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(samples, model.token_plan(), task=task), batch_size=batch_size, collate_fn=make_collator(model, system),
+        num_workers=num_workers, worker_init_fn=worker_init, prefetch_factor=2 if num_workers else None)
+    return iter(loader)
+
+
 @torch.no_grad()
 def predict(model, samples: list[Sample], task: str = "describe", batch_size: int = 8, max_new_tokens: int = 256,
-            progress: bool = False, num_workers: int = 0, **gen) -> list[dict]:
+            progress: bool = False, num_workers: int = 0, system: str | None = None, **gen) -> list[dict]:
     """Generate for each sample; a clip that fails to decode becomes an error row, never a swap."""
     from tqdm import tqdm
 
-    plan = model.token_plan()
-    collate = Collator(model.tokenizer, plan, max_length=10**9, train=False)
-    loader = torch.utils.data.DataLoader(ClipDataset(samples, plan, task=task), batch_size=batch_size,
-                                         collate_fn=collate, num_workers=num_workers,
-                                         worker_init_fn=worker_init)
     rows = []
-    for batch in tqdm(loader, disable=not progress, desc=f"generate ({task})", dynamic_ncols=True):
-        rows += [{"name": n, "task": task, "error": e} for n, e in batch["bad"]]
-        if not batch["names"]:
-            continue
-        texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen)
-        for name, text in zip(batch["names"], texts):
-            rows.append({"name": name, "task": task, "description": text, "emotions": emotions_from_text(text)})
+    bar = tqdm(total=len(samples), disable=not progress, desc=f"generate ({task})", dynamic_ncols=True)
+    for batch in iter_batches(model, samples, task, batch_size, num_workers, system):
+        texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen) if batch.get("names") else []
+        rows += rows_for(batch, texts, task)
+        bar.update(len(batch["bad"]) + len(batch.get("names", [])))
+    bar.close()
     return rows
+
+
+@torch.no_grad()
+def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None = None,
+                profile: bool = False) -> tuple[dict, dict]:
+    """One clip, in this process (no workers): its row and, with ``profile``, a timing breakdown."""
+    t0 = time.perf_counter()
+    item = ClipDataset([sample], model.token_plan(), task=task)[0]
+    t1 = time.perf_counter()
+    batch = make_collator(model, system)([item])
+    t2 = time.perf_counter()
+    if not batch.get("names"):
+        return rows_for(batch, [], task)[0], {}
+    texts, timing = generate_batch(model, batch, gen, StepClock(model) if profile else None)
+    timing.update(decode_s=t1 - t0, prompt_s=t2 - t1, prompt_tokens=int(batch["input_ids"].shape[1]))
+    return rows_for(batch, texts, task)[0], timing
+
+
+# ----------------------------------------------------------------------------- manifest runs
+def read_done(out: Path) -> list[dict]:
+    """Rows already in a predictions file, for resuming. An unterminated last line (a kill
+    mid-write: rows are written with their newline) is cut off the file, so its sample is rerun;
+    a bad complete line is an error naming file:line."""
+    out = Path(out)
+    if not out.is_file():
+        return []
+    raw = out.read_bytes()
+    keep = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
+    if keep < len(raw):
+        with open(out, "r+b") as f:
+            f.truncate(keep)
+    rows = []
+    for i, line in enumerate(raw[:keep].split(b"\n")[:-1]):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{out}:{i + 1}: not JSON ({e}); fix or delete the file to rerun") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+            raise ValueError(f"{out}:{i + 1}: expected a JSON object with a 'name'; fix or delete the file to rerun")
+        rows.append(rec)
+    return rows
+
+
+@torch.no_grad()
+def run_manifest(model, samples: list[Sample], out: Path, task: str, gen: dict, batch_size: int = 8,
+                 num_workers: int = 1, system: str | None = None, progress: bool = True) -> dict:
+    """Append a row per sample not yet in ``out``, flushed and fsynced per batch (an interruption
+    loses at most the batch in flight); a clip that fails becomes an error row and the run goes on."""
+    import os
+
+    from tqdm import tqdm
+
+    out = Path(out)
+    done = {r["name"] for r in read_done(out)}
+    todo = [s for s in samples if s.name not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"skipped": len(samples) - len(todo), "written": 0, "errors": 0}
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(samples), initial=counts["skipped"], disable=not progress, desc=f"infer ({task})",
+               dynamic_ncols=True, unit="clip")
+    with out.open("a", encoding="utf-8") as f:
+        if todo:
+            for batch in iter_batches(model, todo, task, batch_size, num_workers, system):
+                texts = model.generate(batch, **gen) if batch.get("names") else []
+                rows = rows_for(batch, texts, task)
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                f.flush()
+                os.fsync(f.fileno())
+                counts["written"] += len(rows)
+                counts["errors"] += sum(1 for r in rows if r.get("error"))
+                bar.update(len(rows))
+    bar.close()
+    counts["seconds"] = time.perf_counter() - t0
+    return counts
+
+
+def score_manifest(out: Path, samples: list[Sample], where: str) -> dict:
+    """Score the predictions in ``out`` against the manifest's gold emotions (and descriptions)."""
+    from . import eval as scorer
+
+    gold = [{"name": s.name, "emotions": list(s.emotions), "description": s.description or ""}
+            for s in samples if s.emotions is not None]
+    if not gold:
+        raise ValueError(f"{where}: no sample has gold 'emotions'; nothing to score")
+    names = {g["name"] for g in gold}
+    preds = [r for r in read_done(out) if not r.get("error") and r["name"] in names]
+    return scorer.score(preds, gold)

@@ -1,0 +1,218 @@
+"""Export a training checkpoint as an artifact that inference (and plain transformers / peft) can load.
+
+``python -m affectgpt.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]``
+
+Both kinds hold:
+
+- ``affectgpt.json``: everything inference needs besides weights: the model config (encoder
+  names/tags or paths, adapter shapes, LLM), the preprocessing the encoders apply (frames, image
+  size, mean/std, audio policy), the prompt (system prompt, questions, chat template, modality
+  tokens), the token plan, generation defaults, and sha256 of every weight file;
+- ``adapters.safetensors``: the modality adapters (Q-Formers / pooling heads, projections,
+  fixed feature statistics), every tensor of their ``state_dict``;
+- ``tokenizer/``: the tokenizer files (with the added modality placeholder tokens).
+
+Adapter bundle (``merge=false``): ``llm_adapter/`` is a peft adapter folder
+(``adapter_config.json`` + ``adapter_model.safetensors``, LoRA and any ``modules_to_save``) that
+``PeftModel.from_pretrained(base, "llm_adapter")`` puts onto the base LLM named in
+``affectgpt.json``. Merged (``merge=true``): ``llm/`` is the LLM with LoRA merged, written by
+``save_pretrained`` (safetensors) together with the tokenizer, so
+``AutoModelForCausalLM.from_pretrained("llm")`` loads it with no peft and no AffectGPT code.
+
+No pickles: every weight file is safetensors. Written to a temporary folder and renamed when
+complete, so an interrupted export leaves no half artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+FORMAT = "affectgpt-export"
+FORMAT_VERSION = 1
+META = "affectgpt.json"
+ADAPTERS = "adapters.safetensors"
+ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion")
+DEFAULT_GENERATION = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def adapter_state(model) -> dict[str, torch.Tensor]:
+    """Every persistent tensor of the modality adapters (trained or not: the artifact must not
+    depend on a seed to rebuild a frozen one)."""
+    out = {}
+    for name in ADAPTER_MODULES:
+        module = getattr(model, name, None)
+        if module is not None:
+            out.update({f"{name}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+    return out
+
+
+def load_adapter_state(model, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load of ``adapter_state``: every key present, nothing extra, shapes equal."""
+    for name in ADAPTER_MODULES:
+        module = getattr(model, name, None)
+        prefix = name + "."
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if module is None:
+            if part:
+                raise RuntimeError(f"{source}: holds {name} weights but the model config has no {name}")
+            continue
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(f"{source}: {name} weights do not match the model: {str(e).splitlines()[0]} "
+                               f"{' '.join(ln.strip() for ln in str(e).splitlines()[1:])[:600]}") from None
+    stray = sorted(k for k in state if k.split(".")[0] not in ADAPTER_MODULES)
+    if stray:
+        raise RuntimeError(f"{source}: unexpected tensors {stray[:10]}")
+
+
+def preprocessing(model) -> dict:
+    return {"video": model.vision.preprocessing() if model.vision is not None else None,
+            "audio": model.audio.preprocessing() if model.audio is not None else None}
+
+
+def prompt_spec(model, system: str | None = None) -> dict:
+    from .data.prompts import QUESTIONS, SYSTEM_PROMPT
+    from .model.tokenizer import MODALITY_TOKENS
+
+    return {"system": SYSTEM_PROMPT if system is None else system, "questions": dict(QUESTIONS),
+            "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(MODALITY_TOKENS)}
+
+
+def describe(model, kind: str, generation: dict | None = None, source: dict | None = None) -> dict:
+    """The ``affectgpt.json`` record of a loaded model (without the file hashes)."""
+    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    model_cfg = asdict(model.cfg)
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "model": model_cfg,
+        "llm": {
+            "base": model.cfg.llm.name_or_path,
+            "path": "llm" if kind == "merged" else None,
+            "adapter": "llm_adapter" if kind == "adapter" else None,
+            "dtype": str(next(base.parameters()).dtype).replace("torch.", ""),
+            "vocab_size": base.get_input_embeddings().weight.shape[0],
+            "lora_merged": kind == "merged",
+        },
+        "tokenizer": "tokenizer",
+        "adapters": ADAPTERS,
+        "preprocessing": preprocessing(model),
+        "prompt": prompt_spec(model),
+        "token_plan": asdict(model.token_plan()),
+        "generation": dict(generation or DEFAULT_GENERATION),
+        "source": source or {},
+    }
+
+
+def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
+           generation: dict | None = None) -> Path:
+    """Write an adapter bundle (``merge=False``) or a merged export of a training checkpoint."""
+    from safetensors.torch import save_file
+
+    from .inference import load_checkpoint_model
+
+    checkpoint, output = Path(checkpoint), Path(output)
+    model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
+    if not hasattr(model.llm, "merge_and_unload"):
+        raise ValueError(f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter")
+    if not merge and str(getattr(model.cfg, "init", "pretrained")) == "random":
+        raise ValueError(f"{checkpoint}: the base LLM was randomly initialised (model.init=random), so an adapter bundle "
+                         "could not be put back onto it; use merge=true")
+    state = json.loads((checkpoint / "trainer_state.json").read_text()) if (checkpoint / "trainer_state.json").is_file() else {}
+    source = {"checkpoint": str(checkpoint.resolve()), "step": state.get("step"),
+              "trainable_sha256": sha256(checkpoint / "trainable.safetensors")}
+    meta = describe(model, "merged" if merge else "adapter", generation, source)
+
+    tmp = output.with_name(f".tmp-{output.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.tokenizer.save_pretrained(tmp / "tokenizer")
+    save_file(adapter_state(model), str(tmp / ADAPTERS), metadata={"format": FORMAT})
+    if merge:
+        merged = model.llm.merge_and_unload()  # LoRA folded into the base weights, modules_to_save swapped in
+        merged.save_pretrained(tmp / "llm")  # safetensors by default in transformers 5
+        model.tokenizer.save_pretrained(tmp / "llm")  # so AutoTokenizer.from_pretrained("llm") works alone
+        weights = sorted((tmp / "llm").glob("*.safetensors"))
+    else:
+        model.llm.save_pretrained(tmp / "llm_adapter")
+        weights = [tmp / "llm_adapter" / "adapter_model.safetensors"]
+        if not weights[0].is_file() or not (tmp / "llm_adapter" / "adapter_config.json").is_file():
+            raise RuntimeError(f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors")
+    if not weights:
+        raise RuntimeError(f"{tmp / 'llm'}: save_pretrained wrote no safetensors file")
+    pickles = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"})
+    if pickles:
+        raise RuntimeError(f"{output}: export would contain pickle files {pickles}")
+    meta["files"] = {str(p.relative_to(tmp)): sha256(p) for p in [tmp / ADAPTERS, *weights]}
+    (tmp / META).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    if output.exists():
+        if not (output / META).is_file():
+            shutil.rmtree(tmp)
+            raise FileExistsError(f"{output}: exists and is not an AffectGPT export; refusing to overwrite it")
+        shutil.rmtree(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, output)
+    return output
+
+
+def _parse_args(argv: list[str]) -> dict:
+    """``key=value`` arguments (Hydra style, without Hydra: no output folders, no logging setup)."""
+    allowed = {"checkpoint", "output", "merge", "dtype"}
+    args = {}
+    for a in argv:
+        key, sep, value = a.partition("=")
+        if not sep or key not in allowed:
+            raise ValueError(f"argument {a!r}: expected key=value with key in {sorted(allowed)}")
+        args[key] = value
+    for key in ("checkpoint", "output"):
+        if not args.get(key):
+            raise ValueError(f"missing {key}=DIR")
+    merge = args.get("merge", "false").lower()
+    if merge not in ("true", "false"):
+        raise ValueError(f"merge={args['merge']!r}: expected true or false")
+    args["merge"] = merge == "true"
+    args["dtype"] = args.get("dtype") or None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI; exit 2 with one stderr line on bad arguments or an unusable checkpoint."""
+    try:
+        args = _parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"error: {e}\nusage: python -m affectgpt.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]",
+              file=sys.stderr)
+        return 2
+    if not (Path(args["checkpoint"]) / "config.yaml").is_file():
+        print(f"error: {args['checkpoint']}: not a training checkpoint (no config.yaml)", file=sys.stderr)
+        return 2
+    try:
+        out = export(args["checkpoint"], args["output"], merge=args["merge"], dtype=args["dtype"])
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    kind = "merged model" if args["merge"] else "adapter bundle"
+    print(f"wrote {kind} to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
