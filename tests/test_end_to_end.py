@@ -1,0 +1,71 @@
+"""The two contracts a newcomer meets first: `python train.py ...` and `python infer.py ...`, as subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    data = tmp_path_factory.mktemp("data") / "syn"
+    r = run(["train.py", f"output_dir={out}", f"data.root={data}", "seed=3", "trainer.max_steps=6",
+             "trainer.save_every=3", "data.n_train=24", "data.n_val=4", "data.n_test=2", "trainer.batch_size=4",
+             "eval.max_samples=4", "eval.max_new_tokens=8"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, data
+
+
+def test_train_writes_the_documented_layout(trained):
+    out, data = trained
+    assert (out / "checkpoints" / "final" / "COMPLETE").is_file()
+    assert (out / "checkpoints" / "step-3" / "trainable.safetensors").is_file()
+    assert (out / "checkpoints" / "step-6" / "optimizer.pt").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["exact"]) == {"precision", "recall", "f1", "n"} and metrics["exact"]["n"] == 4
+    assert 0.0 <= metrics["exact"]["f1"] <= 1.0
+    assert "label" in metrics["scorer"]
+    cfg = (out / "config.yaml").read_text()
+    assert "seed: 3" in cfg and "max_steps: 6" in cfg
+    state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["samples_seen"] == 24
+    assert (data / "test.jsonl").is_file()
+
+
+def test_infer_prints_one_json_object(trained):
+    out, data = trained
+    clip = json.loads((data / "test.jsonl").read_text().splitlines()[0])["video"]
+    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={data / clip}",
+             "subtitle=I went to the market.", "max_new_tokens=12"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stdout
+    obj = json.loads(lines[0])
+    assert obj["name"] == Path(clip).stem
+    assert isinstance(obj["description"], str) and isinstance(obj["emotions"], list)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text"])
+def test_infer_bad_video_exits_2_with_one_line(trained, tmp_path, kind):
+    out, _ = trained
+    video = tmp_path / "clip.mp4"
+    if kind == "empty":
+        video.write_bytes(b"")
+    elif kind == "text":
+        video.write_text("this is not a video\n")
+    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={video}"])
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(video) in lines[0] and "Traceback" not in r.stderr
