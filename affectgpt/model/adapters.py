@@ -8,6 +8,15 @@
 - ``attention``: ``num_query_tokens`` learned queries, one multi-head attention pooling layer.
 - ``mean``: the mean over all tokens, projected (one token).
 - ``PreFusion``: one token mixing both modalities (AffectGPT 2025's pre-fusion).
+
+Audio tokens per clip (``AudioAdapter.num_tokens`` = ``TokenPlan.audio_tokens``): a waveform of
+``N`` samples at 16 kHz is first capped by the encoder's long-audio policy (``truncate``: 30 s;
+``chunk``: ``max_seconds``, each 30-s piece encoded on its own and the outputs concatenated), then
+gives ``F = ceil(N / 320)`` Whisper frames (50 per second). With ``qformer`` windows of ``W``
+frames every ``S`` frames: ``windows = 1 if F <= W else ceil((F - W) / S) + 1`` and tokens =
+``windows x queries_per_window``. ``attention`` gives ``num_query_tokens``, ``mean`` one token,
+whatever the length. Example, windows of 2 s / stride 2 s, 1 query: 1 s → 1, 7.3 s → 4, 30 s → 15,
+45 s → 23 (chunk) or 15 (truncate).
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ class VideoAdapter(nn.Module):
         self.num_tokens = 1 if cfg.kind == "mean" else cfg.num_query_tokens
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = feats.to(self.proj.weight.dtype)  # frozen encoders may run in bf16
         b, t, n, d = feats.shape
         if t > self.cfg.max_frames:
             raise ValueError(f"{t} frames exceed video adapter max_frames={self.cfg.max_frames}")
@@ -138,6 +148,7 @@ class AudioAdapter(nn.Module):
         return 1 if self.cfg.kind == "mean" else self.cfg.num_query_tokens
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        feats = [f.to(self.proj.weight.dtype) for f in feats]
         if self.standardizer is not None:
             feats = [self.standardizer(f.unsqueeze(0)).squeeze(0) for f in feats]
         if self.cfg.kind != "qformer":
@@ -174,6 +185,7 @@ class PreFusion(nn.Module):
 
     def forward(self, video: torch.Tensor, video_present: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """video [B,T,Nv,Dv], audio [B,Ta,Da] with mask [B,Ta] → [B,1,llm_dim]."""
+        video, audio = video.to(self.proj.weight.dtype), audio.to(self.proj.weight.dtype)
         v = self.video(video.flatten(1, 2).mean(1))
         m = audio_mask.unsqueeze(-1).to(audio.dtype)
         a = self.audio((audio * m).sum(1) / m.sum(1).clamp(min=1))
@@ -196,8 +208,9 @@ class _Pool(nn.Module):
         elif cfg.kind == "attention":
             self.norm = nn.LayerNorm(encoder_dim)
             self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_query_tokens, encoder_dim) * 0.02)
-            heads = math.gcd(cfg.num_heads, encoder_dim)
-            self.attn = nn.MultiheadAttention(encoder_dim, heads, batch_first=True)
+            if encoder_dim % cfg.num_heads:
+                raise ValueError(f"attention pooling: encoder width {encoder_dim} is not divisible by num_heads={cfg.num_heads}")
+            self.attn = nn.MultiheadAttention(encoder_dim, cfg.num_heads, batch_first=True)
             self.out_dim = encoder_dim
         else:
             self.norm = nn.LayerNorm(encoder_dim)

@@ -28,8 +28,21 @@ class ModelConfig:
     audio_adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(num_query_tokens=1))
     fusion: bool = False
     fusion_dim: int = 1024
+    fusion_trainable: bool = True
     llm: LLMConfig = field(default_factory=LLMConfig)
     init: str = "pretrained"  # pretrained: load every frozen weight; random: build from the architectures only
+
+
+# Trainable parameters live under these top-level names (the trainer's learning-rate groups).
+PARAM_GROUPS = ("video_adapter", "audio_adapter", "fusion", "llm")
+
+
+def param_group_of(name: str) -> str:
+    """The group of a parameter name (its top-level module); frozen encoders have none."""
+    head = name.split(".", 1)[0]
+    if head not in PARAM_GROUPS:
+        raise ValueError(f"parameter {name!r} belongs to none of the trainable groups {list(PARAM_GROUPS)}")
+    return head
 
 
 class AffectGPT(nn.Module):
@@ -63,8 +76,11 @@ class AffectGPT(nn.Module):
             if not (self.vision and self.audio):
                 raise ValueError("model.fusion needs both a vision and an audio encoder")
             self.fusion = PreFusion(self.vision.out_dim, self.audio.out_dim, llm_dim, cfg.fusion_dim)
-        for name, module in (("video_adapter", self.video_adapter), ("audio_adapter", self.audio_adapter)):
-            if module is not None and not getattr(cfg, name).trainable:
+        switches = {"video_adapter": cfg.video_adapter.trainable, "audio_adapter": cfg.audio_adapter.trainable,
+                    "fusion": cfg.fusion_trainable}
+        for name, trainable in switches.items():
+            module = getattr(self, name)
+            if module is not None and not trainable:
                 module.requires_grad_(False)
         self.to(device)
 
@@ -108,6 +124,25 @@ class AffectGPT(nn.Module):
         with torch.no_grad():
             for k, v in state.items():
                 own[k].copy_(v)
+
+    def param_groups(self, lr: float, lr_by_group: dict[str, float | None] | None = None,
+                     weight_decay: float = 0.0) -> list[dict]:
+        """Optimizer groups of the trainable parameters, one per module in ``PARAM_GROUPS`` and
+        decay kind: ``{"params", "lr", "weight_decay", "name"}`` with names like ``"llm"`` and
+        ``"video_adapter_nodecay"``. ``lr_by_group`` maps a module to its learning rate (missing or
+        None: ``lr``); biases, norms and other 1-d parameters get no weight decay."""
+        lr_by_group = dict(lr_by_group or {})
+        unknown = sorted(set(lr_by_group) - set(PARAM_GROUPS))
+        if unknown:
+            raise ValueError(f"learning rates for unknown parameter groups {unknown}; groups are {list(PARAM_GROUPS)}")
+        groups: dict[tuple[str, bool], list] = {}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                decay = p.ndim >= 2 and "norm" not in name
+                groups.setdefault((param_group_of(name), decay), []).append(p)
+        return [{"params": ps, "lr": lr_by_group.get(g) or lr, "weight_decay": weight_decay if decay else 0.0,
+                 "name": g if decay else f"{g}_nodecay"}
+                for (g, decay), ps in sorted(groups.items(), key=lambda kv: (PARAM_GROUPS.index(kv[0][0]), not kv[0][1]))]
 
     # ----------------------------------------------------------------- encoding
     @property
@@ -192,7 +227,8 @@ class AffectGPT(nn.Module):
             raise RuntimeError(f"samples {names} have no target tokens (fully masked); refusing a silent zero loss")
         embeds = self.embed(batch, self.encode_media(batch))
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-        hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device)).last_hidden_state
+        hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device),
+                                    use_cache=False).last_hidden_state
         logits = base.get_output_embeddings()(hidden[:, :-1][target]).float()
         loss_sum = F.cross_entropy(logits, labels[:, 1:][target], reduction="sum")
         return loss_sum, target.sum()

@@ -58,6 +58,7 @@ def model_config(d) -> ModelConfig:
         audio_adapter=_make(AdapterConfig, d.get("audio_adapter") or {}, "model.audio_adapter"),
         fusion=bool(d.get("fusion", False)),
         fusion_dim=int(d.get("fusion_dim", 1024)),
+        fusion_trainable=bool(d.get("fusion_trainable", True)),
         llm=_make(LLMConfig, d.get("llm") or {}, "model.llm"),
         init=str(d.get("init", "pretrained")),
     )

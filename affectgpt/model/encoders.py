@@ -87,8 +87,8 @@ class VisionEncoder(nn.Module):
                     clip = open_clip.create_model(cfg.model, pretrained=None, device=device, load_weights=False)
             finally:
                 logging.disable(logging.NOTSET)
-        elif local_dir:
-            clip = open_clip.create_model(cfg.model, device=device)
+        elif local_dir:  # weights from the folder itself; a folder without them is an error, not random init
+            clip = open_clip.create_model(cfg.model, device=device, require_pretrained=True)
         else:
             pretrained = cfg.pretrained
             if pretrained and Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} and not Path(pretrained).is_file():

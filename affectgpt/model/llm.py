@@ -29,7 +29,7 @@ class LLMConfig:
     name_or_path: str = "Qwen/Qwen2.5-7B-Instruct"
     tokenizer: str | None = None  # defaults to name_or_path
     dtype: str = "bfloat16"
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | auto (fa2 when installed on CUDA)
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
     # Stored architecture (affectgpt/model/architectures/<name>.json or a .json path): random
@@ -44,8 +44,15 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def resolve_attn_implementation(requested: str) -> str:
-    """flash_attention_2 when asked for and installed; otherwise the request (sdpa by default)."""
+def resolve_attn_implementation(requested: str, device: str | torch.device = "cpu") -> str:
+    """``auto``: flash_attention_2 when flash-attn is installed and the model runs on CUDA, else
+    sdpa. An explicit flash_attention_2 without the package is an error, not a silent fallback."""
+    if requested == "auto":
+        import importlib.util
+
+        return "flash_attention_2" if importlib.util.find_spec("flash_attn") and str(device).startswith("cuda") else "sdpa"
+    if requested not in ("sdpa", "eager", "flash_attention_2"):
+        raise ValueError(f"attn_implementation must be sdpa|eager|flash_attention_2|auto, got {requested!r}")
     if requested == "flash_attention_2":
         try:
             import flash_attn  # noqa: F401
@@ -130,7 +137,7 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
     with torch.device(device):
         return AutoModelForCausalLM.from_config(
             config, dtype=torch_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
-            attn_implementation=resolve_attn_implementation(cfg.attn_implementation))
+            attn_implementation=resolve_attn_implementation(cfg.attn_implementation, device))
 
 
 def load_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu"):
@@ -140,7 +147,7 @@ def load_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu"):
     model, info = AutoModelForCausalLM.from_pretrained(
         cfg.name_or_path,
         dtype=torch_dtype(cfg.dtype),
-        attn_implementation=resolve_attn_implementation(cfg.attn_implementation),
+        attn_implementation=resolve_attn_implementation(cfg.attn_implementation, device),
         trust_remote_code=cfg.trust_remote_code,
         output_loading_info=True,
         device_map={"": device} if str(device) != "cpu" else None,

@@ -1,0 +1,234 @@
+"""AffectGPT as a whole: shipped configs on meta, gradients reach only adapters and LoRA, mixed
+batches (no audio / no video) through forward and generate, audio windowing end to end, the
+real Qwen2.5 tokenizer through the tiny model, strict trainable-state loading."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [
+    ("The man frowns and his voice is loud.", "He looks angry and speaks loudly.", ["angry"]),
+    ("She smiles.", "She smiles warmly; her tone is calm.", ["happy", "calm"]),
+    ("I lost my keys again.", "His mouth turns down and his voice trembles.", ["sad", "anxious"]),
+]
+
+
+def write_text_manifest(root: Path) -> None:
+    """A train.jsonl with text only: the tiny BPE tokenizer is trained on it (no media needed here)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "train.jsonl").open("w") as f:
+        for i, (sub, desc, emo) in enumerate(TEXTS * 3):
+            f.write(json.dumps({"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": sub, "description": desc, "emotions": emo}) + "\n")
+
+
+def compose(overrides):
+    from affectgpt.model.summary import compose as _compose
+
+    return _compose(overrides)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-data")
+    write_text_manifest(root)
+    return root
+
+
+def tiny_cfg(data_root, *extra):
+    return compose(["model=tiny", f"data.root={data_root}", *extra]).model
+
+
+def build(cfg, **kw):
+    from affectgpt.model.build import build_model
+
+    torch.manual_seed(0)
+    return build_model(cfg, **kw)
+
+
+def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(True, True, False), seconds=(1.3, 0, 2.0)):
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i, (a, v, s) in enumerate(zip(with_audio, with_video, seconds)):
+        sub, desc, emo = TEXTS[i % len(TEXTS)]
+        items.append({"name": f"clip{i}", "subtitle": sub, "task": "describe" if i % 2 == 0 else "labels",
+                      "target": desc if i % 2 == 0 else "The character's emotional state is " + " and ".join(emo) + ".",
+                      "error": None,
+                      "frames": torch.rand(n_frames, 3, size, size, generator=g) if v else None,
+                      "audio": (torch.randn(int(s * 16000), generator=g) * 0.1) if a else None})
+    return items
+
+
+def collate(model, items, train=True):
+    from affectgpt.data.collate import Collator
+
+    return Collator(model.tokenizer, model.token_plan(), max_length=4096, train=train)(items)
+
+
+# --------------------------------------------------------------------- shipped configs on meta
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")))
+def test_every_shipped_config_builds_on_meta(name, data_root):
+    from affectgpt.model.summary import memory_estimate, parameter_rows
+
+    cfg = compose([f"model={name}", f"data.root={data_root}"]).model
+    model = build(cfg, device="meta", weights="random")
+    assert model.llm.get_input_embeddings().weight.device.type == "meta"
+    rows = {r.module: r for r in parameter_rows(model)}
+    assert rows["total"].trainable == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+    mem = memory_estimate(model, tokens=1024, target_tokens=256)
+    assert mem["total_ckpt"] < mem["total_no_ckpt"]
+    assert len(model.tokenizer) <= model.llm.get_input_embeddings().weight.shape[0]
+
+
+def test_affectgpt_7b_summary_counts():
+    """Qwen2.5-7B: 7,615,616,512 parameters; LoRA r16 on q,k,v,o,gate,up,down of 28 layers:
+    28 x 16 x (2·(3584+3584) + 2·(3584+512) + 3·(3584+18944)) = 40,370,176."""
+    from affectgpt.model.summary import memory_estimate, parameter_rows
+
+    cfg = compose(["model=affectgpt-7b"]).model
+    model = build(cfg, device="meta", weights="random")
+    rows = {r.module: r for r in parameter_rows(model)}
+    assert rows["llm (frozen base)"].total == 7_615_616_512
+    assert rows["llm (LoRA, trainable)"].trainable == 28 * 16 * (2 * 7168 + 2 * 4096 + 3 * 22528) == 40_370_176
+    assert rows["vision"].total == 303_966_208 and rows["vision"].trainable == 0
+    assert rows["audio"].total == 635_048_960 and rows["audio"].trainable == 0
+    assert 10_000_000 < rows["total"].trainable < 100_000_000
+    assert rows["total"].trainable == 62_967_042
+    assert model.audio.n_mels == 128 and model.vision.out_dim == 768
+    assert model.token_plan().video_tokens == 1 and model.token_plan().fusion_tokens == 1
+    mem = memory_estimate(model, tokens=2048, target_tokens=512)
+    assert 15 * 2**30 < mem["weights"] < 17 * 2**30  # bf16: 2 bytes x 8.6 B
+    assert mem["trainable_state"] == 16 * 62_967_042
+
+
+def test_summary_cli_prints_the_table(capsys):
+    from affectgpt.model.summary import main
+
+    assert main(["model=affectgpt-mid", "--tokens", "512", "--target-tokens", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "llm (frozen base)" in out and "1,543,714,304" in out and "with (config: off)" in out
+
+
+# --------------------------------------------------------------------- training step
+def test_gradients_reach_only_adapters_and_lora_and_frozen_stay_bit_identical(data_root):
+    model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("video_adapter.", "audio_adapter.", "fusion.", "llm.")) for n in trainable)
+    assert all("lora_" in n or "modules_to_save" in n for n in trainable if n.startswith("llm."))
+    assert not any(n.startswith(("vision.", "audio.")) for n in trainable)
+    opt = torch.optim.AdamW(model.param_groups(1e-2, {"llm": 1e-3}, weight_decay=0.05))
+    model.train()
+    loss, n = model(collate(model, make_items()))
+    (loss / n).backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad <= trainable
+    for prefix in ("video_adapter.", "audio_adapter.", "fusion.", "llm."):
+        assert any(n.startswith(prefix) for n in with_grad), prefix
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert all(torch.equal(b, b) for b in model.buffers())
+
+
+def test_param_groups_name_modules_and_rates(data_root):
+    model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
+    groups = model.param_groups(1e-3, {"video_adapter": 5e-3, "llm": None}, weight_decay=0.1)
+    by_name = {g["name"]: g for g in groups}
+    assert {"video_adapter", "video_adapter_nodecay", "audio_adapter", "fusion", "llm", "llm_nodecay"} <= set(by_name)
+    assert by_name["video_adapter"]["lr"] == 5e-3 and by_name["llm"]["lr"] == 1e-3
+    assert by_name["llm_nodecay"]["weight_decay"] == 0.0 and by_name["fusion"]["weight_decay"] == 0.1
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="unknown parameter groups"):
+        model.param_groups(1e-3, {"vision": 1.0})
+
+
+def test_trainability_switches(data_root):
+    model = build(tiny_cfg(data_root, "model.video_adapter.trainable=false", "model.llm.lora.enabled=false",
+                           "model.llm.lora.modules_to_save=[]"))
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith("audio_adapter.") for n in names)
+
+
+# --------------------------------------------------------------------- mixed batches
+def test_batch_mixing_missing_audio_and_video_runs_forward_and_generate(data_root):
+    model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
+    items = make_items(with_audio=(True, False, True, False), with_video=(True, True, False, False),
+                       seconds=(1.3, 0, 2.0, 0))
+    items[3]["audio"] = torch.randn(8000) * 0.1  # audio only
+    items[3]["frames"] = None
+    batch = collate(model, items)
+    plan = model.token_plan()
+    vid, aud, fus = (model.tokenizer.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|audio_pad|>", "<|fusion_pad|>"))
+    counts = [(int((r == vid).sum()), int((r == aud).sum()), int((r == fus).sum())) for r in batch["input_ids"]]
+    assert counts == [(plan.video_tokens, plan.audio_tokens(20800), 1), (plan.video_tokens, 0, 1),
+                      (0, plan.audio_tokens(32000), 1), (0, plan.audio_tokens(8000), 1)]
+    loss, n = model(batch)
+    assert torch.isfinite(loss) and n > 0
+    model.eval()
+    texts = model.generate(collate(model, items, train=False), max_new_tokens=4)
+    assert len(texts) == 4 and all(isinstance(t, str) for t in texts)
+
+
+def test_fully_masked_target_is_an_error(data_root):
+    model = build(tiny_cfg(data_root))
+    batch = collate(model, make_items())
+    batch["labels"][1] = -100
+    with pytest.raises(RuntimeError, match="clip1.*no target tokens"):
+        model(batch)
+
+
+# --------------------------------------------------------------------- audio windowing
+WINDOW_CASES = {  # seconds -> tokens with 2-s windows every 2 s, one query (adapters.py docstring)
+    "chunk": {1.0: 1, 7.3: 4, 30.0: 15, 45.0: 23},
+    "truncate": {1.0: 1, 7.3: 4, 30.0: 15, 45.0: 15},
+}
+
+
+@pytest.mark.parametrize("policy", ["chunk", "truncate"])
+def test_audio_windowing_encoder_adapter_and_plan_agree(data_root, policy):
+    model = build(tiny_cfg(data_root, f"model.audio.long_audio={policy}", "model.audio.pad_to_30s=true",
+                           "model.audio_adapter.window_seconds=2.0", "model.audio_adapter.stride_seconds=2.0"))
+    plan = model.token_plan()
+    waves = [torch.randn(int(s * 16000)) * 0.1 for s in WINDOW_CASES[policy]]
+    feats = model.audio(waves)
+    cap = 30 * 16000 if policy == "truncate" else 10**9
+    assert [f.shape[0] for f in feats] == [math.ceil(min(w.shape[0], cap) / 320) for w in waves]
+    _, counts = model.audio_adapter(feats)
+    expected = list(WINDOW_CASES[policy].values())
+    assert counts == expected
+    assert [plan.audio_tokens(w.shape[0]) for w in waves] == expected
+    assert [model.audio_adapter.num_tokens(f.shape[0]) for f in feats] == expected
+
+
+# --------------------------------------------------------------------- real tokenizer, strict state
+def test_real_qwen25_tokenizer_through_forward_and_backward(data_root):
+    model = build(tiny_cfg(data_root, "model.tiny_tokenizer=qwen2.5"))
+    tok = model.tokenizer
+    assert len(tok) == 151667 and tok.convert_tokens_to_ids("<|video_pad|>") == 151656
+    assert tok("Hello world").input_ids == [9707, 1879]
+    batch = collate(model, make_items())
+    text = tok.decode(batch["input_ids"][0])
+    assert text.startswith("<|im_start|>system\n") and "<|im_start|>assistant\n" in text
+    loss, n = model(batch)
+    loss.backward()
+    lora = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)
+
+
+def test_trainable_state_loads_strictly(data_root):
+    model = build(tiny_cfg(data_root))
+    state = model.trainable_state_dict()
+    assert any(k.endswith("standardizer.mean") for k in state)
+    model.load_trainable_state_dict(state, source="same")
+    extra = {**state, "video_adapter.bogus": torch.zeros(1)}
+    with pytest.raises(RuntimeError, match=r"ckpt-x.*unexpected=\['video_adapter.bogus'\]"):
+        model.load_trainable_state_dict(extra, source="ckpt-x")
+    key = next(iter(state))
+    partial = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(RuntimeError, match="missing=.*" + key.replace(".", r"\.")):
+        model.load_trainable_state_dict(partial, source="ckpt-y")
