@@ -1,0 +1,170 @@
+"""Exports: the merged LLM equals the LoRA model, plain transformers and peft load them, the
+artifact records its preprocessing and refuses to load when the rebuilt model differs.
+
+The checkpoint is trained for 2 steps by the real ``train.py`` and then gets seeded noise on its
+LoRA B matrices and final norm: two steps leave LoRA B near zero, where merged and unmerged
+models agree even if the merge were wrong. Shared with test_infer.py (one per session).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT),
+       "TOKENIZERS_PARALLELISM": "false"}
+LOGIT_TOL = 1e-4  # float32: merging reorders the sums W x + B A x; measured max |diff| ~1e-6
+
+
+def run(args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def perturb_lora(checkpoint: Path, seed: int = 0) -> None:
+    """Make LoRA matter: seeded noise on every lora_B and on the trained final norm."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoint / "trainable.safetensors"
+    state = load_file(str(path))
+    g = torch.Generator().manual_seed(seed)
+    for k, v in state.items():
+        if ".lora_B." in k:
+            state[k] = v + 0.1 * torch.randn(v.shape, generator=g)
+        elif k.endswith("norm.modules_to_save.default.weight"):
+            state[k] = v * (1 + 0.5 * torch.randn(v.shape, generator=g))
+    save_file(state, str(path), metadata={"format": "affectgpt-trainable"})
+
+
+def shared_artifacts(base: Path) -> dict:
+    """Train once per session (2 steps, 16 clips), then the adapter export through the CLI and
+    the merged export in process. Later callers get the same folders."""
+    done = base / "artifacts.json"
+    if done.is_file():
+        return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+    out, data = base / "run", base / "syn"
+    r = run(["train.py", f"output_dir={out}", f"data.root={data}", "seed=1", "trainer.max_steps=2", "data.n_train=16",
+             "data.n_val=2", "data.n_test=6", "trainer.batch_size=4", "trainer.standardize_samples=16",
+             "trainer.num_workers=0", "eval.max_samples=2", "eval.max_new_tokens=4"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = out / "checkpoints" / "final"
+    perturb_lora(ckpt)
+    r = run(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    from affectgpt.export import export
+
+    export(ckpt, base / "merged", merge=True)
+    paths = {"checkpoint": ckpt, "adapter": base / "adapter", "merged": base / "merged", "data": data}
+    done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+
+
+@pytest.fixture(scope="module")
+def lora_model_and_inputs(artifacts):
+    """The checkpoint's LoRA model and the spliced prompt embeddings of two test clips."""
+    import torch
+
+    from affectgpt.data.manifest import read_manifest
+    from affectgpt.inference import iter_batches, load_checkpoint_model
+
+    model, _ = load_checkpoint_model(artifacts["checkpoint"])
+    samples = read_manifest(artifacts["data"] / "test.jsonl")[:2]
+    batch = next(iter_batches(model, samples, "describe", batch_size=2, num_workers=0))
+    with torch.no_grad():
+        embeds = model.embed(batch, model.encode_media(batch))
+        logits = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+    return model, embeds, batch["attention_mask"], logits
+
+
+def test_merged_llm_loads_in_plain_transformers_and_matches_lora(artifacts, lora_model_and_inputs):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, embeds, mask, lora_logits = lora_model_and_inputs
+    merged = AutoModelForCausalLM.from_pretrained(artifacts["merged"] / "llm")
+    assert type(merged).__name__ == "Qwen2ForCausalLM" and not hasattr(merged, "peft_config")
+    with torch.no_grad():
+        merged_logits = merged(inputs_embeds=embeds, attention_mask=mask).logits
+        base = model.llm.get_base_model()
+        with model.llm.disable_adapter():  # the same base without LoRA / trained norm
+            base_logits = base(inputs_embeds=embeds, attention_mask=mask).logits
+    diff = (merged_logits - lora_logits).abs().max().item()
+    assert diff <= LOGIT_TOL, f"merged vs LoRA logits differ by {diff}"
+    # The test could fail: LoRA + the trained norm move the logits far more than the tolerance.
+    assert (base_logits - lora_logits).abs().max().item() > 1000 * LOGIT_TOL
+    tok = AutoTokenizer.from_pretrained(artifacts["merged"] / "llm")
+    assert tok.convert_tokens_to_ids("<|audio_pad|>") == model.tokenizer.convert_tokens_to_ids("<|audio_pad|>")
+
+
+def test_peft_puts_the_adapter_onto_the_base(artifacts, lora_model_and_inputs):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    _, embeds, mask, lora_logits = lora_model_and_inputs
+    meta = json.loads((artifacts["adapter"] / "affectgpt.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(meta["llm"]["base"])
+    peft_model = PeftModel.from_pretrained(base, artifacts["adapter"] / "llm_adapter")
+    with torch.no_grad():
+        logits = peft_model(inputs_embeds=embeds, attention_mask=mask).logits
+    assert (logits - lora_logits).abs().max().item() <= 1e-6
+    cfg = json.loads((artifacts["adapter"] / "llm_adapter" / "adapter_config.json").read_text())
+    assert cfg["modules_to_save"] == ["model.norm"] and cfg["r"] == 8
+
+
+def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):
+    from safetensors import safe_open
+
+    from affectgpt.export import sha256
+
+    for kind in ("adapter", "merged"):
+        folder = artifacts[kind]
+        files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        assert not {f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))}, files
+        assert {"affectgpt.json", "adapters.safetensors", "tokenizer/tokenizer.json"} <= files
+        meta = json.loads((folder / "affectgpt.json").read_text())
+        assert meta["kind"] == kind and meta["format"] == "affectgpt-export"
+        assert meta["preprocessing"]["video"]["frames"] == 8 and meta["preprocessing"]["video"]["image_size"] == [64, 64]
+        assert len(meta["preprocessing"]["video"]["mean"]) == 3 and meta["preprocessing"]["audio"]["sample_rate"] == 16000
+        assert meta["token_plan"]["video_tokens"] == 8 and meta["prompt"]["system"].startswith("You are AffectGPT")
+        assert "<|im_start|>" in meta["prompt"]["chat_template"]
+        assert meta["generation"]["do_sample"] is False
+        assert meta["model"]["vision"]["pretrained"].endswith("clip.pt")
+        for name, digest in meta["files"].items():
+            assert sha256(folder / name) == digest, name
+        with safe_open(str(folder / "adapters.safetensors"), "pt") as f:
+            keys = list(f.keys())
+        assert any(k.startswith("video_adapter.") for k in keys) and any(k.startswith("audio_adapter.") for k in keys)
+        assert any(".standardizer." in k for k in keys)
+    assert {"llm_adapter/adapter_config.json", "llm_adapter/adapter_model.safetensors"} <= {
+        str(p.relative_to(artifacts["adapter"])) for p in artifacts["adapter"].rglob("*")}
+    assert (artifacts["merged"] / "llm" / "model.safetensors").is_file()
+
+
+def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(artifacts, tmp_path):
+    import shutil
+
+    from affectgpt.inference import load_export
+
+    bad = tmp_path / "bad"
+    shutil.copytree(artifacts["adapter"], bad)
+    meta = json.loads((bad / "affectgpt.json").read_text())
+    meta["preprocessing"]["video"]["mean"][0] += 0.01  # as if the model were trained with other normalisation
+    (bad / "affectgpt.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs"):
+        load_export(bad)
+
+
+def test_export_cli_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
+    r = run(["-m", "affectgpt.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path}: not a training checkpoint (no config.yaml)"]
