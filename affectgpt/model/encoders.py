@@ -149,12 +149,13 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], interpolation: str 
     h, w = x.shape[-2:]
     if resize_mode == "squash":
         new = (th, tw)
-    else:  # torchvision Resize(int): shorter side to the target, aspect kept
-        scale = max(th, tw) / min(h, w)
-        new = (max(th, round(h * scale)), max(tw, round(w * scale)))
+    else:  # torchvision Resize(int): shorter side to the target, longer side truncated like torchvision
+        short = max(th, tw)
+        new = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
     if new != (h, w):
         x = F.interpolate(x, size=new, mode=interpolation, align_corners=False, antialias=True).clamp_(0, 1)
-    top, left = (x.shape[-2] - th) // 2, (x.shape[-1] - tw) // 2
+    # torchvision CenterCrop rounds the offset
+    top, left = int(round((x.shape[-2] - th) / 2.0)), int(round((x.shape[-1] - tw) / 2.0))
     return x[..., top : top + th, left : left + tw].contiguous()
 
 
