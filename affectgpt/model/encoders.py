@@ -119,6 +119,7 @@ class VisionEncoder(nn.Module):
             "mean": [round(float(x), 8) for x in self.mean.flatten()],
             "std": [round(float(x), 8) for x in self.std.flatten()],
             "frames": self.cfg.frames,
+            "resize_rule": "torchvision",  # truncated long side, rounded crop offset (changed once; keys feature caches)
         }
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
