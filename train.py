@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> None:
     recipe = TrainRecipe(cfg)
     recipe.setup()
     metrics = recipe.train()
-    if recipe.is_main:
+    if recipe.is_main and metrics.get("exact"):
         print(f"validation label F1 {metrics['exact']['f1']:.3f} -> {recipe.out / 'metrics.json'}")
 
 

@@ -1,10 +1,15 @@
 """Training checkpoints: ``checkpoints/step-N/`` and ``checkpoints/final/``.
 
 A checkpoint folder holds ``trainable.safetensors`` (adapters, LoRA, fixed feature statistics),
-``optimizer.pt`` and ``scheduler.pt`` (state dicts), ``rng.json`` + ``rng_torch.pt``,
-``trainer_state.json`` (step, epoch, position in the epoch) and ``config.yaml`` (the resolved
-config). It is written to ``.tmp-*`` and renamed when complete, with ``COMPLETE`` written last,
-so a process killed mid-write leaves no folder that ``resume=auto`` would pick.
+``optimizer.pt`` and ``scheduler.pt`` (state dicts; under DeepSpeed the optimizer lives in
+``deepspeed/`` instead, written by the engine), ``rng.json`` + ``rng_torch.pt`` (Python, NumPy
+and torch generators of every rank), ``trainer_state.json`` (step, epoch, position in the epoch,
+loss history) and ``config.yaml`` (the resolved config).
+
+Atomicity: everything is written into ``.tmp-<name>`` and the folder is renamed when complete,
+with ``COMPLETE`` written (and fsynced) last. A process killed at any moment leaves either the
+previous checkpoints untouched or a ``.tmp-*`` folder that ``resume=auto`` never picks and the
+next run deletes.
 """
 
 from __future__ import annotations
@@ -21,63 +26,131 @@ import torch
 
 COMPLETE = "COMPLETE"
 WEIGHTS = "trainable.safetensors"
+DEEPSPEED_DIR = "deepspeed"
+DEEPSPEED_TAG = "state"
 
 
-def rng_state() -> tuple[dict, dict]:
+# ---------------------------------------------------------------------------- RNG state
+def rng_state() -> dict:
+    """This process's generators: Python and NumPy as JSON-able lists, torch (and CUDA) as tensors."""
     py = random.getstate()
     np_state = np.random.get_state()
-    plain = {"python": [py[0], list(py[1]), py[2]],
-             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
-    tensors = {"torch": torch.get_rng_state()}
+    state = {"python": [py[0], list(py[1]), py[2]],
+             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        tensors["cuda"] = torch.cuda.get_rng_state_all()
-    return plain, tensors
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def set_rng_state(plain: dict, tensors: dict) -> None:
-    v, state, gauss = plain["python"]
-    random.setstate((v, tuple(state), gauss))
-    n = plain["numpy"]
+def set_rng_state(state: dict) -> None:
+    v, inner, gauss = state["python"]
+    random.setstate((v, tuple(inner), gauss))
+    n = state["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(tensors["torch"])
-    if "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(tensors["cuda"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(folder: Path, trainable: dict[str, torch.Tensor], config_yaml: str, trainer_state: dict,
-                    optimizer=None, scheduler=None, tokenizer=None, extra_files: dict[str, str] | None = None) -> Path:
-    """Write a complete checkpoint atomically (temporary folder + rename)."""
-    from safetensors.torch import save_file
+def _write_rng(folder: Path, states: list[dict]) -> None:
+    """One entry per rank: JSON for Python/NumPy, a weights_only-loadable tensor file for torch."""
+    (folder / "rng.json").write_text(json.dumps([{k: s[k] for k in ("python", "numpy")} for s in states]))
+    tensors = {}
+    for r, s in enumerate(states):
+        tensors[f"torch_{r}"] = s["torch"]
+        for i, c in enumerate(s.get("cuda", [])):
+            tensors[f"cuda_{r}_{i}"] = c
+    torch.save(tensors, folder / "rng_torch.pt")
 
+
+def load_rng(folder: Path, rank: int, world: int) -> dict:
+    """The generator state of ``rank``; a checkpoint from another world size is refused (its data
+    shards and dropout streams would not line up)."""
     folder = Path(folder)
-    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    plain = json.loads((folder / "rng.json").read_text())
+    if len(plain) != world:
+        raise RuntimeError(f"{folder}: written by {len(plain)} process(es), resumed with {world}; exact resume "
+                           f"needs the same number of processes")
+    tensors = torch.load(folder / "rng_torch.pt", map_location="cpu", weights_only=True)
+    state = dict(plain[rank], torch=tensors[f"torch_{rank}"])
+    cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith(f"cuda_{rank}_"))]
+    if cuda:
+        state["cuda"] = cuda
+    return state
+
+
+# ---------------------------------------------------------------------------- writing
+def temp_folder(folder: Path) -> Path:
+    return Path(folder).parent / f".tmp-{Path(folder).name}"
+
+
+def begin(folder: Path) -> Path:
+    """A fresh temporary folder next to ``folder`` (main process only)."""
+    tmp = temp_folder(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_files(tmp: Path, trainable: dict[str, torch.Tensor], config_yaml: str, trainer_state: dict,
+                rng_states: list[dict], optimizer=None, scheduler=None, tokenizer=None) -> None:
+    """Everything but DeepSpeed's own files, into the temporary folder (main process only)."""
+    from safetensors.torch import save_file
+
     save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / WEIGHTS),
               metadata={"format": "affectgpt-trainable", "step": str(trainer_state.get("step", 0))})
     if optimizer is not None:
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if scheduler is not None:
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    plain, tensors = rng_state()
-    (tmp / "rng.json").write_text(json.dumps(plain))
-    torch.save(tensors, tmp / "rng_torch.pt")
+    _write_rng(tmp, rng_states)
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
     (tmp / "config.yaml").write_text(config_yaml)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "tokenizer")
-    for name, text in (extra_files or {}).items():
-        (tmp / name).write_text(text)
+
+
+def commit(tmp: Path, folder: Path) -> Path:
+    """Mark complete and rename into place. An existing folder of that name (``final`` of an earlier
+    run) is moved aside first and deleted after, so a kill in between still leaves one of them."""
     with open(tmp / COMPLETE, "w") as f:
         f.write("ok\n")
         f.flush()
         os.fsync(f.fileno())
+    folder = Path(folder)
+    old = folder.parent / f".old-{folder.name}"
     if folder.exists():
-        shutil.rmtree(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
     os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    dir_fd = os.open(folder.parent, os.O_RDONLY)
+    try:  # make the rename itself durable
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return folder
 
 
+def save_checkpoint(folder: Path, trainable: dict[str, torch.Tensor], config_yaml: str, trainer_state: dict,
+                    optimizer=None, scheduler=None, tokenizer=None) -> Path:
+    """Single-process convenience: write a complete checkpoint atomically."""
+    tmp = begin(folder)
+    write_files(tmp, trainable, config_yaml, trainer_state, [rng_state()], optimizer, scheduler, tokenizer)
+    return commit(tmp, folder)
+
+
+def remove_partial(output_dir: Path) -> list[Path]:
+    """Delete ``.tmp-*`` / ``.old-*`` leftovers of a killed run (main process, before training)."""
+    root = Path(output_dir) / "checkpoints"
+    gone = [p for p in root.glob(".tmp-*")] + [p for p in root.glob(".old-*")] if root.is_dir() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
+# ---------------------------------------------------------------------------- finding
 def is_complete(folder: Path) -> bool:
     return (Path(folder) / COMPLETE).is_file() and (Path(folder) / WEIGHTS).is_file()
 
@@ -102,17 +175,19 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume)
     if not is_complete(path):
-        raise FileNotFoundError(f"{path}: not a complete checkpoint (missing {COMPLETE} or {WEIGHTS})")
+        raise FileNotFoundError(f"trainer.resume={resume}: not a complete checkpoint (missing {COMPLETE} or {WEIGHTS})")
     return path
 
 
 def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete ``step-N`` folders (0 keeps all)."""
     if keep_last <= 0:
         return
     for p in list_checkpoints(output_dir)[:-keep_last]:
         shutil.rmtree(p, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------- reading
 def load_trainable(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -122,12 +197,51 @@ def load_trainable(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def load_training_state(folder: Path, optimizer=None, scheduler=None) -> dict:
-    """Restore optimizer, scheduler and RNG (``torch.load(weights_only=True)``); return trainer state."""
+def load_optimizer_scheduler(folder: Path, optimizer=None, scheduler=None) -> None:
+    """Restore the plain-PyTorch optimizer and scheduler (``torch.load(weights_only=True)``)."""
     folder = Path(folder)
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        path = folder / "optimizer.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (a DeepSpeed checkpoint cannot resume a run without DeepSpeed)")
+        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     if scheduler is not None:
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
-    set_rng_state(json.loads((folder / "rng.json").read_text()), torch.load(folder / "rng_torch.pt", weights_only=True))
-    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def load_trainer_state(folder: Path) -> dict:
+    return json.loads((Path(folder) / "trainer_state.json").read_text())
+
+
+# ---------------------------------------------------------------------------- DeepSpeed
+def save_deepspeed_state(engine, tmp: Path) -> None:
+    """The engine's optimizer partitions (every rank writes its own), without the frozen weights."""
+    engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
+
+
+def load_deepspeed_state(engine, folder: Path) -> None:
+    """Restore the engine's optimizer state. DeepSpeed reads its own files with
+    ``torch.load(weights_only=False)`` (they pickle Python objects); that is inside DeepSpeed and
+    cannot be changed from here. Its module file holds only trainable tensors, hence
+    ``load_module_strict=False``: the strict check is the caller's ``load_trainable_state_dict``."""
+    path = Path(folder) / DEEPSPEED_DIR
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: missing; {folder} was written without DeepSpeed and cannot resume its optimizer")
+    loaded, _ = engine.load_checkpoint(str(path), tag=DEEPSPEED_TAG, load_module_strict=False,
+                                       load_optimizer_states=True, load_lr_scheduler_states=False)
+    if loaded is None:
+        raise RuntimeError(f"{path}: DeepSpeed found no checkpoint with tag {DEEPSPEED_TAG!r}")
+
+
+def gather_trainable(model, accelerator, deepspeed: bool) -> dict[str, torch.Tensor]:
+    """Trainable weights on CPU (every rank calls it). Under ZeRO-3 only the trainable parameters
+    are gathered, never the frozen LLM."""
+    module = accelerator.unwrap_model(model)
+    plugin = accelerator.state.deepspeed_plugin
+    if deepspeed and plugin is not None and int(plugin.zero_stage) == 3:
+        import deepspeed as ds
+
+        params = [p for p in module.parameters() if p.requires_grad]
+        with ds.zero.GatheredParameters(params, modifier_rank=None):
+            return {k: v.detach().cpu().clone() for k, v in module.trainable_state_dict().items()}
+    return {k: v.detach().cpu() for k, v in module.trainable_state_dict().items()}

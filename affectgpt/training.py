@@ -2,6 +2,10 @@
 
 One class in the spirit of torchtune's recipes. Accelerate handles devices, mixed precision,
 DDP and DeepSpeed; everything else is plain PyTorch you can read top to bottom.
+
+Exactness: the data order is a pure function of (seed, epoch, position), every generator (Python,
+NumPy, torch, per rank) is saved in each checkpoint, and evaluation restores the generators it
+touches; so N steps + resume to 2N gives the same losses and weights as 2N steps.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import json
 import logging
 import math
 import random
+import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
+from . import telemetry
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.manifest import Sample, read_manifest
 
@@ -26,7 +33,7 @@ log = logging.getLogger("affectgpt.train")
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
 
@@ -45,24 +52,32 @@ def load_split(data_cfg: DictConfig, split: str) -> list[Sample]:
 
 
 class ResumableBatches(torch.utils.data.Sampler):
-    """Index batches of one epoch: a permutation fixed by (seed, epoch), starting at a batch offset
-    so that a resumed run sees exactly the batches the interrupted one had left."""
+    """This rank's index batches of one epoch. The permutation is fixed by (seed, epoch); global
+    batch b is ``perm[b*G:(b+1)*G]`` with G = batch_size × world, and rank r takes its r-th slice,
+    so no sample is seen twice per epoch and the union over ranks equals one process's batch of G.
+    ``set_position`` starts at a batch offset, so a resumed run sees exactly the batches left."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.epoch, self.start = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world)
 
     def set_position(self, epoch: int, start_batch: int) -> None:
         self.epoch, self.start = epoch, start_batch
 
     def __len__(self) -> int:
-        return self.n // self.batch_size - self.start
+        return max(0, self.batches_per_epoch - self.start)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
-        for b in range(self.start, self.n // self.batch_size):
-            yield perm[b * self.batch_size : (b + 1) * self.batch_size]
+        size = self.batch_size * self.world
+        for b in range(self.start, self.batches_per_epoch):
+            chunk = perm[b * size : (b + 1) * size]
+            yield chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float):
@@ -78,51 +93,140 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
 
 
 def param_groups(model, tcfg: DictConfig) -> list[dict]:
-    """Adapters and LoRA get their own learning rates; no weight decay on biases, norms, 1-d params."""
+    """Adapters, LoRA and fully trained LLM modules get their own learning rates; no weight decay on
+    biases, norms, 1-d params."""
     groups: dict[tuple[str, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        kind = "llm" if name.startswith("llm.") else "adapter"
+        kind = ("llm_extra" if "modules_to_save" in name else "llm") if name.startswith("llm.") else "adapter"
         decay = p.ndim >= 2 and "norm" not in name
         groups.setdefault((kind, decay), []).append(p)
-    lrs = {"adapter": tcfg.lr_adapter or tcfg.lr, "llm": tcfg.lr_lora or tcfg.lr}
+    lrs = {"adapter": tcfg.lr_adapter or tcfg.lr, "llm": tcfg.lr_lora or tcfg.lr,
+           "llm_extra": tcfg.get("lr_llm_extra") or tcfg.lr_lora or tcfg.lr}
     return [{"params": ps, "lr": lrs[k], "weight_decay": tcfg.weight_decay if d else 0.0, "name": f"{k}{'' if d else '_nodecay'}"}
             for (k, d), ps in sorted(groups.items())]
+
+
+def make_accelerator(cfg: DictConfig):
+    """An Accelerator from the launcher's environment (``accelerate launch --config_file ...``), or with
+    a DeepSpeed plugin from ``trainer.deepspeed`` (a JSON file) for a plain ``python train.py``.
+    Returns it and whether DeepSpeed drives the model. Collectives time out after
+    ``trainer.collective_timeout_s``, so a rank that dies cannot leave the others waiting forever."""
+    import os
+    from datetime import timedelta
+
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    t = cfg.trainer
+    plugin = None
+    if t.deepspeed:
+        if not Path(t.deepspeed).is_file():
+            raise FileNotFoundError(f"trainer.deepspeed={t.deepspeed}: no such DeepSpeed config file")
+        if "RANK" not in os.environ:  # single process without a launcher: DeepSpeed would look for MPI
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=os.environ.get("MASTER_PORT") or str(_free_port()))
+        plugin = DeepSpeedPlugin(hf_ds_config=str(t.deepspeed))
+    ds = plugin is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    acc = Accelerator(mixed_precision=t.mixed_precision, cpu=cfg.device == "cpu" and not ds, deepspeed_plugin=plugin,
+                      gradient_accumulation_steps=t.grad_accum if ds else 1,
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=t.collective_timeout_s)),
+                                       DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)])
+    if ds:
+        fill_deepspeed_auto(acc.state.deepspeed_plugin.deepspeed_config, t, acc.num_processes)
+    return acc, ds
+
+
+def fill_deepspeed_auto(ds_config: dict, t: DictConfig, world: int) -> None:
+    """The Hydra trainer config drives DeepSpeed's batch, accumulation and clipping ("auto" entries)."""
+    values = {"train_micro_batch_size_per_gpu": t.batch_size, "gradient_accumulation_steps": t.grad_accum,
+              "gradient_clipping": float(t.grad_clip or 0.0), "train_batch_size": t.batch_size * t.grad_accum * world}
+    for key, value in values.items():
+        if ds_config.get(key, "auto") == "auto":
+            ds_config[key] = value
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_optimizer(groups: list[dict], t: DictConfig, accelerator, device: str):
+    """AdamW (fused on CUDA). When the DeepSpeed config defines the optimizer, a placeholder that
+    DeepSpeed replaces with its own, built on the same parameter groups and learning rates."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None and "optimizer" in plugin.deepspeed_config:
+        from accelerate.utils import DummyOptim
+
+        return DummyOptim(groups, lr=t.lr, weight_decay=t.weight_decay)
+    fused = torch.cuda.is_available() and device != "cpu"
+    return torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if fused else {}))
+
+
+def zero_stage(accelerator) -> int:
+    plugin = accelerator.state.deepspeed_plugin
+    return 0 if plugin is None else int(plugin.zero_stage)
+
+
+def gather_objects(accelerator, obj) -> list:
+    """Every rank's ``obj``, in rank order (picklable objects; one process: ``[obj]``)."""
+    if accelerator.num_processes == 1:
+        return [obj]
+    out = [None] * accelerator.num_processes
+    torch.distributed.all_gather_object(out, obj)
+    return out
 
 
 class TrainRecipe:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
+        self.stop_signal: int | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        from accelerate import Accelerator
-
         t = self.cfg.trainer
-        self.accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=self.cfg.device == "cpu",
-                                       gradient_accumulation_steps=1)
-        seed_everything(self.cfg.seed)
+        self.accelerator, self.deepspeed = make_accelerator(self.cfg)
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        seed_everything(self.cfg.seed)  # identical initialisation on every rank
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        self.train_samples = load_split(self.cfg.data, "train")
-        self.val_samples = load_split(self.cfg.data, "val")
-        self._setup_model()
+            for p in ckpt.remove_partial(self.out):
+                log.warning("removed the incomplete checkpoint %s (a killed run's)", p)
+        with self.accelerator.main_process_first():  # the synthetic data and tiny weights are written once
+            self.train_samples = load_split(self.cfg.data, "train")
+            self.val_samples = load_split(self.cfg.data, "val")
+            self._setup_model()
         self._setup_data()
-        self._setup_optimizer()
         self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
         resume = ckpt.resolve_resume(t.resume, self.out)
+        if resume is None and self._has_standardizers():
+            self._fit_standardizers()  # a resumed run loads the fitted statistics instead
+        self.optimizer = make_optimizer(param_groups(self.model, t), t, self.accelerator, self.cfg.device)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        # Not prepared: Accelerate would step it once per process per step.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio))
+        seed_everything(self.cfg.seed + 7919 * self.rank)  # dropout differs across ranks, not across restarts
         if resume is not None:
             self._resume(resume)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
-        self.tracker = self._setup_tracker()
+        self.tracker = telemetry.init_wandb(self.cfg.wandb, self.out, OmegaConf.to_container(self.cfg, resolve=True)) \
+            if self.is_main else None
 
     def _setup_model(self) -> None:
         from .model.build import build_model
 
+        plain = OmegaConf.to_container(self.cfg.model, resolve=True)
+        if plain.get("tiny_assets"):  # written on first use with their own seeds: keep that out of the adapters' init
+            from .model.tiny import ensure_tiny_assets
+
+            ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)), plain.get("tiny_tokenizer", "bpe"),
+                               plain.get("tiny_corpus"))
         torch.manual_seed(self.cfg.seed)  # adapter and LoRA init
         self.model = build_model(self.cfg.model, device=self.accelerator.device)
         self.plan = self.model.token_plan()
@@ -137,32 +241,37 @@ class TrainRecipe:
 
     def _setup_data(self) -> None:
         t, d = self.cfg.trainer, self.cfg.data
-        self.train_set = ClipDataset(self.train_samples, self.plan, describe_ratio=d.describe_ratio, seed=self.cfg.seed)
-        self.sampler = ResumableBatches(len(self.train_set), t.batch_size, self.cfg.seed)
-        g = torch.Generator().manual_seed(self.cfg.seed)
-        self.loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=self._collator(True),
-                                                  num_workers=t.num_workers, generator=g, worker_init_fn=worker_init)
-        if len(self.sampler) == 0:
-            raise ValueError(f"{len(self.train_set)} training samples are fewer than one batch of {t.batch_size}")
+        store = None
+        if self.cfg.features.cache_dir:
+            from .features import open_cache
 
-    def _setup_optimizer(self) -> None:
-        t = self.cfg.trainer
-        fused = torch.cuda.is_available() and self.cfg.device != "cpu"
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, t), betas=(0.9, 0.999), eps=1e-8,
-                                           **({"fused": True} if fused else {}))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio))
-        if any(m is not None and m.standardizer is not None for m in (self.model.video_adapter, self.model.audio_adapter)):
-            self._fit_standardizers()
+            store = open_cache(self.cfg, self.model, self.train_samples, self.accelerator)
+        self.train_set = ClipDataset(self.train_samples, self.plan, describe_ratio=d.describe_ratio, seed=self.cfg.seed,
+                                     features=store)
+        self.sampler = ResumableBatches(len(self.train_set), t.batch_size, self.cfg.seed, self.rank, self.world)
+        self.loader_generator = torch.Generator()
+        self.loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=self._collator(True),
+                                                  num_workers=t.num_workers, generator=self.loader_generator,
+                                                  worker_init_fn=worker_init)
+        if self.sampler.batches_per_epoch == 0:
+            raise ValueError(f"{len(self.train_set)} training samples are fewer than one global batch of "
+                             f"{t.batch_size} x {self.world} process(es)")
+
+    def _has_standardizers(self) -> bool:
+        return any(m is not None and m.standardizer is not None for m in (self.model.video_adapter, self.model.audio_adapter))
 
     @torch.no_grad()
     def _fit_standardizers(self) -> None:
-        """Fix per-position feature means and per-dimension stds from training clips (frozen encoders)."""
+        """Fix per-position feature means and per-dimension stds from training clips (frozen encoders).
+        Every rank computes the same statistics from the same clips."""
         n = min(len(self.train_set), self.cfg.trainer.standardize_samples)
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(self.train_set, range(n)), batch_size=16,
                                              collate_fn=self._collator(True), num_workers=self.cfg.trainer.num_workers,
-                                             worker_init_fn=worker_init)
+                                             worker_init_fn=worker_init, generator=torch.Generator().manual_seed(0))
         video, audio = [], []
         for batch in loader:
+            if not batch["names"]:
+                continue
             feats = self.model.encode_media(batch)
             if feats.get("video") is not None:
                 video.append(feats["video"][batch["video_present"]].cpu())
@@ -178,22 +287,18 @@ class TrainRecipe:
             m.audio_adapter.standardizer.fit(x, mask)
         log.info("feature statistics fixed from %d training clips", n)
 
-    def _setup_tracker(self):
-        w = self.cfg.wandb
-        if not self.is_main or w.mode == "disabled":
-            return None
-        import os
-
-        import wandb
-
-        mode = w.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-        return wandb.init(project=w.project, name=w.name, mode=mode, dir=str(self.out),
-                          config=OmegaConf.to_container(self.cfg, resolve=True))
-
     def _resume(self, folder: Path) -> None:
-        self.model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
-        self.state = ckpt.load_training_state(folder, self.optimizer, self.scheduler)
-        log.info("resumed from %s at step %d", folder, self.state["step"])
+        model = self.accelerator.unwrap_model(self.model)
+        if self.deepspeed:
+            ckpt.load_deepspeed_state(self.model, folder)
+        else:
+            ckpt.load_optimizer_scheduler(folder, self.optimizer)
+        model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
+        ckpt.load_optimizer_scheduler(folder, scheduler=self.scheduler)
+        self.state = ckpt.load_trainer_state(folder)
+        ckpt.set_rng_state(ckpt.load_rng(folder, self.rank, self.world))
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", folder, self.state["step"], self.state["epoch"],
+                 self.state["batch_in_epoch"])
 
     # ------------------------------------------------------------------ train
     def _batches(self):
@@ -201,6 +306,8 @@ class TrainRecipe:
         while True:
             self.sampler.set_position(self.state["epoch"], self.state["batch_in_epoch"])
             self.train_set.set_epoch(self.state["epoch"])
+            # Worker seeds depend on the epoch only, not on how many iterators came before.
+            self.loader_generator.manual_seed(self.cfg.seed * 1000003 + self.state["epoch"])
             for batch in self.loader:
                 self.state["batch_in_epoch"] += 1
                 yield batch
@@ -217,13 +324,32 @@ class TrainRecipe:
             raise RuntimeError(f"{self.state['bad_samples']} of {seen} samples failed to load "
                                f"(> data.max_bad_fraction={limit}); see the warnings above for names and causes")
 
+    def _sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over ranks (one collective)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(t, "sum").tolist() if self.world > 1 else t.tolist()
+
+    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+        if self.deepspeed:  # DeepSpeed steps inside its engine at the accumulation boundary
+            self.model.set_gradient_accumulation_boundary(last)
+            self.model.backward(loss, scale_wrt_gas=False)  # already normalised by the step's target tokens
+            if last:
+                self.model.step()
+        else:
+            self.accelerator.backward(loss)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum  # acted on at the next step boundary, on every rank at once
+
     def train(self) -> dict:
         t = self.cfg.trainer
         from tqdm import tqdm
 
+        for s in (signal.SIGTERM, signal.SIGUSR1):  # SLURM preemption / time limit: checkpoint, then exit
+            signal.signal(s, self._on_signal)
         batches = self._batches()
         bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train", dynamic_ncols=True)
-        bad_steps, t0, n_samples, n_tokens = 0, time.perf_counter(), 0, 0
+        meter, bad_steps = telemetry.Throughput(), 0
         self.model.train()
         while self.state["step"] < t.max_steps:
             micro = []
@@ -233,107 +359,137 @@ class TrainRecipe:
                 if b["names"]:
                     micro.append(b)
             n_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-            total = self.accelerator.reduce(torch.tensor(n_tok, device=self.accelerator.device), "sum").item()
-            loss_total = 0.0
-            for b in micro:
-                loss_sum, _ = self.model(b)
-                loss = loss_sum / total * self.accelerator.num_processes  # DDP averages gradients over ranks
-                self.accelerator.backward(loss)
-                loss_total += loss_sum.item() / total * self.accelerator.num_processes
-            loss_value = self.accelerator.reduce(torch.tensor(loss_total, device=self.accelerator.device), "mean").item()
-            if not math.isfinite(loss_value):
+            total = self._sum([n_tok])[0]  # target tokens of the whole step, all ranks
+            loss_local, finite = 0.0, True
+            for i, b in enumerate(micro):
+                last = i == len(micro) - 1
+                with nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
+                    loss_sum, _ = self.model(b)
+                    finite = self._sum([0.0 if math.isfinite(loss_sum.item()) else 1.0])[0] == 0
+                    if not finite:
+                        if self.deepspeed and i > 0:
+                            raise RuntimeError(f"non-finite loss in micro-batch {i} of step {self.state['step'] + 1} "
+                                               f"(samples {b['names']}); under DeepSpeed a partly accumulated step "
+                                               f"cannot be skipped")
+                        if not self.deepspeed:
+                            self.accelerator.backward(loss_sum * 0.0)  # completes DDP's reduction; gradients dropped below
+                        break
+                    # DDP and DeepSpeed average gradients over ranks: × world makes it a sum over the global batch.
+                    self._backward(loss_sum / total * self.world, last)
+                loss_local += loss_sum.item()
+            if not finite:
                 bad_steps += 1
                 self.optimizer.zero_grad(set_to_none=True)
-                log.warning("non-finite loss at step %d (%d in a row); step skipped", self.state["step"], bad_steps)
+                log.warning("non-finite loss at step %d (%d in a row, samples %s); step skipped",
+                            self.state["step"] + 1, bad_steps, [n for b in micro for n in b["names"]])
                 if bad_steps >= t.max_bad_steps:
                     raise RuntimeError(f"{bad_steps} non-finite losses in a row (trainer.max_bad_steps={t.max_bad_steps})")
                 continue
             bad_steps = 0
-            if t.grad_clip:
-                self.accelerator.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            grad_norm = None
+            if t.grad_clip and not self.deepspeed:  # DeepSpeed clips inside its step (gradient_clipping)
+                grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), t.grad_clip))
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.state["step"] += 1
-            n = sum(len(b["names"]) for b in micro)
-            self.state["samples_seen"] += n
-            n_samples, n_tokens = n_samples + n, n_tokens + sum(int(b["attention_mask"].sum()) for b in micro)
+            n_local = sum(len(b["names"]) for b in micro)
+            tok_local = sum(int(b["attention_mask"].sum()) for b in micro)
+            loss_all, n, tokens, stop = self._sum([loss_local, n_local, tok_local, float(self.stop_signal is not None)])
+            loss_value = loss_all / total
+            self.state["samples_seen"] += int(n)
+            meter.update(int(n), int(tokens))
             lr = self.scheduler.get_last_lr()[0]
-            self.state["history"].append({"step": self.state["step"], "loss": round(loss_value, 6), "lr": lr})
-            if self.is_main:
-                dt = time.perf_counter() - t0
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", sps=f"{n_samples / dt:.1f}", tps=f"{n_tokens / dt:.0f}")
-                if self.tracker is not None and self.state["step"] % t.log_every == 0:
-                    self.tracker.log({"train/loss": loss_value, "train/lr": lr, "train/samples_per_s": n_samples / dt,
-                                      "train/tokens_per_s": n_tokens / dt}, step=self.state["step"])
-            if t.save_every and self.state["step"] % t.save_every == 0 and self.state["step"] < t.max_steps:
-                self.save(f"step-{self.state['step']}")
-            if t.eval_every and self.state["step"] % t.eval_every == 0 and self.state["step"] < t.max_steps:
+            self.state["history"].append({"step": self.state["step"], "loss": loss_value, "lr": lr})
+            self._report(bar, meter, loss_value, lr, grad_norm)
+            step = self.state["step"]
+            if stop or (t.stop_at_step and step >= t.stop_at_step and step < t.max_steps):
+                self.save(f"step-{step}")
+                log.info("stopped at step %d (%s); resume with trainer.resume=auto", step,
+                         "signal" if stop else "trainer.stop_at_step")
+                bar.close()
+                return {}
+            if t.save_every and step % t.save_every == 0 and step < t.max_steps:
+                self.save(f"step-{step}")
+            if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
                 self._log_eval(self.evaluate())
         bar.close()
         self.save(f"step-{self.state['step']}")
-        self.save("final")
         metrics = self.evaluate()
         self._log_eval(metrics)
+        self.save("final")
         if self.is_main:
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
             if self.tracker is not None:
                 self.tracker.finish()
         return metrics
 
+    def _report(self, bar, meter, loss: float, lr: float, grad_norm: float | None) -> None:
+        if not self.is_main:
+            return
+        sps, tps = meter.rates()
+        mem = telemetry.peak_memory_mb(self.accelerator.device)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}", tps=f"{tps:.0f}", mem=f"{mem:.0f}M")
+        if self.tracker is not None and self.state["step"] % self.cfg.trainer.log_every == 0:
+            row = {"train/loss": loss, "train/lr": lr, "train/samples_per_s": sps, "train/tokens_per_s": tps,
+                   "train/peak_memory_mb": mem}
+            if grad_norm is not None:
+                row["train/grad_norm"] = grad_norm
+            self.tracker.log(row, step=self.state["step"])
+
     def _log_eval(self, metrics: dict) -> None:
-        if self.is_main:
-            log.info("step %d validation: %s", self.state["step"], json.dumps(metrics.get("exact", {})))
-            self.state["history"].append({"step": self.state["step"], "val_f1": metrics.get("exact", {}).get("f1")})
-            if self.tracker is not None:
-                self.tracker.log({"val/f1": metrics.get("exact", {}).get("f1")}, step=self.state["step"])
+        if not self.is_main:
+            return
+        f1 = (metrics.get("exact") or {}).get("f1")
+        log.info("step %d validation: %s", self.state["step"], json.dumps(metrics.get("exact", {})))
+        self.state["history"].append({"step": self.state["step"], "val_f1": f1})
+        if self.tracker is not None and f1 is not None:
+            self.tracker.log({"val/f1": f1}, step=self.state["step"])
+        telemetry.plot_curves(self.state["history"], self.out / "curves.png")
 
     # ------------------------------------------------------------------ checkpoint and eval
     def save(self, name: str) -> None:
-        self.accelerator.wait_for_everyone()
-        model = self.accelerator.unwrap_model(self.model)
+        """All ranks enter; rank 0 writes. Weights are gathered first under ZeRO-3."""
+        acc = self.accelerator
+        folder = self.out / "checkpoints" / name
+        acc.wait_for_everyone()
+        tmp = ckpt.temp_folder(folder)
         if self.is_main:
-            folder = ckpt.save_checkpoint(
-                self.out / "checkpoints" / name, model.trainable_state_dict(), OmegaConf.to_yaml(self.cfg, resolve=True),
-                dict(self.state), self.optimizer, self.scheduler, tokenizer=model.tokenizer if name == "final" else None,
-            )
+            ckpt.begin(folder)
+        acc.wait_for_everyone()
+        if self.deepspeed:
+            ckpt.save_deepspeed_state(self.model, tmp)
+        trainable = ckpt.gather_trainable(self.model, acc, self.deepspeed)
+        rngs = gather_objects(acc, ckpt.rng_state())
+        if self.is_main:
+            model = acc.unwrap_model(self.model)
+            ckpt.write_files(tmp, trainable, OmegaConf.to_yaml(self.cfg, resolve=True), dict(self.state), rngs,
+                             optimizer=None if self.deepspeed else self.optimizer, scheduler=self.scheduler,
+                             tokenizer=model.tokenizer if name == "final" else None)
+            ckpt.commit(tmp, folder)
             if name != "final":
                 ckpt.prune_checkpoints(self.out, self.cfg.trainer.keep_last)
             log.info("saved %s", folder)
-        self.accelerator.wait_for_everyone()
+        acc.wait_for_everyone()
 
     @torch.no_grad()
     def evaluate(self) -> dict:
+        """Scorer metrics on the validation split, generated in shards across ranks; the result on
+        rank 0 ({} elsewhere). Restores every generator it touches, so evaluating changes nothing
+        about training."""
         from .inference import predict
 
+        if self.deepspeed and zero_stage(self.accelerator) == 3:
+            log.warning("ZeRO-3 partitions the LLM: evaluate the saved checkpoint with infer.py instead")
+            return {"exact": None, "skipped": "ZeRO-3"}
+        rng = ckpt.rng_state()
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         samples = self.val_samples[: self.cfg.eval.max_samples] if self.cfg.eval.max_samples else self.val_samples
-        preds = predict(model, samples, task="describe", batch_size=self.cfg.eval.batch_size,
+        preds = predict(model, samples[self.rank :: self.world], task="describe", batch_size=self.cfg.eval.batch_size,
                         max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main)
         model.train()
-        return evaluate_predictions(preds, samples)
-
-
-def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:
-    """Exact-match label precision/recall/F1, averaged over samples (F from the averaged P and R)."""
-    ps, rs = [], []
-    for p, g in zip(pred, gold):
-        p, g = {x.lower() for x in p}, {x.lower() for x in g}
-        hit = len(p & g)
-        ps.append(hit / len(p) if p else 0.0)
-        rs.append(hit / len(g) if g else 0.0)
-    P, R = (float(np.mean(ps)) if ps else 0.0), (float(np.mean(rs)) if rs else 0.0)
-    return {"precision": P, "recall": R, "f1": 2 * P * R / (P + R) if P + R else 0.0, "n": len(ps)}
-
-
-def evaluate_predictions(preds: list[dict], samples: list[Sample]) -> dict:
-    """metrics.json: exact-match label P/R/F1 plus the built-in scorer's report."""
-    from . import eval as scorer
-
-    by_name = {p["name"]: p for p in preds}
-    gold = [{"name": s.name, "emotions": list(s.emotions or []), "description": s.description} for s in samples]
-    exact = label_prf([by_name.get(s.name, {}).get("emotions") or [] for s in samples], [g["emotions"] for g in gold])
-    ok = [p for p in preds if not p.get("error")]
-    return {"exact": exact, "scorer": scorer.score(ok, gold), "n_errors": len(preds) - len(ok)}
+        ckpt.set_rng_state(rng)
+        preds = [p for part in gather_objects(self.accelerator, preds) for p in part]
+        return telemetry.evaluate_predictions(preds, samples) if self.is_main else {}

@@ -1,0 +1,109 @@
+"""What a training run reports: throughput, peak memory, wandb, and ``curves.png``.
+
+wandb is optional and imported only when used: ``wandb.mode`` in the config (or ``WANDB_MODE``)
+decides; with no mode and no ``WANDB_API_KEY`` the run logs offline into the output dir. The
+progress bar and ``curves.png`` need no server at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("affectgpt.train")
+
+
+class Throughput:
+    """Samples/s and tokens/s over the steps since the meter started (resumes start a new meter)."""
+
+    def __init__(self):
+        self.t0, self.samples, self.tokens = time.perf_counter(), 0, 0
+
+    def update(self, samples: int, tokens: int) -> None:
+        self.samples += samples
+        self.tokens += tokens
+
+    def rates(self) -> tuple[float, float]:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        return self.samples / dt, self.tokens / dt
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory allocated by torch, or this process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def wandb_mode(configured: str | None) -> str:
+    """The mode a run uses: the config's, else ``WANDB_MODE``, else online with a key and offline without."""
+    mode = configured or os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def init_wandb(wcfg, output_dir: Path, config: dict):
+    """A wandb run, or None when disabled. Its files go under the output dir."""
+    mode = wandb_mode(wcfg.mode)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    return wandb.init(project=wcfg.project, name=wcfg.name, mode=mode, dir=str(output_dir), config=config)
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """loss, learning rate and validation F1 over steps, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [h for h in history if "loss" in h]
+    val = [h for h in history if h.get("val_f1") is not None]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
+    axes[0].set(title="training loss (per target token)", xlabel="step")
+    if train and min(h["loss"] for h in train) > 0:
+        axes[0].set_yscale("log")
+    axes[1].plot([h["step"] for h in train], [h["lr"] for h in train], lw=1)
+    axes[1].set(title="learning rate (first group)", xlabel="step")
+    axes[2].plot([h["step"] for h in val], [h["val_f1"] for h in val], marker="o")
+    axes[2].set(title="validation label F1", xlabel="step", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:
+    """Exact-match label precision/recall/F1, averaged over samples (F from the averaged P and R)."""
+    ps, rs = [], []
+    for p, g in zip(pred, gold):
+        p, g = {x.lower() for x in p}, {x.lower() for x in g}
+        hit = len(p & g)
+        ps.append(hit / len(p) if p else 0.0)
+        rs.append(hit / len(g) if g else 0.0)
+    P, R = (float(np.mean(ps)) if ps else 0.0), (float(np.mean(rs)) if rs else 0.0)
+    return {"precision": P, "recall": R, "f1": 2 * P * R / (P + R) if P + R else 0.0, "n": len(ps)}
+
+
+def evaluate_predictions(preds: list[dict], samples: list) -> dict:
+    """metrics.json: exact-match label P/R/F1 plus the built-in scorer's report."""
+    from . import eval as scorer
+
+    by_name = {p["name"]: p for p in preds}
+    gold = [{"name": s.name, "emotions": list(s.emotions or []), "description": s.description} for s in samples]
+    exact = label_prf([by_name.get(s.name, {}).get("emotions") or [] for s in samples], [g["emotions"] for g in gold])
+    ok = [p for p in preds if not p.get("error")]
+    return {"exact": exact, "scorer": scorer.score(ok, gold), "n_errors": len(preds) - len(ok)}
