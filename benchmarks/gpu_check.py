@@ -1,0 +1,684 @@
+"""One GPU check: training throughput, MFU and peak memory of the mid and 7B configs, DeepSpeed
+ZeRO-2 on one GPU, and single-clip inference latency of the 7B shape; random weights in the
+real architectures (CLIP ViT-L/14, Whisper large-v3, Qwen2.5-7B; no downloads).
+
+    python benchmarks/gpu_check.py --out DIR [--budget-s 420] [--peak-tflops 989] [--only KEY,...]
+    python benchmarks/gpu_check.py --dry-run --out DIR      # CPU, tiny config, every code path
+
+Prints ONE Markdown table and rewrites DIR/gpu_check.md and DIR/gpu_check.json after every row,
+so a killed run leaves its finished rows. Rows run in order of importance and are reported
+"skipped: budget" once --budget-s is spent; a row that runs out of GPU memory is reported as
+OOM (and retried once at half the batch), never a crash.
+
+Each training row: synthetic clips (random frames in 0..1 and a few seconds of random audio), a
+long random target so that every sequence has exactly ``seq`` LLM tokens, the batch on the GPU
+before timing; ``warmup`` steps, then ``steps`` timed steps between ``torch.cuda.synchronize``.
+A step is forward (``AffectGPT.forward``: summed target loss / target count), backward and AdamW
+(fused on CUDA) over the trainable parameters, under bf16 autocast (``--mixed-precision``, what
+``trainer.mixed_precision=bf16`` does through Accelerate). "online": frames and audio go through
+the frozen encoders every step; "cached": their features were computed once and are passed as
+``video_feats``/``audio_feats``. Peak memory is ``torch.cuda.max_memory_allocated`` reset per row.
+
+FLOP count (model FLOPs; MFU = counted FLOPs per second / the card's peak dense bf16 FLOP/s).
+Per sequence of T LLM tokens of which T_tgt are targets:
+
+- frozen decoder linears, N = every 2-D weight inside the decoder layers (q,k,v,o,gate,up,down;
+  not the embedding table, not LoRA): forward 2·N·T, backward 2·N·T (activation gradients only:
+  frozen weights get no weight gradient) → 4·N·T;
+- LoRA, n = LoRA parameters (A and B of every adapted projection): forward 2·n·T, backward
+  4·n·T (activation and weight gradients) → 6·n·T;
+- attention scores and weighted sum, L layers, d = heads·head_dim: 4·L·T²·d forward (the full
+  T×T product, causal masking not halved), twice that backward → 12·L·T²·d;
+- output layer (frozen, vocabulary V, width h), logits at target positions only (as
+  ``AffectGPT.forward`` computes them): 2·V·h·T_tgt forward + 2·V·h·T_tgt backward → 4·V·h·T_tgt;
+- online rows add the frozen encoders' forward, per clip: CLIP, per frame of t = patches + 1
+  tokens: 2·N_v·t + 4·L_v·t²·d_v (N_v: 2-D weights but the positional table and the output
+  projection, which counts 2·N_proj once per frame); Whisper, per 30-s chunk of t = 1,500 frames
+  (or the cropped length): 2·N_conv1·2t + 2·N_a·t + 4·L_a·t²·d_a (N_a: 2-D and conv weights
+  but conv1, which runs at the 2t mel positions);
+- not counted: adapters and fusion (≤ 0.2 % of a 7B step: they read a few hundred encoder rows
+  per clip), norms, activations, softmax, the loss, the optimizer, and gradient-checkpoint
+  recomputation (MFU counts model FLOPs, not hardware FLOPs). MFU is therefore a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+CONF_MODEL = ROOT / "conf" / "model"
+GIB = 1024**3
+
+# Peak dense bf16 tensor FLOP/s (no sparsity), TFLOP/s, by a substring of torch.cuda.get_device_name.
+PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),
+                    ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0)]
+DRY_RUN_PEAK_TFLOPS = 1.0  # nominal, so the dry run's MFU column is a number
+
+WORDS = ("she", "looks", "down", "and", "her", "voice", "trembles", "while", "the", "man", "frowns", "smiles",
+         "speaks", "quickly", "softly", "angry", "calm", "tone", "rises", "eyes", "widen", "brows", "pause",
+         "because", "seems", "worried", "laughs", "sighs", "nods", "tense", "relaxed", "sad", "happy")
+
+
+# ----------------------------------------------------------------------------- FLOP formula
+@dataclass(frozen=True)
+class LLMShape:
+    matmul_params: int  # N: 2-D weights in the decoder layers (frozen base, LoRA excluded)
+    lora_params: int  # n
+    layers: int  # L
+    attn_width: int  # d = heads · head_dim
+    hidden: int  # h
+    vocab: int  # V (output layer rows)
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    token_params: int  # weights applied once per token
+    once_params: int  # weights applied once per item (CLIP's output projection) — or per 2 tokens (Whisper conv1)
+    layers: int
+    width: int
+    tokens: int  # per item: a frame (CLIP) or a 30-s chunk (Whisper)
+    kind: str  # "vision" | "audio"
+
+
+def llm_shape(llm) -> LLMShape:
+    """The numbers of the FLOP formula for a (peft-wrapped) causal LM."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    c = base.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    decoder = base.get_decoder()
+    n_mat = sum(p.numel() for name, p in decoder.layers.named_parameters() if p.ndim >= 2 and "lora_" not in name)
+    n_lora = sum(p.numel() for name, p in llm.named_parameters() if "lora_" in name)
+    return LLMShape(n_mat, n_lora, c.num_hidden_layers, c.num_attention_heads * head_dim, c.hidden_size,
+                    base.get_output_embeddings().weight.shape[0])
+
+
+def train_flops_per_sequence(s: LLMShape, tokens: int, target_tokens: int) -> float:
+    """Model FLOPs of one LoRA training step on one sequence (module docstring)."""
+    t = tokens
+    return (4 * s.matmul_params * t + 6 * s.lora_params * t + 12 * s.layers * t * t * s.attn_width
+            + 4 * s.vocab * s.hidden * target_tokens)
+
+
+def encoder_shapes(model, audio_samples: int) -> list[tuple[EncoderShape, int]]:
+    """(shape, items per clip) of the frozen encoders for a clip with ``audio_samples`` of audio."""
+    out = []
+    if model.vision is not None:
+        v = model.vision.visual
+        grid = v.grid_size
+        per_token = sum(p.numel() for n, p in v.named_parameters() if p.ndim >= 2 and n not in ("positional_embedding", "proj"))
+        proj = v.proj.numel() if getattr(v, "proj", None) is not None and not v.output_tokens else 0
+        out.append((EncoderShape(per_token, proj, len(v.transformer.resblocks), v.transformer.width,
+                                 grid[0] * grid[1] + 1, "vision"), model.vision.cfg.frames))
+    if model.audio is not None:
+        a, enc = model.audio, model.audio.encoder
+        samples = a.effective_samples(audio_samples)
+        chunk = 30 * 16000
+        n_chunks = max(1, math.ceil(samples / chunk))
+        frames = 1500 if a.cfg.pad_to_30s else a.num_frames(min(samples, chunk))
+        per_token = sum(p.numel() for n, p in enc.named_parameters() if p.ndim >= 2 and not n.startswith("conv1."))
+        out.append((EncoderShape(per_token, enc.conv1.weight.numel(), len(enc.blocks), a.out_dim, frames, "audio"), n_chunks))
+    return out
+
+
+def encoder_forward_flops(e: EncoderShape) -> float:
+    """Forward FLOPs of one item (a frame or a 30-s chunk) through a frozen encoder."""
+    t = e.tokens
+    once = 2 * e.once_params * (2 * t if e.kind == "audio" else 1)
+    return 2 * e.token_params * t + once + 4 * e.layers * t * t * e.width
+
+
+def peak_tflops(device_name: str, override: float | None) -> float | None:
+    """The card's peak dense bf16 TFLOP/s: --peak-tflops, else the table by device name."""
+    if override:
+        return override
+    for key, value in PEAK_BF16_TFLOPS:
+        if key in device_name:
+            return value
+    return None
+
+
+# ----------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    key: str
+    model: str  # role: "7b" | "mid" (tiny in the dry run)
+    kind: str  # "train" | "zero2" | "infer"
+    features: str = "cached"  # "cached" | "online"
+    grad_ckpt: bool = False
+    batch: int = 8
+    seq: int = 1024
+    note: str = ""
+    fake_oom: bool = False  # dry run: raise torch.OutOfMemoryError mid-step to check the handling
+
+
+@dataclass
+class Result:
+    key: str
+    desc: str
+    status: str = "ok"  # ok | OOM | skipped: budget | error: ...
+    batch: int = 0
+    seq: int = 0
+    step_s: float | None = None
+    samples_s: float | None = None
+    tokens_s: float | None = None
+    tflops: float | None = None
+    mfu: float | None = None
+    peak_gib: float | None = None
+    loss: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def gpu_rows() -> list[Row]:
+    """The real run, most important first; rows of one model are adjacent (one build each)."""
+    return [
+        Row("7b-cached-ckpt", "7b", "train", "cached", True, 8, 1024, "MFU target >= 40%"),
+        Row("7b-infer", "7b", "infer", "online", note="100 new tokens, target < 3 s end to end"),
+        Row("7b-online-ckpt", "7b", "train", "online", True, 8, 1024),
+        Row("7b-cached-ckpt-s320", "7b", "train", "cached", True, 32, 320, "EMER-length samples; target >= 23 samples/s"),
+        Row("7b-cached-nockpt", "7b", "train", "cached", False, 4, 1024),
+        Row("mid-online", "mid", "train", "online", False, 8, 1024),
+        Row("mid-cached", "mid", "train", "cached", False, 8, 1024, "target >= 2x mid-online"),
+        Row("mid-zero2", "mid", "zero2", "cached", False, 8, 1024, "DeepSpeed ZeRO-2, one process"),
+        Row("mid-cached-ckpt", "mid", "train", "cached", True, 8, 1024),
+        Row("mid-online-ckpt", "mid", "train", "online", True, 8, 1024),
+    ]
+
+
+def dry_rows() -> list[Row]:
+    """The same rows on the tiny config with tiny shapes, plus a forced-OOM row."""
+    rows = [replace(r, batch=2, seq=112 if r.seq < 1024 else 128) for r in gpu_rows()]
+    return rows + [Row("oom-check", "mid", "train", "cached", False, 2, 128, "forced OOM, then retried at half batch", True)]
+
+
+def describe(r: Row) -> str:
+    model = {"7b": "7B", "mid": "mid"}[r.model]
+    if r.kind == "infer":
+        return f"{model} inference, 1 clip"
+    ckpt = "ckpt" if r.grad_ckpt else "no ckpt"
+    engine = "ZeRO-2" if r.kind == "zero2" else "LoRA step"
+    return f"{model} {engine}, {r.features}, {ckpt}"
+
+
+# ----------------------------------------------------------------------------- models and batches
+def model_config(role: str, dry_run: bool, work: Path) -> dict:
+    """The plain config dict of a shipped model config with random weights; the dry run uses the
+    tiny config for every role (its tokenizer trained on a small text corpus written to work)."""
+    from omegaconf import OmegaConf
+
+    from affectgpt.model.build import to_plain
+
+    name = "tiny" if dry_run else {"7b": "affectgpt-7b", "mid": "affectgpt-mid"}[role]
+    cfg = OmegaConf.load(CONF_MODEL / f"{name}.yaml")
+    if name == "tiny":
+        corpus = work / "train.jsonl"
+        if not corpus.is_file():
+            work.mkdir(parents=True, exist_ok=True)
+            rng = random.Random(0)
+            with corpus.open("w") as f:
+                for i in range(40):
+                    text = " ".join(rng.choice(WORDS) for _ in range(20))
+                    f.write(json.dumps({"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": text[:60],
+                                        "description": text, "emotions": ["happy"]}) + "\n")
+        cfg = OmegaConf.create({"model": cfg, "data": {"root": str(work), "train_manifest": str(corpus)}}).model
+    plain = to_plain(cfg)
+    plain["init"] = "random"
+    return plain
+
+
+def build(role: str, dry_run: bool, work: Path, device: torch.device):
+    from affectgpt.model.build import build_model
+
+    torch.manual_seed(0)
+    return build_model(model_config(role, dry_run, work), device=str(device), weights="random")
+
+
+def make_items(model, n: int, seq: int, audio_seconds: float, seed: int, train: bool = True) -> list[dict]:
+    """Synthetic clips: random frames in 0..1 at the encoder's size, random audio, a short
+    subtitle and (training) a random target longer than ``seq`` tokens (the collator cuts it)."""
+    g = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    plan = model.token_plan()
+    items = []
+    for i in range(n):
+        item = {"name": f"clip{i}", "subtitle": " ".join(rng.choice(WORDS) for _ in range(12)), "task": "describe",
+                "error": None, "frames": None, "audio": None}
+        if plan.has_vision:
+            item["frames"] = torch.rand(plan.frames, 3, *plan.image_size, generator=g)
+        if plan.has_audio:
+            item["audio"] = torch.randn(int(audio_seconds * 16000), generator=g) * 0.1
+        if train:
+            item["target"] = " ".join(rng.choice(WORDS) for _ in range(seq))
+        items.append(item)
+    return items
+
+
+def make_batch(model, items: list[dict], seq: int, device: torch.device, train: bool = True) -> dict:
+    """Collated batch on ``device``; training sequences are exactly ``seq`` tokens long."""
+    from affectgpt.data.collate import Collator
+
+    batch = Collator(model.tokenizer, model.token_plan(), max_length=seq, train=train)(items)
+    if train and batch["input_ids"].shape[1] != seq:
+        raise RuntimeError(f"synthetic batch has {batch['input_ids'].shape[1]} tokens per sequence, expected {seq}")
+    return to_device(batch, device)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device)
+        elif isinstance(v, list) and v and all(isinstance(x, torch.Tensor) or x is None for x in v):
+            out[k] = [None if x is None else x.to(device) for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+@torch.no_grad()
+def cached_batch(model, batch: dict, amp) -> dict:
+    """The batch with frames/audio replaced by the frozen encoders' outputs, computed once."""
+    with amp():
+        feats = model.encode_media(batch)
+    out = {k: v for k, v in batch.items() if k not in ("frames", "audio")}
+    if "video" in feats:
+        out["video_feats"] = feats["video"]
+    if "audio" in feats:
+        out["audio_feats"] = feats["audio"]
+    return out
+
+
+def set_grad_ckpt(model, on: bool) -> None:
+    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    if on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_disable()
+
+
+def train_mode(model) -> None:
+    """Training mode for the adapters and the LLM (LoRA dropout, checkpointing); the frozen
+    encoders stay in eval mode."""
+    model.train()
+    for enc in (model.vision, model.audio):
+        if enc is not None:
+            enc.eval()
+
+
+# ----------------------------------------------------------------------------- timing
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
+
+
+def timed_steps(step, warmup: int, steps: int, device: torch.device, seconds_left: float) -> tuple[float, float]:
+    """Run ``warmup`` untimed steps, then up to ``steps`` timed ones (fewer when the remaining
+    budget would not hold them, at least one); returns (seconds per step, last loss)."""
+    t0 = time.perf_counter()
+    loss = None
+    for _ in range(warmup):
+        loss = step()
+    sync(device)
+    per_step = (time.perf_counter() - t0) / max(1, warmup)
+    steps = max(1, min(steps, int(seconds_left / max(per_step, 1e-6))))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    sync(device)
+    return (time.perf_counter() - t0) / steps, float(loss)
+
+
+class Ctx:
+    """What every row needs: device, precision, budget, repetition counts, the models built."""
+
+    def __init__(self, args, device: torch.device):
+        self.args, self.device, self.dry_run = args, device, args.dry_run
+        self.start = time.perf_counter()
+        self.models: dict[str, object] = {}
+        self.peak = peak_tflops(torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+                                args.peak_tflops or (DRY_RUN_PEAK_TFLOPS if args.dry_run else None))
+
+    def seconds_left(self) -> float:
+        return self.args.budget_s - (time.perf_counter() - self.start)
+
+    def amp(self):
+        if self.args.mixed_precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def model(self, role: str):
+        """The model of a role, built on first use; a model of another role is freed first."""
+        for other in [k for k in self.models if k != role]:
+            self.drop(other)
+        if role not in self.models:
+            work = Path(self.args.work)
+            self.models[role] = build(role, self.dry_run, work, self.device)
+        return self.models[role]
+
+    def drop(self, role: str) -> None:
+        self.models.pop(role, None)
+        free(self.device)
+
+
+def free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def fill_throughput(res: Result, ctx: Ctx, step_s: float, batch: dict, flops_per_step: float) -> None:
+    n = batch["input_ids"].shape[0]
+    tokens = int(batch["attention_mask"].sum())
+    res.step_s, res.samples_s, res.tokens_s = step_s, n / step_s, tokens / step_s
+    res.tflops = flops_per_step / step_s / 1e12
+    res.mfu = res.tflops / ctx.peak if ctx.peak else None
+    res.extra["model_tflop_per_step"] = flops_per_step / 1e12
+
+
+def step_flops(model, batch: dict, online: bool, audio_seconds: float) -> float:
+    shape = llm_shape(model.llm)
+    labels = batch["labels"]
+    per_seq_targets = (labels[:, 1:] != -100).sum(1).tolist()
+    seq = batch["input_ids"].shape[1]
+    total = sum(train_flops_per_sequence(shape, seq, t) for t in per_seq_targets)
+    if online:
+        clip = sum(encoder_forward_flops(e) * items for e, items in encoder_shapes(model, int(audio_seconds * 16000)))
+        total += clip * len(per_seq_targets)
+    return total
+
+
+def train_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """Forward, backward, AdamW on the trainable parameters; plain PyTorch."""
+    model = ctx.model(row.model)
+    a = ctx.args
+    batch = make_batch(model, make_items(model, row.batch, row.seq, a.audio_seconds, seed=1), row.seq, ctx.device)
+    if row.features == "cached":
+        batch = cached_batch(model, batch, ctx.amp)
+    set_grad_ckpt(model, row.grad_ckpt)
+    train_mode(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if ctx.device.type == "cuda" else {}))
+    fake = [row.fake_oom]
+
+    def step():
+        with ctx.amp():
+            loss_sum, n = model(batch)
+            loss = loss_sum / n
+        if fake[0]:
+            fake[0] = False
+            raise torch.OutOfMemoryError("fake out-of-memory (--dry-run check of the OOM handling)")
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    try:
+        step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
+    finally:
+        opt.zero_grad(set_to_none=True)
+        del opt
+    res.loss = loss
+    fill_throughput(res, ctx, step_s, batch, step_flops(model, batch, row.features == "online", a.audio_seconds))
+
+
+def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """The same step through ``deepspeed.initialize`` with ZeRO stage 2 in one process (bf16 on
+    CUDA; DeepSpeed casts the model, so the model is dropped afterwards)."""
+    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}.items():
+        os.environ.setdefault(k, v)
+    import deepspeed
+
+    if ctx.device.type == "cpu":
+        # DeepSpeed's CPU backend compiles a shared-memory all-reduce (20-120 s of C++) that only
+        # several CPU processes use; one process needs none. Its ops table is meant to be edited.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    model = ctx.model(row.model)
+    a = ctx.args
+    batch = make_batch(model, make_items(model, row.batch, row.seq, a.audio_seconds, seed=1), row.seq, ctx.device)
+    if row.features == "cached":
+        batch = cached_batch(model, batch, ctx.amp)
+    set_grad_ckpt(model, row.grad_ckpt)
+    train_mode(model)
+    bf16 = ctx.device.type == "cuda"
+    config = {
+        "train_micro_batch_size_per_gpu": row.batch,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 2},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-5, "torch_adam": True}},
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,
+    }
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
+                                      config=config)
+    ctx.models.pop(row.model, None)  # cast and hooked by DeepSpeed: not reused by later rows
+
+    def step():
+        loss_sum, n = engine(batch)
+        loss = loss_sum / n
+        engine.backward(loss)
+        engine.step()
+        return loss.detach()
+
+    flops = step_flops(model, batch, row.features == "online", a.audio_seconds)
+    try:
+        step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
+        res.extra.update(zero_stage=engine.zero_optimization_stage(), bf16=bf16)
+    finally:
+        engine.destroy()
+    res.loss = loss
+    fill_throughput(res, ctx, step_s, batch, flops)
+
+
+@torch.no_grad()
+def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """One clip: encode (frozen encoders + adapters + splice), prefill (LLM forward over the
+    prompt), generation of exactly ``new_tokens`` greedy tokens; medians over repeats."""
+    model = ctx.model(row.model)
+    a = ctx.args
+    model.eval()
+    set_grad_ckpt(model, False)
+    batch = make_batch(model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False)
+    mask = batch["attention_mask"]
+    tok = model.tokenizer
+    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1,
+                      temperature=None, top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+    def timed(fn):
+        sync(ctx.device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(ctx.device)
+        return time.perf_counter() - t0, out
+
+    def end_to_end():
+        with ctx.amp():
+            embeds = model.embed(batch, model.encode_media(batch))
+            ids = model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
+        return ids, tok.batch_decode(ids, skip_special_tokens=True)
+
+    one_token = {**gen_kwargs, "max_new_tokens": 1, "min_new_tokens": 1}
+    reset_peak(ctx.device)
+    runs = []
+    for i in range(1 + a.infer_repeats):  # the first is warmup
+        with ctx.amp():
+            enc_s, embeds = timed(lambda: model.embed(batch, model.encode_media(batch)))
+            pre_s, _ = timed(lambda: model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1))
+            gen1_s, _ = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **one_token))
+            gen_s, ids = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs))
+        e2e_s, (ids2, _texts) = timed(end_to_end)
+        if ids.shape[-1] != a.new_tokens or ids2.shape[-1] != a.new_tokens:
+            raise RuntimeError(f"generate returned {ids.shape[-1]} tokens, expected {a.new_tokens}")
+        if i:
+            runs.append((enc_s, pre_s, gen1_s, gen_s, e2e_s))
+    enc_s, pre_s, gen1_s, gen_s, e2e_s = (sorted(col)[len(col) // 2] for col in zip(*runs))
+    # Decode rate: the tokens after the first, over generate(N) minus generate(1) (prefill + first token).
+    decode_tps = (a.new_tokens - 1) / (gen_s - gen1_s) if gen_s > gen1_s else None
+    res.batch, res.seq = 1, int(mask.shape[1])
+    res.step_s, res.samples_s, res.tokens_s = e2e_s, 1 / e2e_s, decode_tps
+    res.extra.update(encode_ms=enc_s * 1e3, prefill_ms=pre_s * 1e3, prompt_tokens=int(mask.sum()),
+                     generate_1_s=gen1_s, generate_s=gen_s, new_tokens=a.new_tokens, decode_tokens_s=decode_tps, end_to_end_s=e2e_s)
+
+
+RUNNERS = {"train": train_row, "zero2": zero2_row, "infer": infer_row}
+
+
+def run_row(row: Row, ctx: Ctx) -> Result:
+    """One row; out-of-memory and budget exhaustion become statuses, other errors propagate."""
+    res = Result(row.key, describe(row), batch=row.batch, seq=row.seq)
+    if ctx.seconds_left() <= 0:
+        res.status = "skipped: budget"
+        return res
+    oom = None
+    reset_peak(ctx.device)
+    try:
+        RUNNERS[row.kind](row, ctx, res)
+    except torch.OutOfMemoryError as e:
+        oom = str(e).splitlines()[0][:160]
+    res.peak_gib = peak_gib(ctx.device)
+    if oom is not None:
+        # The traceback that held the row's tensors is gone here; drop grads and cached blocks.
+        for m in ctx.models.values():
+            m.zero_grad(set_to_none=True)
+        free(ctx.device)
+        res.status, res.extra["error"] = "OOM", oom
+        res.step_s = res.samples_s = res.tokens_s = res.tflops = res.mfu = None
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+def fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_table(results: list[Result], header: dict) -> str:
+    lines = [f"GPU check: {header['device']}; torch {header['torch']}, transformers {header['transformers']}; "
+             f"peak bf16 {fmt(header['peak_tflops'], '.0f')} TFLOP/s; mixed precision {header['mixed_precision']}"
+             + ("; DRY RUN (CPU, tiny config)" if header["dry_run"] else ""), "",
+             "| row | what | batch x seq | step s | samples/s | tokens/s | TFLOP/s | MFU | peak GiB | status / notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        note = r.status
+        if r.key.endswith("infer") and r.status == "ok":
+            e = r.extra
+            note = (f"encode {e['encode_ms']:.0f} ms, prefill {e['prefill_ms']:.0f} ms ({e['prompt_tokens']} tokens), "
+                    f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, {e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s")
+        elif r.status == "ok" and r.extra.get("note"):
+            note = r.extra["note"]
+        elif r.status == "OOM":
+            note = f"OOM at batch {r.batch}"
+        mfu = None if r.mfu is None else 100 * r.mfu
+        lines.append(f"| {r.key} | {r.desc} | {r.batch} x {r.seq} | {fmt(r.step_s, '.3f')} | {fmt(r.samples_s, '.2f')} | "
+                     f"{fmt(r.tokens_s, ',.0f')} | {fmt(r.tflops, '.1f')} | {fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
+                     f"{fmt(r.peak_gib, '.1f')} | {note} |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, results: list[Result], header: dict) -> str:
+    table = format_table(results, header)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.md").write_text(table + "\n")
+    doc = {**header, "flop_formula": __doc__.split("FLOP count")[1].strip(), "rows": [asdict(r) for r in results]}
+    (out / "gpu_check.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return table
+
+
+def environment(device: torch.device, ctx: Ctx, args) -> dict:
+    import transformers
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    mem = torch.cuda.get_device_properties(device).total_memory / GIB if device.type == "cuda" else None
+    return {"device": name, "device_memory_gib": mem, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peak_tflops": ctx.peak, "mixed_precision": args.mixed_precision, "dry_run": args.dry_run,
+            "budget_s": args.budget_s, "warmup": args.warmup, "steps": args.steps, "audio_seconds": args.audio_seconds}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for gpu_check.md and gpu_check.json")
+    p.add_argument("--dry-run", action="store_true", help="CPU, float32, tiny config and shapes: every code path")
+    p.add_argument("--budget-s", type=float, default=420.0, help="rows after this many seconds are skipped")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by device name)")
+    p.add_argument("--mixed-precision", choices=["bf16", "no"], default=None, help="default: bf16 on CUDA, no in the dry run")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 1)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per row (default 5; dry run 1)")
+    p.add_argument("--audio-seconds", type=float, default=None, help="synthetic audio per clip (default 6; dry run 1)")
+    p.add_argument("--new-tokens", type=int, default=None, help="inference: generated tokens (default 100; dry run 8)")
+    p.add_argument("--infer-repeats", type=int, default=None, help="inference: timed repeats (default 3; dry run 1)")
+    p.add_argument("--only", default=None, help="comma-separated row keys to run (default: all)")
+    p.add_argument("--work", default=None, help="dry run: folder for the tiny weights (default: a temporary folder)")
+    args = p.parse_args(argv)
+    dry = args.dry_run
+    defaults = {"mixed_precision": "no" if dry else "bf16", "warmup": 1 if dry else 2, "steps": 1 if dry else 5,
+                "audio_seconds": 1.0 if dry else 6.0, "new_tokens": 8 if dry else 100, "infer_repeats": 1 if dry else 3}
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.work = args.work or tempfile.mkdtemp(prefix="gpu_check_")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.dry_run:
+        device = torch.device("cpu")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", 0)
+    else:
+        print("gpu_check: no CUDA device; use --dry-run for the CPU check", file=sys.stderr)
+        return 2
+    rows = dry_rows() if args.dry_run else gpu_rows()
+    if args.only:
+        keys = args.only.split(",")
+        unknown = sorted(set(keys) - {r.key for r in rows})
+        if unknown:
+            print(f"gpu_check: unknown row keys {unknown}; rows are {[r.key for r in rows]}", file=sys.stderr)
+            return 2
+        rows = [r for r in rows if r.key in keys]
+    ctx = Ctx(args, device)
+    header = environment(device, ctx, args)
+    out = Path(args.out)
+    results: list[Result] = []
+    queue = list(rows)
+    while queue:
+        row = queue.pop(0)
+        t0 = time.perf_counter()
+        res = run_row(row, ctx)
+        res.extra["row_wall_s"] = time.perf_counter() - t0
+        if row.note:
+            res.extra["note"] = row.note
+        results.append(res)
+        if res.status == "OOM" and row.batch > 1 and row.kind != "infer":
+            queue.insert(0, replace(row, key=f"{row.key}-b{row.batch // 2}", batch=row.batch // 2, fake_oom=False))
+        write_report(out, results, header)
+        print(f"[{time.perf_counter() - ctx.start:6.1f}s] {res.key}: {res.status}", file=sys.stderr, flush=True)
+    print(write_report(out, results, header))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
