@@ -62,9 +62,11 @@ class ClipDataset(torch.utils.data.Dataset):
     """Decodes one sample per item. Media failures become ``{"error": ...}`` items, never swaps."""
 
     def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
-                 task: str | None = None, sample_rate: int = 16000):
+                 task: str | None = None, sample_rate: int = 16000, features=None):
+        """``features``: a ``affectgpt.features.FeatureStore``; items then carry the frozen encoders'
+        outputs (``video_feats``, ``audio_feats``) instead of decoded media."""
         self.samples, self.plan, self.describe_ratio, self.seed = samples, plan, describe_ratio, seed
-        self.task, self.sample_rate, self.epoch = task, sample_rate, 0
+        self.task, self.sample_rate, self.epoch, self.features = task, sample_rate, 0, features
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -82,6 +84,8 @@ class ClipDataset(torch.utils.data.Dataset):
         item = {"name": s.name, "subtitle": s.subtitle, "task": task, "error": None, "frames": None, "audio": None}
         if self.task is None:  # training: the target must exist
             item["target"] = target_text(task, s.description, s.emotions)
+        if self.features is not None:
+            return self._cached(s, item)
         try:
             media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
                                max_audio_seconds=self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0)
@@ -96,6 +100,29 @@ class ClipDataset(torch.utils.data.Dataset):
         if item["frames"] is None and item["audio"] is None:
             item["error"] = f"{s.video or s.audio}: neither a usable video nor an audio stream"
         return item
+
+    def _cached(self, s: Sample, item: dict) -> dict:
+        entry = self.features.get(s.name)
+        if entry["error"]:  # the clip failed to decode at extraction time: a bad sample, as online
+            item["error"] = entry["error"]
+            return item
+        item["video_feats"] = entry["video"] if self.plan.has_vision else None
+        item["audio_feats"] = entry["audio"] if self.plan.has_audio else None
+        item["audio_samples"] = entry["audio_samples"]
+        if item["video_feats"] is None and item["audio_feats"] is None:
+            item["error"] = f"{s.video or s.audio}: neither a usable video nor an audio stream"
+        return item
+
+
+def _has_video(item: dict) -> bool:
+    return item.get("frames") is not None or item.get("video_feats") is not None
+
+
+def _audio_samples(item: dict) -> int | None:
+    """Waveform length in samples (from the decoded audio, or recorded with cached features)."""
+    if item.get("audio") is not None:
+        return item["audio"].shape[0]
+    return item["audio_samples"] if item.get("audio_feats") is not None else None
 
 
 class Collator:
@@ -118,8 +145,9 @@ class Collator:
         return self.tok(text, add_special_tokens=False).input_ids
 
     def encode(self, item: dict) -> tuple[list[int], list[int]]:
-        n_video = self.plan.video_tokens if item["frames"] is not None else 0
-        n_audio = self.plan.audio_tokens(item["audio"].shape[0]) if item["audio"] is not None else 0
+        n_video = self.plan.video_tokens if _has_video(item) else 0
+        n_samples = _audio_samples(item)
+        n_audio = self.plan.audio_tokens(n_samples) if n_samples is not None else 0
         prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio)
         if not self.train:
             if len(prompt) > self.max_length:
@@ -166,10 +194,14 @@ class Collator:
         batch.update(input_ids=ids, attention_mask=mask)
         if self.train:
             batch["labels"] = labels
-        present = [it["frames"] is not None for it in kept]
+        present = [_has_video(it) for it in kept]
         batch["video_present"] = torch.tensor(present)
-        if any(present):
-            ref = next(it["frames"] for it in kept if it["frames"] is not None)
-            batch["frames"] = torch.stack([it["frames"] if it["frames"] is not None else torch.zeros_like(ref) for it in kept])
-        batch["audio"] = [it["audio"] for it in kept]
+        key = "video_feats" if any(it.get("video_feats") is not None for it in kept) else "frames"
+        if any(present):  # absent rows are zeros; the model drops their tokens
+            ref = next(it[key] for it in kept if it.get(key) is not None)
+            batch[key] = torch.stack([it[key] if it.get(key) is not None else torch.zeros_like(ref) for it in kept])
+        if any("audio_feats" in it for it in kept):
+            batch["audio_feats"] = [it.get("audio_feats") for it in kept]
+        else:
+            batch["audio"] = [it["audio"] for it in kept]
         return batch

@@ -1,0 +1,139 @@
+"""Exact resume, SIGKILL at any moment, data sharding and the loss guards of affectgpt/training.py."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest_training import compose, data_root, losses, max_weight_diff, run, train_cmd, weights, env, ROOT
+
+STEPS = ["trainer.max_steps=8", "trainer.save_every=2", "trainer.keep_last=2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return data_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cache(data):
+    return f"features.cache_dir={data / 'features'}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data, cache):
+    """8 uninterrupted steps."""
+    out = tmp_path_factory.mktemp("ref")
+    r = run(train_cmd(out, data, *STEPS, cache))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_sampler_shards_each_epoch_without_repeats():
+    from affectgpt.training import ResumableBatches
+
+    one = ResumableBatches(22, 4, seed=5)
+    ranks = [ResumableBatches(22, 2, seed=5, rank=r, world=2) for r in range(2)]
+    for epoch in range(3):
+        for s in (one, *ranks):
+            s.set_position(epoch, 0)
+        single = list(one)
+        shards = [list(s) for s in ranks]
+        assert len(single) == 5 and all(len(s) == 5 for s in shards)  # 22 // (2*2): the last 2 samples wait
+        for b, batch in enumerate(single):  # the ranks' slices make up one process's batch
+            assert shards[0][b] + shards[1][b] == batch
+        seen = [i for s in shards for batch in s for i in batch]
+        assert len(seen) == len(set(seen)) == 20
+    one.set_position(1, 3)  # a resumed position yields exactly the rest of the epoch
+    rest = list(one)
+    one.set_position(1, 0)
+    assert rest == list(one)[3:]
+
+
+def test_stop_then_resume_equals_uninterrupted(reference, tmp_path, data, cache):
+    out = tmp_path / "b"
+    r = run(train_cmd(out, data, *STEPS, cache, "trainer.stop_at_step=4"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (out / "checkpoints" / "final").exists() and (out / "checkpoints" / "step-4" / "COMPLETE").is_file()
+    assert len(losses(out, "step-4")) == 4
+    r = run(train_cmd(out, data, *STEPS, cache, "trainer.resume=auto"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "resumed from" in log and "at step 4" in log
+    a, b = losses(reference), losses(out)
+    assert len(a) == len(b) == 8
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-6, (a, b)
+    assert max_weight_diff(weights(reference), weights(out)) <= 1e-6
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["final", "step-6", "step-8"]  # keep_last=2
+
+
+def test_sigkill_during_checkpoint_write_then_resume(reference, tmp_path, data, cache):
+    out = tmp_path / "c"
+    ckpts = out / "checkpoints"
+    proc = subprocess.Popen(train_cmd(out, data, *STEPS, cache), cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    during_write, deadline = False, time.time() + 240
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            if ckpts.is_dir() and any(p.name.startswith(".tmp-step-") for p in ckpts.iterdir()):
+                during_write = True
+                break
+            if (ckpts / "step-6" / "COMPLETE").exists():
+                break  # never caught a write in progress: kill between steps instead
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    r = run(train_cmd(out, data, *STEPS, cache, "trainer.resume=auto"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not any(p.name.startswith((".tmp-", ".old-")) for p in ckpts.iterdir())
+    a, b = losses(reference), losses(out)
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-6 and len(b) == 8, (during_write, a, b)
+    assert max_weight_diff(weights(reference), weights(out)) <= 1e-6
+
+
+# ------------------------------------------------------------------------------------------- guards
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, data, cache):
+    from affectgpt.training import TrainRecipe
+
+    r = TrainRecipe(compose(tmp_path_factory.mktemp("guard"), data, cache, "trainer.max_steps=6",
+                            "trainer.max_bad_steps=2"))
+    r.setup()
+    return r
+
+
+def test_nonfinite_loss_skips_the_step_then_aborts(recipe, monkeypatch, caplog):
+    import torch
+
+    real_forward = type(recipe.model).forward
+    calls = {"n": 0}
+
+    def flaky(self, batch):  # the second step's loss is NaN, then every loss from the fourth on
+        calls["n"] += 1
+        loss, n = real_forward(self, batch)
+        return (loss * float("nan"), n) if calls["n"] == 2 or calls["n"] >= 4 else (loss, n)
+
+    monkeypatch.setattr(type(recipe.model), "forward", flaky)
+    before = {k: v.clone() for k, v in recipe.model.trainable_state_dict().items()}
+    with pytest.raises(RuntimeError, match=r"2 non-finite losses in a row \(trainer.max_bad_steps=2\)"):
+        recipe.train()
+    assert recipe.state["step"] == 2  # forward calls 1 and 3 stepped; 2 was skipped; 4 and 5 aborted
+    assert all(math.isfinite(h["loss"]) for h in recipe.state["history"] if "loss" in h)
+    after = recipe.model.trainable_state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert "non-finite loss at step 2" in caplog.text
+
+
+def test_fully_masked_batch_is_an_error_naming_its_samples(recipe):
+    batch = next(iter(recipe.loader))
+    batch["labels"][1:] = -100
+    with pytest.raises(RuntimeError, match="have no target tokens") as e:
+        recipe.model(batch)
+    assert all(name in str(e.value) for name in batch["names"][1:])
