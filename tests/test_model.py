@@ -69,12 +69,22 @@ def collate(model, items, train=True):
 
 
 # --------------------------------------------------------------------- shipped configs on meta
+_META: dict = {}
+
+
+def meta_model(name, data_root):
+    """Each shipped config built once on meta (the 7B takes seconds even without memory)."""
+    if name not in _META:
+        cfg = compose([f"model={name}", f"data.root={data_root}"]).model
+        _META[name] = build(cfg, device="meta", weights="random")
+    return _META[name]
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")))
 def test_every_shipped_config_builds_on_meta(name, data_root):
     from affectgpt.model.summary import memory_estimate, parameter_rows
 
-    cfg = compose([f"model={name}", f"data.root={data_root}"]).model
-    model = build(cfg, device="meta", weights="random")
+    model = meta_model(name, data_root)
     assert model.llm.get_input_embeddings().weight.device.type == "meta"
     rows = {r.module: r for r in parameter_rows(model)}
     assert rows["total"].trainable == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
@@ -83,13 +93,12 @@ def test_every_shipped_config_builds_on_meta(name, data_root):
     assert len(model.tokenizer) <= model.llm.get_input_embeddings().weight.shape[0]
 
 
-def test_affectgpt_7b_summary_counts():
+def test_affectgpt_7b_summary_counts(data_root):
     """Qwen2.5-7B: 7,615,616,512 parameters; LoRA r16 on q,k,v,o,gate,up,down of 28 layers:
     28 x 16 x (2·(3584+3584) + 2·(3584+512) + 3·(3584+18944)) = 40,370,176."""
     from affectgpt.model.summary import memory_estimate, parameter_rows
 
-    cfg = compose(["model=affectgpt-7b"]).model
-    model = build(cfg, device="meta", weights="random")
+    model = meta_model("affectgpt-7b", data_root)
     rows = {r.module: r for r in parameter_rows(model)}
     assert rows["llm (frozen base)"].total == 7_615_616_512
     assert rows["llm (LoRA, trainable)"].trainable == 28 * 16 * (2 * 7168 + 2 * 4096 + 3 * 22528) == 40_370_176
@@ -104,12 +113,23 @@ def test_affectgpt_7b_summary_counts():
     assert mem["trainable_state"] == 16 * 62_967_042
 
 
-def test_summary_cli_prints_the_table(capsys):
+def test_mid_config_counts(data_root):
+    from affectgpt.model.summary import parameter_rows
+
+    rows = {r.module: r for r in parameter_rows(meta_model("affectgpt-mid", data_root))}
+    assert rows["llm (frozen base)"].total == 1_543_714_304 and rows["total"].trainable == 27_279_362
+
+
+def test_summary_cli_prints_the_table(capsys, data_root):
     from affectgpt.model.summary import main
 
-    assert main(["model=affectgpt-mid", "--tokens", "512", "--target-tokens", "128"]) == 0
+    from affectgpt.model.summary import parameter_rows
+
+    assert main(["model=tiny", f"data.root={data_root}", "--tokens", "512", "--target-tokens", "128"]) == 0
     out = capsys.readouterr().out
-    assert "llm (frozen base)" in out and "1,543,714,304" in out and "with (config: off)" in out
+    total = parameter_rows(meta_model("tiny", data_root))[-1]
+    assert f"| total                    | {total.total:>15,} | {total.trainable:>13,} |" in out
+    assert "llm (frozen base)" in out and "512 tokens (128 targets)" in out and "with (config: off)" in out
 
 
 # --------------------------------------------------------------------- training step
