@@ -60,8 +60,6 @@ def check_inputs(cfg: DictConfig):
     """Everything that can be checked without the model; returns (samples, subtitle)."""
     from affectgpt.data.manifest import ManifestError, Sample, read_manifest
     from affectgpt.data.media import MediaError, load_media
-    from affectgpt.inference import artifact_kind
-
     if cfg.task not in TASKS:
         fail(f"task={cfg.task}: expected one of {', '.join(TASKS)}")
     if cfg.dtype is not None and cfg.dtype not in DTYPES:
@@ -69,10 +67,6 @@ def check_inputs(cfg: DictConfig):
     single = cfg.video is not None or (cfg.audio is not None and cfg.manifest is None)
     if single == (cfg.manifest is not None):
         fail("give exactly one of video=FILE (audio=FILE alone also works) or manifest=FILE")
-    try:
-        artifact_kind(cfg.checkpoint)
-    except ValueError as e:
-        fail(str(e))
     subtitle = cfg.subtitle or ""
     if cfg.subtitle_file:
         try:
@@ -115,7 +109,14 @@ def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> No
 def main(cfg: DictConfig) -> None:
     t_start = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    samples = check_inputs(cfg)
+    samples = check_inputs(cfg)  # media first: a bad clip fails in a second, before torch is imported
+    generation_settings(cfg, {})  # bad generation options fail before the model loads
+    from affectgpt.inference import artifact_kind
+
+    try:
+        artifact_kind(cfg.checkpoint)
+    except ValueError as e:
+        fail(str(e))
 
     import torch
 

@@ -106,9 +106,24 @@ def check_against_record(model, meta: dict, where: Path) -> None:
               ("prompt.questions", dict(QUESTIONS), meta["prompt"].get("questions")),
               ("prompt.chat_template", model.tokenizer.chat_template, meta["prompt"].get("chat_template"))]
     for key, built, recorded in checks:
-        if json.loads(json.dumps(built)) != recorded:
-            raise ValueError(f"{where}: {key} of the rebuilt model differs from the export's record "
-                             f"(built {json.dumps(built)[:300]}, recorded {json.dumps(recorded)[:300]})")
+        built = json.loads(json.dumps(built))
+        if built != recorded:
+            raise ValueError(f"{where}: {key} of the rebuilt model differs from the export's record: "
+                             f"{'; '.join(_differences(built, recorded, key))[:600]}")
+
+
+def _differences(built, recorded, path: str) -> list[str]:
+    if isinstance(built, dict) and isinstance(recorded, dict):
+        out = []
+        for k in sorted(set(built) | set(recorded), key=str):
+            if k not in recorded:
+                out.append(f"{path}.{k} built {json.dumps(built[k])}, not recorded")
+            elif k not in built:
+                out.append(f"{path}.{k} recorded {json.dumps(recorded[k])}, not built")
+            elif built[k] != recorded[k]:
+                out += _differences(built[k], recorded[k], f"{path}.{k}")
+        return out
+    return [f"{path} built {json.dumps(built)[:120]}, recorded {json.dumps(recorded)[:120]}"]
 
 
 def artifact_kind(path: str | Path) -> str:

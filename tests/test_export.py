@@ -160,7 +160,7 @@ def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(arti
     meta = json.loads((bad / "affectgpt.json").read_text())
     meta["preprocessing"]["video"]["mean"][0] += 0.01  # as if the model were trained with other normalisation
     (bad / "affectgpt.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs"):
+    with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs from the export.s record: preprocessing.video.mean built"):
         load_export(bad)
 
 
