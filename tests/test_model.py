@@ -252,3 +252,34 @@ def test_trainable_state_loads_strictly(data_root):
     partial = {k: v for k, v in state.items() if k != key}
     with pytest.raises(RuntimeError, match="missing=.*" + key.replace(".", r"\.")):
         model.load_trainable_state_dict(partial, source="ckpt-y")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(data_root):
+    grads = []
+    for ckpt in ("false", "true"):
+        model = build(tiny_cfg(data_root, f"model.llm.gradient_checkpointing={ckpt}",
+                               "model.video_adapter.dropout=0", "model.audio_adapter.dropout=0"))
+        model.train()
+        loss, n = model(collate(model, make_items()))
+        (loss / n).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_A" in k for k in grads[0])
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_llm_and_encoders_run_a_step(data_root):
+    model = build(tiny_cfg(data_root, "model.llm.dtype=bfloat16", "model.vision.dtype=bfloat16", "model.audio.dtype=bfloat16"))
+    assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    lora = [p for k, p in model.named_parameters() if "lora_A" in k]
+    assert lora and all(p.dtype == torch.float32 for p in lora)  # peft keeps adapters in fp32
+    loss, n = model(collate(model, make_items()))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in lora)
+
+
+def test_init_does_not_depend_on_whether_the_tiny_assets_already_existed(tmp_path):
+    write_text_manifest(tmp_path)
+    first = build(tiny_cfg(tmp_path)).trainable_state_dict()  # writes the assets
+    second = build(tiny_cfg(tmp_path)).trainable_state_dict()  # finds them
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)

@@ -44,6 +44,7 @@ class AdapterConfig:
     queries_per_window: int = 1  # audio
     standardize: bool = False  # fixed training-set feature statistics before the adapter
     trainable: bool = True
+    dropout: float = 0.1  # Q-Former hidden and attention dropout (BLIP-2's value); attention/mean pooling have none
 
 
 def _qformer(cfg: AdapterConfig, encoder_dim: int):
@@ -56,6 +57,8 @@ def _qformer(cfg: AdapterConfig, encoder_dim: int):
         intermediate_size=cfg.intermediate_size,
         encoder_hidden_size=encoder_dim,
         cross_attention_frequency=1,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
     )
     return Blip2QFormerModel(qcfg)
 

@@ -256,7 +256,11 @@ class AudioEncoder(nn.Module):
             d = self.dims
             with torch.device(device):
                 encoder = WhisperAudioEncoder(d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"])
-        self.encoder = _freeze(encoder.to(device=device, dtype=_dtype(cfg.dtype)))
+        encoder = encoder.to(device=device, dtype=_dtype(cfg.dtype))
+        for m in encoder.modules():  # whisper's LayerNorm runs in fp32 (it casts its input); its weights must too
+            if isinstance(m, nn.LayerNorm):
+                m.float()
+        self.encoder = _freeze(encoder)
         self.n_mels = self.dims["n_mels"]
         self.out_dim = self.dims["n_audio_state"]
         from whisper.audio import mel_filters  # noqa: F401  (asserts the bundled filters exist)

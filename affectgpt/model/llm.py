@@ -167,7 +167,11 @@ def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool = False):
     """Freeze the base model and add LoRA (plus modules_to_save). Returns the peft model."""
     model.requires_grad_(False)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # non-reentrant: recomputation works although the frozen embeddings need no grad
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if not lora.enabled:
         return model

@@ -56,10 +56,13 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _write_clip(tmp / "clip.pt", seed)
-    _write_whisper(tmp / "whisper.pt", seed + 1)
-    tok = _qwen_tokenizer() if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
-    _write_llm(tmp / "llm", seed + 2, tok)
+    # Own seeds, and the caller's RNG state left untouched: a run that first writes the assets
+    # initialises its adapters exactly like a run that finds them.
+    with torch.random.fork_rng(devices=[]):
+        _write_clip(tmp / "clip.pt", seed)
+        _write_whisper(tmp / "whisper.pt", seed + 1)
+        tok = _qwen_tokenizer() if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
+        _write_llm(tmp / "llm", seed + 2, tok)
     (tmp / "ASSETS.json").write_text(json.dumps(info))
     if root.exists():
         shutil.rmtree(root)
