@@ -32,10 +32,11 @@ Per sequence of T LLM tokens of which T_tgt are targets:
 - output layer (frozen, vocabulary V, width h), logits at target positions only (as
   ``AffectGPT.forward`` computes them): 2·V·h·T_tgt forward + 2·V·h·T_tgt backward → 4·V·h·T_tgt;
 - online rows add the frozen encoders' forward, per clip: CLIP, per frame of t = patches + 1
-  tokens: 2·N_v·t + 4·L_v·t²·d_v (N_v: 2-D weights but the positional table and the output
-  projection, which counts 2·N_proj once per frame); Whisper, per 30-s chunk of t = 1,500 frames
-  (or the cropped length): 2·N_conv1·2t + 2·N_a·t + 4·L_a·t²·d_a (N_a: 2-D and conv weights
-  but conv1, which runs at the 2t mel positions);
+  tokens: 2·N_v·t + 2·N_patch·patches + 2·N_proj + 4·L_v·t²·d_v (N_v: 2-D weights but the
+  positional table, the patch embedding N_patch and the output projection N_proj, used once per
+  frame); Whisper, per 30-s chunk of t = 1,500 frames (or the cropped length):
+  2·N_a·t + 2·N_conv1·2t + 4·L_a·t²·d_a (N_a: 2-D and conv weights but conv1, which runs at the
+  2t mel frames);
 - not counted: adapters and fusion (≤ 0.2 % of a 7B step: they read a few hundred encoder rows
   per clip), norms, activations, softmax, the loss, the optimizer, and gradient-checkpoint
   recomputation (MFU counts model FLOPs, not hardware FLOPs). MFU is therefore a lower bound.
@@ -53,6 +54,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -87,12 +89,11 @@ class LLMShape:
 
 @dataclass(frozen=True)
 class EncoderShape:
-    token_params: int  # weights applied once per token
-    once_params: int  # weights applied once per item (CLIP's output projection) — or per 2 tokens (Whisper conv1)
+    token_params: int  # weights applied at every token
+    extra: tuple[tuple[int, int], ...]  # (weights, positions they are applied at): conv stems, output projection
     layers: int
     width: int
     tokens: int  # per item: a frame (CLIP) or a 30-s chunk (Whisper)
-    kind: str  # "vision" | "audio"
 
 
 def llm_shape(llm) -> LLMShape:
@@ -119,11 +120,14 @@ def encoder_shapes(model, audio_samples: int) -> list[tuple[EncoderShape, int]]:
     out = []
     if model.vision is not None:
         v = model.vision.visual
-        grid = v.grid_size
-        per_token = sum(p.numel() for n, p in v.named_parameters() if p.ndim >= 2 and n not in ("positional_embedding", "proj"))
-        proj = v.proj.numel() if getattr(v, "proj", None) is not None and not v.output_tokens else 0
-        out.append((EncoderShape(per_token, proj, len(v.transformer.resblocks), v.transformer.width,
-                                 grid[0] * grid[1] + 1, "vision"), model.vision.cfg.frames))
+        patches = v.grid_size[0] * v.grid_size[1]
+        skip = ("positional_embedding", "proj", "conv1.weight")
+        per_token = sum(p.numel() for n, p in v.named_parameters() if p.ndim >= 2 and n not in skip)
+        extra = [(v.conv1.weight.numel(), patches)]  # the patch embedding: not at the class token
+        if getattr(v, "proj", None) is not None and not v.output_tokens:
+            extra.append((v.proj.numel(), 1))  # pooled output: one row per frame
+        out.append((EncoderShape(per_token, tuple(extra), len(v.transformer.resblocks), v.transformer.width,
+                                 patches + 1), model.vision.cfg.frames))
     if model.audio is not None:
         a, enc = model.audio, model.audio.encoder
         samples = a.effective_samples(audio_samples)
@@ -131,15 +135,15 @@ def encoder_shapes(model, audio_samples: int) -> list[tuple[EncoderShape, int]]:
         n_chunks = max(1, math.ceil(samples / chunk))
         frames = 1500 if a.cfg.pad_to_30s else a.num_frames(min(samples, chunk))
         per_token = sum(p.numel() for n, p in enc.named_parameters() if p.ndim >= 2 and not n.startswith("conv1."))
-        out.append((EncoderShape(per_token, enc.conv1.weight.numel(), len(enc.blocks), a.out_dim, frames, "audio"), n_chunks))
+        extra = ((enc.conv1.weight.numel(), 2 * frames),)  # conv1 runs at every mel frame, 2 per output frame
+        out.append((EncoderShape(per_token, extra, len(enc.blocks), a.out_dim, frames), n_chunks))
     return out
 
 
 def encoder_forward_flops(e: EncoderShape) -> float:
     """Forward FLOPs of one item (a frame or a 30-s chunk) through a frozen encoder."""
     t = e.tokens
-    once = 2 * e.once_params * (2 * t if e.kind == "audio" else 1)
-    return 2 * e.token_params * t + once + 4 * e.layers * t * t * e.width
+    return 2 * e.token_params * t + sum(2 * n * pos for n, pos in e.extra) + 4 * e.layers * t * t * e.width
 
 
 def peak_tflops(device_name: str, override: float | None) -> float | None:
@@ -193,6 +197,8 @@ def gpu_rows() -> list[Row]:
         Row("7b-cached-nockpt", "7b", "train", "cached", False, 4, 1024),
         Row("mid-online", "mid", "train", "online", False, 8, 1024),
         Row("mid-cached", "mid", "train", "cached", False, 8, 1024, "target >= 2x mid-online"),
+        Row("mid-online-s320", "mid", "train", "online", False, 16, 320, "EMER-length samples"),
+        Row("mid-cached-s320", "mid", "train", "cached", False, 16, 320, "target >= 2x mid-online-s320"),
         Row("mid-zero2", "mid", "zero2", "cached", False, 8, 1024, "DeepSpeed ZeRO-2, one process"),
         Row("mid-cached-ckpt", "mid", "train", "cached", True, 8, 1024),
         Row("mid-online-ckpt", "mid", "train", "online", True, 8, 1024),
@@ -546,24 +552,29 @@ RUNNERS = {"train": train_row, "zero2": zero2_row, "infer": infer_row}
 
 
 def run_row(row: Row, ctx: Ctx) -> Result:
-    """One row; out-of-memory and budget exhaustion become statuses, other errors propagate."""
+    """One row. Out of memory → status "OOM"; any other exception → "error: ..." with its
+    traceback on stderr (one broken row must not cost the rest of a GPU lease); no budget left
+    → "skipped: budget"."""
     res = Result(row.key, describe(row), batch=row.batch, seq=row.seq)
     if ctx.seconds_left() <= 0:
         res.status = "skipped: budget"
         return res
-    oom = None
+    failure = None
     reset_peak(ctx.device)
     try:
         RUNNERS[row.kind](row, ctx, res)
     except torch.OutOfMemoryError as e:
-        oom = str(e).splitlines()[0][:160]
+        failure = ("OOM", str(e).splitlines()[0][:200] if str(e) else "out of memory")
+    except Exception as e:  # noqa: BLE001  reported in the table, the run goes on
+        traceback.print_exc()
+        failure = (f"error: {type(e).__name__}", str(e).splitlines()[0][:200] if str(e) else "")
     res.peak_gib = peak_gib(ctx.device)
-    if oom is not None:
+    if failure is not None:
         # The traceback that held the row's tensors is gone here; drop grads and cached blocks.
         for m in ctx.models.values():
             m.zero_grad(set_to_none=True)
         free(ctx.device)
-        res.status, res.extra["error"] = "OOM", oom
+        res.status, res.extra["error"] = failure
         res.step_s = res.samples_s = res.tokens_s = res.tflops = res.mfu = None
     return res
 
@@ -589,6 +600,8 @@ def format_table(results: list[Result], header: dict) -> str:
             note = r.extra["note"]
         elif r.status == "OOM":
             note = f"OOM at batch {r.batch}"
+        elif r.status.startswith("error"):
+            note = f"{r.status}: {r.extra.get('error', '')}".replace("|", "/")
         mfu = None if r.mfu is None else 100 * r.mfu
         lines.append(f"| {r.key} | {r.desc} | {r.batch} x {r.seq} | {fmt(r.step_s, '.3f')} | {fmt(r.samples_s, '.2f')} | "
                      f"{fmt(r.tokens_s, ',.0f')} | {fmt(r.tflops, '.1f')} | {fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
@@ -667,7 +680,8 @@ def main(argv=None) -> int:
     while queue:
         row = queue.pop(0)
         t0 = time.perf_counter()
-        res = run_row(row, ctx)
+        with contextlib.redirect_stdout(sys.stderr):  # libraries' prints (DeepSpeed) stay off the table
+            res = run_row(row, ctx)
         res.extra["row_wall_s"] = time.perf_counter() - t0
         if row.note:
             res.extra["note"] = row.note
