@@ -212,7 +212,8 @@ WINDOW_CASES = {  # seconds -> tokens with 2-s windows every 2 s, one query (ada
 @pytest.mark.parametrize("policy", ["chunk", "truncate"])
 def test_audio_windowing_encoder_adapter_and_plan_agree(data_root, policy):
     model = build(tiny_cfg(data_root, f"model.audio.long_audio={policy}", "model.audio.pad_to_30s=true",
-                           "model.audio_adapter.window_seconds=2.0", "model.audio_adapter.stride_seconds=2.0"))
+                           "model.audio_adapter.window_seconds=2.0", "model.audio_adapter.stride_seconds=2.0",
+                           "model.audio_adapter.queries_per_window=1"))
     plan = model.token_plan()
     waves = [torch.randn(int(s * 16000)) * 0.1 for s in WINDOW_CASES[policy]]
     feats = model.audio(waves)
