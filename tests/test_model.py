@@ -284,3 +284,10 @@ def test_init_does_not_depend_on_whether_the_tiny_assets_already_existed(tmp_pat
     first = build(tiny_cfg(tmp_path)).trainable_state_dict()  # writes the assets
     second = build(tiny_cfg(tmp_path)).trainable_state_dict()  # finds them
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_init_key_selects_random_weights(data_root):
+    model = build(tiny_cfg(data_root, "model.init=random"), device="meta")
+    assert model.weights == "random" and model.llm.get_input_embeddings().weight.is_meta
+    with pytest.raises(ValueError, match="must be 'pretrained' or 'random', got 'zeros'"):
+        build(tiny_cfg(data_root, "model.init=zeros"), device="meta")
