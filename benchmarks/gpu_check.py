@@ -509,7 +509,7 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
     batch = make_batch(model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False)
     mask = batch["attention_mask"]
     tok = model.tokenizer
-    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1,
+    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1, use_cache=True,
                       temperature=None, top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 
     def timed(fn):
@@ -688,8 +688,10 @@ def main(argv=None) -> int:
         results.append(res)
         if res.status == "OOM" and row.batch > 1 and row.kind != "infer":
             queue.insert(0, replace(row, key=f"{row.key}-b{row.batch // 2}", batch=row.batch // 2, fake_oom=False))
+        header["elapsed_s"] = time.perf_counter() - ctx.start
         write_report(out, results, header)
-        print(f"[{time.perf_counter() - ctx.start:6.1f}s] {res.key}: {res.status}", file=sys.stderr, flush=True)
+        print(f"[{header['elapsed_s']:6.1f}s] {res.key}: {res.status} ({res.extra['row_wall_s']:.1f}s)",
+              file=sys.stderr, flush=True)
     print(write_report(out, results, header))
     return 0
 
