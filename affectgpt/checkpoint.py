@@ -184,7 +184,9 @@ def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
     for p in list_checkpoints(output_dir)[:-keep_last]:
-        shutil.rmtree(p, ignore_errors=True)
+        trash = p.parent / f".old-{p.name}"
+        os.replace(p, trash)  # atomic: a kill during the deletion never leaves a half-deleted "complete" folder
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reading

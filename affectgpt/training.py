@@ -129,10 +129,16 @@ def make_accelerator(cfg: DictConfig):
                               MASTER_PORT=os.environ.get("MASTER_PORT") or str(_free_port()))
         plugin = DeepSpeedPlugin(hf_ds_config=str(t.deepspeed))
     ds = plugin is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    acc = Accelerator(mixed_precision=t.mixed_precision, cpu=cfg.device == "cpu" and not ds, deepspeed_plugin=plugin,
+    # cpu=True on a GPU-less machine is what makes Accelerate see torchrun's processes (MULTI_CPU, gloo).
+    cpu = (cfg.device == "cpu" or not torch.cuda.is_available()) and not ds
+    acc = Accelerator(mixed_precision=t.mixed_precision, cpu=cpu, deepspeed_plugin=plugin,
                       gradient_accumulation_steps=t.grad_accum if ds else 1,
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=t.collective_timeout_s)),
                                        DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)])
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if acc.num_processes != launched:
+        raise RuntimeError(f"the launcher started {launched} processes but Accelerate sees {acc.num_processes} "
+                           f"({acc.distributed_type}); every process would train alone and write the same files")
     if ds:
         fill_deepspeed_auto(acc.state.deepspeed_plugin.deepspeed_config, t, acc.num_processes)
     return acc, ds
@@ -345,8 +351,9 @@ class TrainRecipe:
         t = self.cfg.trainer
         from tqdm import tqdm
 
-        for s in (signal.SIGTERM, signal.SIGUSR1):  # SLURM preemption / time limit: checkpoint, then exit
-            signal.signal(s, self._on_signal)
+        # SIGUSR1 (SLURM: #SBATCH --signal=USR1@120): checkpoint at the next step, then exit. SIGTERM keeps
+        # its default, so a launcher tearing down a failed job is never held up.
+        signal.signal(signal.SIGUSR1, self._on_signal)
         batches = self._batches()
         bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train", dynamic_ncols=True)
         meter, bad_steps = telemetry.Throughput(), 0

@@ -26,6 +26,22 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+REFERENCE_STEPS = ["trainer.max_steps=8", "trainer.save_every=2", "trainer.keep_last=2", "features.shard_size=8"]
+
+
+def cache_arg(data: Path) -> str:
+    return f"features.cache_dir={data / 'features'}"
+
+
+def reference_run(tmp_path_factory, data: Path) -> Path:
+    """8 uninterrupted steps on the shared feature cache (run once per session, then reused)."""
+    out = tmp_path_factory.getbasetemp() / "reference-run"
+    if not (out / "checkpoints" / "final" / "COMPLETE").is_file():
+        r = run(train_cmd(out, data, *REFERENCE_STEPS, cache_arg(data)))
+        assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
 def compose(output_dir: Path, data: Path, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

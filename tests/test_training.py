@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_training import compose, data_root, losses, max_weight_diff, run, train_cmd, weights, env, ROOT
+from conftest_training import (REFERENCE_STEPS, ROOT, cache_arg, compose, data_root, env, losses, max_weight_diff,
+                               reference_run, run, train_cmd, weights)
 
-STEPS = ["trainer.max_steps=8", "trainer.save_every=2", "trainer.keep_last=2"]
+STEPS = REFERENCE_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +22,12 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache(data):
-    return f"features.cache_dir={data / 'features'}"
+    return cache_arg(data)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data, cache):
-    """8 uninterrupted steps."""
-    out = tmp_path_factory.mktemp("ref")
-    r = run(train_cmd(out, data, *STEPS, cache))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
+def reference(tmp_path_factory, data):
+    return reference_run(tmp_path_factory, data)
 
 
 def test_sampler_shards_each_epoch_without_repeats():
