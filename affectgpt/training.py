@@ -192,6 +192,7 @@ class TrainRecipe:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.stop_signal: int | None = None
+        self.started = time.time()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -402,7 +403,8 @@ class TrainRecipe:
             self.state["step"] += 1
             n_local = sum(len(b["names"]) for b in micro)
             tok_local = sum(int(b["attention_mask"].sum()) for b in micro)
-            loss_all, n, tokens, stop = self._sum([loss_local, n_local, tok_local, float(self.stop_signal is not None)])
+            late = t.stop_after_minutes and time.time() - self.started > 60 * t.stop_after_minutes
+            loss_all, n, tokens, stop = self._sum([loss_local, n_local, tok_local, float(self.stop_signal is not None or late)])
             loss_value = loss_all / total
             self.state["samples_seen"] += int(n)
             meter.update(int(n), int(tokens))
@@ -413,7 +415,7 @@ class TrainRecipe:
             if stop or (t.stop_at_step and step >= t.stop_at_step and step < t.max_steps):
                 self.save(f"step-{step}")
                 log.info("stopped at step %d (%s); resume with trainer.resume=auto", step,
-                         "signal" if stop else "trainer.stop_at_step")
+                         "signal or trainer.stop_after_minutes" if stop else "trainer.stop_at_step")
                 bar.close()
                 return {}
             if t.save_every and step % t.save_every == 0 and step < t.max_steps:

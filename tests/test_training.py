@@ -134,3 +134,37 @@ def test_fully_masked_batch_is_an_error_naming_its_samples(recipe):
     with pytest.raises(RuntimeError, match="have no target tokens") as e:
         recipe.model(batch)
     assert all(name in str(e.value) for name in batch["names"][1:])
+
+
+# ------------------------------------------------------------------------------------------- configs
+def test_every_shipped_cluster_config_loads(tmp_path):
+    """Experiments compose; Accelerate configs parse; DeepSpeed JSONs validate once the trainer fills "auto"."""
+    import copy
+    import json
+
+    from accelerate.commands.config.config_args import load_config_from_file
+    from omegaconf import OmegaConf
+
+    from affectgpt.training import fill_deepspeed_auto
+
+    for exp in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
+        cfg = compose(tmp_path, tmp_path / "data", f"experiment={exp.stem}")
+        assert cfg.model.name == exp.stem and cfg.trainer.mixed_precision == "bf16", exp
+        assert str(cfg.features.cache_dir).endswith(f"features-{exp.stem}")
+    for path in sorted((ROOT / "conf" / "accelerate").glob("*.yaml")):
+        acc = load_config_from_file(str(path))
+        if acc.distributed_type == "DEEPSPEED":
+            assert (ROOT / acc.deepspeed_config["deepspeed_config_file"]).is_file(), path
+    ds = pytest.importorskip("deepspeed.runtime.config")
+    names = sorted(p.name for p in (ROOT / "conf" / "deepspeed").glob("*.json"))
+    assert names == ["zero2.json", "zero3.json", "zero3_offload.json"]
+    trainer = OmegaConf.create({"batch_size": 4, "grad_accum": 2, "grad_clip": 1.0})
+    for name in names:
+        raw = json.loads((ROOT / "conf" / "deepspeed" / name).read_text())
+        filled = copy.deepcopy(raw)
+        fill_deepspeed_auto(filled, trainer, world=1)
+        filled["bf16"]["enabled"] = filled["fp16"]["enabled"] = False  # Accelerate fills these from the precision
+        filled["optimizer"]["params"].update(lr=1e-4, weight_decay=0.0)  # ... and these from the optimizer
+        conf = ds.DeepSpeedConfig(filled)
+        assert conf.train_batch_size == 8 and conf.gradient_clipping == 1.0
+        assert conf.zero_optimization_stage == (2 if name == "zero2.json" else 3)
