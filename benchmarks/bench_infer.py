@@ -118,10 +118,12 @@ def bench_mid(args, data: Path) -> list[str]:
     from affectgpt.model.build import build_model
 
     cfg = OmegaConf.load(ROOT / "conf" / "model" / "affectgpt-mid.yaml")
-    if args.mid_dtype:
+    # bf16 on CPU fails inside Whisper's LayerNorm ("mixed dtype (CPU)"): CPU runs use float32.
+    dtype = args.mid_dtype or ("float32" if args.device == "cpu" else None)
+    if dtype:
         for key in ("vision", "audio", "llm"):
             if key in cfg and cfg[key] is not None and "dtype" in cfg[key]:
-                cfg[key].dtype = args.mid_dtype
+                cfg[key].dtype = dtype
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = build_model(cfg, device=args.device, weights="random").eval()
@@ -155,7 +157,7 @@ def main() -> None:
     ap.add_argument("--mid", action="store_true", help="also the mid config with random weights (slow on CPU)")
     ap.add_argument("--mid-tokens", type=int, default=8)
     ap.add_argument("--mid-clips", type=int, default=4)
-    ap.add_argument("--mid-dtype", default=None, help="override the mid config's dtypes (e.g. float32 on CPU)")
+    ap.add_argument("--mid-dtype", default=None, help="override the mid config's dtypes (default on CPU: float32)")
     args = ap.parse_args()
     if args.checkpoint and not args.data:
         ap.error("--checkpoint needs --data (the synthetic root with test.jsonl)")
