@@ -623,8 +623,16 @@ def environment(device: torch.device, ctx: Ctx, args) -> dict:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     mem = torch.cuda.get_device_properties(device).total_memory / GIB if device.type == "cuda" else None
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for dist in ("peft", "accelerate", "deepspeed", "open_clip_torch", "openai-whisper"):
+        try:
+            packages[dist] = version(dist)
+        except PackageNotFoundError:
+            packages[dist] = None
     return {"device": name, "device_memory_gib": mem, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peak_tflops": ctx.peak, "mixed_precision": args.mixed_precision, "dry_run": args.dry_run,
+            "packages": packages, "peak_tflops": ctx.peak, "mixed_precision": args.mixed_precision, "dry_run": args.dry_run,
             "budget_s": args.budget_s, "warmup": args.warmup, "steps": args.steps, "audio_seconds": args.audio_seconds}
 
 
