@@ -403,13 +403,14 @@ class TrainRecipe:
             self.state["step"] += 1
             n_local = sum(len(b["names"]) for b in micro)
             tok_local = sum(int(b["attention_mask"].sum()) for b in micro)
-            late = t.stop_after_minutes and time.time() - self.started > 60 * t.stop_after_minutes
+            late = bool(t.stop_after_minutes) and time.time() - self.started > 60 * t.stop_after_minutes
             loss_all, n, tokens, stop = self._sum([loss_local, n_local, tok_local, float(self.stop_signal is not None or late)])
             loss_value = loss_all / total
             self.state["samples_seen"] += int(n)
             meter.update(int(n), int(tokens))
             lr = self.scheduler.get_last_lr()[0]
-            self.state["history"].append({"step": self.state["step"], "loss": loss_value, "lr": lr})
+            self.state["history"].append({"step": self.state["step"], "loss": loss_value, "lr": lr,
+                                          "wall_s": round(time.time() - self.started, 3)})  # since this process started
             self._report(bar, meter, loss_value, lr, grad_norm)
             step = self.state["step"]
             if stop or (t.stop_at_step and step >= t.stop_at_step and step < t.max_steps):
