@@ -168,6 +168,7 @@ class Row:
     seq: int = 1024
     note: str = ""
     fake_oom: bool = False  # dry run: raise torch.OutOfMemoryError mid-step to check the handling
+    merged: bool = False  # inference with LoRA merged into the base weights (as a merged export runs); irreversible
 
 
 @dataclass
@@ -195,6 +196,9 @@ def gpu_rows() -> list[Row]:
         Row("7b-online-ckpt", "7b", "train", "online", True, 8, 1024),
         Row("7b-cached-ckpt-s320", "7b", "train", "cached", True, 32, 320, "EMER-length samples; target >= 23 samples/s"),
         Row("7b-cached-nockpt", "7b", "train", "cached", False, 4, 1024),
+        Row("7b-cached-nockpt-b8", "7b", "train", "cached", False, 8, 1024, "MFU target >= 40%"),
+        # Merging is irreversible here, so this stays the last 7B row.
+        Row("7b-infer-merged", "7b", "infer", "online", merged=True),
         Row("mid-online", "mid", "train", "online", False, 8, 1024),
         Row("mid-cached", "mid", "train", "cached", False, 8, 1024, "target >= 2x mid-online"),
         Row("mid-online-s320", "mid", "train", "online", False, 16, 320, "EMER-length samples"),
@@ -214,7 +218,7 @@ def dry_rows() -> list[Row]:
 def describe(r: Row) -> str:
     model = {"7b": "7B", "mid": "mid"}[r.model]
     if r.kind == "infer":
-        return f"{model} inference, 1 clip"
+        return f"{model} inference, 1 clip" + (", LoRA merged" if r.merged else "")
     ckpt = "ckpt" if r.grad_ckpt else "no ckpt"
     engine = "ZeRO-2" if r.kind == "zero2" else "LoRA step"
     return f"{model} {engine}, {r.features}, {ckpt}"
@@ -506,6 +510,8 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
     a = ctx.args
     model.eval()
     set_grad_ckpt(model, False)
+    if row.merged and hasattr(model.llm, "merge_and_unload"):
+        model.llm = model.llm.merge_and_unload()
     batch = make_batch(model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False)
     mask = batch["attention_mask"]
     tok = model.tokenizer
