@@ -345,6 +345,14 @@ class TrainRecipe:
         else:
             self.accelerator.backward(loss)
 
+    def _train_mode(self) -> None:
+        """Adapters and LoRA in train mode; the frozen encoders stay in eval (their outputs must equal the cache's)."""
+        self.model.train()
+        m = self.accelerator.unwrap_model(self.model)
+        for encoder in (m.vision, m.audio):
+            if encoder is not None:
+                encoder.eval()
+
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum  # acted on at the next step boundary, on every rank at once
 
@@ -358,7 +366,7 @@ class TrainRecipe:
         batches = self._batches()
         bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train", dynamic_ncols=True)
         meter, bad_steps = telemetry.Throughput(), 0
-        self.model.train()
+        self._train_mode()
         while self.state["step"] < t.max_steps:
             micro = []
             while len(micro) < t.grad_accum:
@@ -499,7 +507,7 @@ class TrainRecipe:
         samples = self.val_samples[: self.cfg.eval.max_samples] if self.cfg.eval.max_samples else self.val_samples
         preds = predict(model, samples[self.rank :: self.world], task="describe", batch_size=self.cfg.eval.batch_size,
                         max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main)
-        model.train()
+        self._train_mode()
         ckpt.set_rng_state(rng)
         preds = [p for part in gather_objects(self.accelerator, preds) for p in part]
         return telemetry.evaluate_predictions(preds, samples) if self.is_main else {}
