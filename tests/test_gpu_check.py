@@ -141,7 +141,7 @@ def test_dry_run_reports_every_row_with_sane_numbers(dry_run):
         assert r["status"] == "ok", (key, r)
         for f in ("step_s", "samples_s", "tokens_s"):
             assert math.isfinite(r[f]) and r[f] > 0, (key, f, r[f])
-        if key.endswith("infer"):
+        if "-infer" in key:
             e = r["extra"]
             assert e["new_tokens"] == 8 and e["prompt_tokens"] == r["seq"] > 0
             for f in ("encode_ms", "prefill_ms", "generate_s", "end_to_end_s", "decode_tokens_s"):
