@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose("train", overrides=overrides)
     if not cfg.features.cache_dir:
         raise SystemExit("features.cache_dir is not set")
-    state = PartialState(cpu=cfg.device == "cpu")
+    # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
+    state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+    if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
+        raise SystemExit(f"the launcher started {os.environ.get('WORLD_SIZE')} processes but Accelerate sees {state.num_processes}")
     torch.manual_seed(cfg.seed)
     with state.main_process_first():
         samples = {split: load_split(cfg.data, split) for split in cfg.features.splits}
@@ -277,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         tag = split_tag(rows, cfg.data[f"{split}_manifest"])
         n = extract(model, rows, cache_dir, tag, identity, cfg.features.shard_size, cfg.features.batch_size,
                     cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True)
-        log.info("rank %d: %s: %d clips encoded (%d already cached)", state.process_index, split, n, len(rows) - n)
+        log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,
+                 split, n, len(rows))
     state.wait_for_everyone()
     if state.is_main_process:
         store = FeatureStore(cache_dir, identity)
