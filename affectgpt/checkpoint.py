@@ -240,10 +240,13 @@ def gather_trainable(model, accelerator, deepspeed: bool) -> dict[str, torch.Ten
     are gathered, never the frozen LLM."""
     module = accelerator.unwrap_model(model)
     plugin = accelerator.state.deepspeed_plugin
+    state = {k: v.detach().cpu() for k, v in module.trainable_state_dict().items()}
     if deepspeed and plugin is not None and int(plugin.zero_stage) == 3:
-        import deepspeed as ds
+        # The optimizer's fp32 copy, gathered from every rank's partition. Unlike GatheredParameters this
+        # leaves the module's parameters alone, so ZeRO-3's recorded fetch order stays valid.
+        from deepspeed.utils import safe_get_full_fp32_param
 
-        params = [p for p in module.parameters() if p.requires_grad]
-        with ds.zero.GatheredParameters(params, modifier_rank=None):
-            return {k: v.detach().cpu().clone() for k, v in module.trainable_state_dict().items()}
-    return {k: v.detach().cpu() for k, v in module.trainable_state_dict().items()}
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                state[name] = safe_get_full_fp32_param(p).detach().to("cpu", p.dtype)
+    return state

@@ -499,7 +499,9 @@ class TrainRecipe:
         from .inference import predict
 
         if self.deepspeed and zero_stage(self.accelerator) == 3:
-            log.warning("ZeRO-3 partitions the LLM: evaluate the saved checkpoint with infer.py instead")
+            # Ranks generating different lengths would wait on each other's parameter gathers, and
+            # transformers would partition the scorer's own models too.
+            log.warning("ZeRO-3: no in-training evaluation; score the saved checkpoint with infer.py (score=true)")
             return {"exact": None, "skipped": "ZeRO-3"}
         rng = ckpt.rng_state()
         model = self.accelerator.unwrap_model(self.model)

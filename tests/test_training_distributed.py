@@ -63,6 +63,7 @@ def test_a_failing_rank_brings_the_other_down(tmp_path, data):
 
 
 def test_deepspeed_zero2_trains_saves_and_resumes(tmp_path, data, reference):
+    """Single process through Accelerate's DeepSpeed plugin; "torch_adam": true needs no compiled optimizer."""
     pytest.importorskip("deepspeed")
     out = tmp_path / "ds"
     args = [*REFERENCE_STEPS, cache_arg(data), "trainer.deepspeed=conf/deepspeed/zero2.json"]
@@ -77,3 +78,4 @@ def test_deepspeed_zero2_trains_saves_and_resumes(tmp_path, data, reference):
     # DeepSpeed's AdamW (torch_adam) on ZeRO-2 partitions vs plain AdamW: same maths, other summation order.
     assert len(b) == 8 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
     assert max_weight_diff(weights(reference), weights(out)) < 1e-4
+    assert json.loads((out / "metrics.json").read_text())["exact"]["n"] == 2
