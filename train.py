@@ -14,6 +14,9 @@ def main(cfg: DictConfig) -> None:
     from affectgpt.training import TrainRecipe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Absolute paths in the saved config: a checkpoint must load from any working directory.
+    cfg.data.root = os.path.abspath(cfg.data.root)
+    cfg.output_dir = os.path.abspath(cfg.output_dir)
     recipe = TrainRecipe(cfg)
     recipe.setup()
     metrics = recipe.train()

@@ -11,18 +11,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(args, **kw):
+def run(args, cwd=ROOT, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    data = tmp_path_factory.mktemp("data") / "syn"
-    r = run(["train.py", f"output_dir={out}", f"data.root={data}", "seed=3", "trainer.max_steps=6",
+    # Relative paths from another working directory: the checkpoint must still load from anywhere.
+    work = tmp_path_factory.mktemp("work")
+    out, data = work / "run", work / "data" / "syn"
+    r = run([str(ROOT / "train.py"), "output_dir=run", "data.root=data/syn", "seed=3", "trainer.max_steps=6",
              "trainer.save_every=3", "data.n_train=24", "data.n_val=4", "data.n_test=2", "trainer.batch_size=4",
-             "eval.max_samples=4", "eval.max_new_tokens=8"])
+             "eval.max_samples=4", "eval.max_new_tokens=8"], cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, data
 
@@ -38,6 +39,7 @@ def test_train_writes_the_documented_layout(trained):
     assert "label" in metrics["scorer"]
     cfg = (out / "config.yaml").read_text()
     assert "seed: 3" in cfg and "max_steps: 6" in cfg
+    assert f"root: {data}" in cfg  # made absolute
     state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())
     assert state["step"] == 6 and state["samples_seen"] == 24
     assert (data / "test.jsonl").is_file()

@@ -44,8 +44,6 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
     root = Path(root)
     if tokenizer not in ("bpe", "qwen2.5"):
         raise ValueError(f"tiny tokenizer must be 'bpe' or 'qwen2.5', got {tokenizer!r}")
-    if tokenizer == "bpe" and (corpus is None or not Path(corpus).is_file()):
-        raise FileNotFoundError(f"{corpus}: the tiny BPE tokenizer is trained on this manifest, which does not exist")
     info = {"version": ASSET_VERSION, "seed": seed, "tokenizer": tokenizer}
     done = root / "ASSETS.json"
     if done.is_file():
@@ -53,6 +51,8 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
         if found != info:
             raise RuntimeError(f"{root}: tiny weights were made with {found}, expected {info}; delete the folder to rebuild")
         return root
+    if tokenizer == "bpe" and (corpus is None or not Path(corpus).is_file()):
+        raise FileNotFoundError(f"{corpus}: the tiny BPE tokenizer is trained on this manifest, which does not exist")
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
