@@ -228,7 +228,7 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
             write_identity(cache_dir, identity)
         FeatureStore(cache_dir, identity)  # fail early and clearly when stale or absent
     accelerator.wait_for_everyone()
-    tag = split_tag(samples, cfg.data.train_manifest)
+    tag = split_tag(samples, cfg.data.get("train_manifest") or "train")
     store = FeatureStore(cache_dir, identity)
     missing = store.missing(samples)
     if missing:
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         write_identity(cache_dir, identity)
     state.wait_for_everyone()
     for split, rows in samples.items():
-        tag = split_tag(rows, cfg.data[f"{split}_manifest"])
+        tag = split_tag(rows, cfg.data.get(f"{split}_manifest") or split)
         n = extract(model, rows, cache_dir, tag, identity, cfg.features.shard_size, cfg.features.batch_size,
                     cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True)
         log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,

@@ -52,7 +52,8 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
             raise RuntimeError(f"{root}: tiny weights were made with {found}, expected {info}; delete the folder to rebuild")
         return root
     if tokenizer == "bpe" and (corpus is None or not Path(corpus).is_file()):
-        raise FileNotFoundError(f"{corpus}: the tiny BPE tokenizer is trained on this manifest, which does not exist")
+        raise FileNotFoundError(f"{corpus}: the tiny BPE tokenizer is trained on a JSONL manifest, which does not exist "
+                                "(set model.tiny_corpus=PATH, or model.tiny_tokenizer=qwen2.5)")
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
