@@ -420,15 +420,21 @@ def step_flops(model, batch: dict, online: bool, audio_seconds: float) -> float:
     return total
 
 
-def train_row(row: Row, ctx: Ctx, res: Result) -> None:
-    """Forward, backward, AdamW on the trainable parameters; plain PyTorch."""
+def training_setup(row: Row, ctx: Ctx):
+    """The row's model in training mode and its batch (frozen-encoder features precomputed when cached)."""
     model = ctx.model(row.model)
-    a = ctx.args
-    batch = make_batch(model, make_items(model, row.batch, row.seq, a.audio_seconds, seed=1), row.seq, ctx.device)
+    batch = make_batch(model, make_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1), row.seq, ctx.device)
     if row.features == "cached":
         batch = cached_batch(model, batch, ctx.amp)
     set_grad_ckpt(model, row.grad_ckpt)
     train_mode(model)
+    return model, batch
+
+
+def train_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """Forward, backward, AdamW on the trainable parameters; plain PyTorch."""
+    model, batch = training_setup(row, ctx)
+    a = ctx.args
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if ctx.device.type == "cuda" else {}))
     fake = [row.fake_oom]
@@ -465,13 +471,8 @@ def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
         # DeepSpeed's CPU backend compiles a shared-memory all-reduce (20-120 s of C++) that only
         # several CPU processes use; one process needs none. Its ops table is meant to be edited.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    model = ctx.model(row.model)
+    model, batch = training_setup(row, ctx)
     a = ctx.args
-    batch = make_batch(model, make_items(model, row.batch, row.seq, a.audio_seconds, seed=1), row.seq, ctx.device)
-    if row.features == "cached":
-        batch = cached_batch(model, batch, ctx.amp)
-    set_grad_ckpt(model, row.grad_ckpt)
-    train_mode(model)
     bf16 = ctx.device.type == "cuda"
     config = {
         "train_micro_batch_size_per_gpu": row.batch,
