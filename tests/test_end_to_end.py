@@ -71,3 +71,44 @@ def test_infer_bad_video_exits_2_with_one_line(trained, tmp_path, kind):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(video) in lines[0] and "Traceback" not in r.stderr
+
+
+GOOD_KINDS = {
+    "mp4": dict(),
+    "webm": dict(vcodec="libvpx-vp9", acodec="libopus", sample_rate=48000, fmt="webm"),
+    "mkv": dict(),
+    "mov": dict(),
+    "avi": dict(vcodec="mpeg4", acodec="mp3", sample_rate=44100),
+    "stereo48k": dict(sample_rate=48000, channels=2),
+    "mono8k": dict(sample_rate=8000),
+    "noaudio": dict(sample_rate=None),
+    "audioonly": dict(vcodec=None, acodec="pcm_s16le"),
+    "rotated": dict(rotation=90),
+    "vfr": dict(pts_ms=[20 * i for i in range(15)] + [300 + 200 * i for i in range(15)]),
+}
+SUFFIX = {"webm": ".webm", "mkv": ".mkv", "mov": ".mov", "avi": ".avi", "audioonly": ".wav"}
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD_KINDS))
+def test_infer_prints_json_for_every_good_kind_of_clip(trained, tmp_path, kind):
+    from test_media import write_clip  # the PyAV writer of the media tests
+
+    clip = write_clip(tmp_path / f"{kind}{SUFFIX.get(kind, '.mp4')}", size=(96, 64), **GOOD_KINDS[kind])
+    out, _ = trained
+    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=6"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)
+    assert obj["name"] == kind and isinstance(obj["emotions"], list)
+
+
+def test_infer_truncated_clip_exits_2_with_one_line(trained, tmp_path):
+    from test_media import write_clip
+
+    full = write_clip(tmp_path / "full.mp4", n_frames=60, size=(96, 64)).read_bytes()
+    clip = tmp_path / "truncated.mp4"
+    clip.write_bytes(full[: len(full) // 2])
+    out, _ = trained
+    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}"])
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(clip) in lines[0]
