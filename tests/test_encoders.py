@@ -4,7 +4,6 @@ loading (missing / unexpected keys named), architecture checks, preprocessing, n
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -6,7 +6,6 @@ import math
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from conftest_training import (REFERENCE_STEPS, ROOT, cache_arg, compose, data_root, env, losses, max_weight_diff,
@@ -145,7 +144,7 @@ def test_every_shipped_cluster_config_loads(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
     from omegaconf import OmegaConf
 
-    from affectgpt.training import fill_deepspeed_auto
+    from affectgpt.distributed import fill_deepspeed_auto
 
     for exp in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
         cfg = compose(tmp_path, tmp_path / "data", f"experiment={exp.stem}")
