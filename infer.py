@@ -125,7 +125,10 @@ def main(cfg: DictConfig) -> None:
     device = resolve_device(str(cfg.device))
     t0 = time.perf_counter()
     try:
-        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype)
+        if cfg.merge_lora not in ("auto", True, False):
+            fail(f"merge_lora must be auto, true or false, got {cfg.merge_lora!r}")
+        merge = device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora
+        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype, merge_lora=merge)
     except (OSError, ValueError, RuntimeError) as e:
         fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     load_s = time.perf_counter() - t0

@@ -112,3 +112,14 @@ def test_infer_truncated_clip_exits_2_with_one_line(trained, tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(clip) in lines[0]
+
+
+def test_merged_lora_gives_the_same_greedy_json(trained):
+    out, data = trained
+    clip = data / json.loads((data / "test.jsonl").read_text().splitlines()[0])["video"]
+    runs = [run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=16",
+                 f"merge_lora={m}"]) for m in ("false", "true")]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
+    bad = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "merge_lora=maybe"])
+    assert bad.returncode == 2 and "merge_lora" in bad.stderr
