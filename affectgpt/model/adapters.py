@@ -115,7 +115,9 @@ class VideoAdapter(nn.Module):
         if t > self.cfg.max_frames:
             raise ValueError(f"{t} frames exceed video adapter max_frames={self.cfg.max_frames}")
         x = self.standardizer(feats) if self.standardizer is not None else feats
-        x = x + self.frame_position.weight[:t].view(1, t, 1, d).to(x.dtype)
+        # Through the module call, not .weight: ZeRO-3 gathers a partitioned weight only in its module's forward.
+        pos = self.frame_position(torch.arange(t, device=x.device))
+        x = x + pos.view(1, t, 1, d).to(x.dtype)
         return self.proj(self.pool(x.reshape(b, t * n, d), None))
 
 
