@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from affectgpt.data.manifest import Sample, write_manifest
+from affectgpt.data.prompts import join_emotions
 
 GENERATOR_VERSION = 1
 DONE_FILE = "DONE.json"
@@ -138,10 +139,9 @@ _FRUSTRATION = ("An angry face with an anxious voice points to frustration.",
 
 def emotion_list_text(words: tuple[str, ...] | list[str]) -> str:
     """"a", "a and b", "a, b and c": the list form used in every conclusion."""
-    words = list(words)
     if not words:
         raise ValueError("an emotion list needs at least one word")
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return join_emotions(words)
 
 
 def conclusion(words: tuple[str, ...] | list[str]) -> str:
