@@ -15,17 +15,21 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
+
+from affectgpt.cli import Command, UsageError, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TASKS = ("describe", "labels")
 DTYPES = ("float32", "bfloat16", "float16")
+INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
+                verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output",
+                          "score_output"))
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+def fail(message: str):
+    """Bad input: exit code 2 with this one line (raised, so the caller's cleanup runs)."""
+    raise UsageError(message)
 
 
 def resolve_device(name: str) -> str:
@@ -105,7 +109,6 @@ def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> No
     print("\n".join(lines), file=sys.stderr)
 
 
-@hydra.main(config_path="conf", config_name="infer", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     t_start = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -140,6 +143,8 @@ def main(cfg: DictConfig) -> None:
         row, timing = predict_one(model, samples[0], cfg.task, gen, system=loaded.system, profile=bool(cfg.profile))
         if row.get("error"):
             fail(row["error"])
+        if cfg.show_prompt:
+            print("prompt " + json.dumps(timing["prompt_text"], ensure_ascii=False), file=sys.stderr)
         if cfg.profile:
             where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
             print_profile(timing, load_s, time.perf_counter() - t_start, where)
@@ -168,4 +173,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(INFER, main))

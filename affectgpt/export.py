@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from .cli import Command, UsageError, run
+
 FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
 META = "affectgpt.json"
@@ -173,43 +175,25 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     return output
 
 
-def _parse_args(argv: list[str]) -> dict:
-    """``key=value`` arguments (Hydra style, without Hydra: no output folders, no logging setup)."""
-    allowed = {"checkpoint", "output", "merge", "dtype"}
-    args = {}
-    for a in argv:
-        key, sep, value = a.partition("=")
-        if not sep or key not in allowed:
-            raise ValueError(f"argument {a!r}: expected key=value with key in {sorted(allowed)}")
-        args[key] = value
-    for key in ("checkpoint", "output"):
-        if not args.get(key):
-            raise ValueError(f"missing {key}=DIR")
-    merge = args.get("merge", "false").lower()
-    if merge not in ("true", "false"):
-        raise ValueError(f"merge={args['merge']!r}: expected true or false")
-    args["merge"] = merge == "true"
-    args["dtype"] = args.get("dtype") or None
-    return args
+EXPORT = Command(prog="python -m affectgpt.export", config="export", doc=__doc__.split("\n\n")[0],
+                 verbatim=("checkpoint", "output"), required=("checkpoint", "output"))
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI; exit 2 with one stderr line on bad arguments or an unusable checkpoint."""
+    return run(EXPORT, _export_command, argv)
+
+
+def _export_command(cfg) -> int:
+    if cfg.dtype is not None and cfg.dtype not in ("float32", "bfloat16", "float16"):
+        raise UsageError(f"dtype={cfg.dtype}: expected float32, bfloat16 or float16 (or null for the checkpoint's)")
+    if not (Path(cfg.checkpoint) / "config.yaml").is_file():
+        raise UsageError(f"{cfg.checkpoint}: not a training checkpoint (no config.yaml)")
     try:
-        args = _parse_args(sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"error: {e}\nusage: python -m affectgpt.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]",
-              file=sys.stderr)
-        return 2
-    if not (Path(args["checkpoint"]) / "config.yaml").is_file():
-        print(f"error: {args['checkpoint']}: not a training checkpoint (no config.yaml)", file=sys.stderr)
-        return 2
-    try:
-        out = export(args["checkpoint"], args["output"], merge=args["merge"], dtype=args["dtype"])
+        out = export(cfg.checkpoint, cfg.output, merge=bool(cfg.merge), dtype=cfg.dtype)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    kind = "merged model" if args["merge"] else "adapter bundle"
+        raise UsageError(str(e)) from None
+    kind = "merged model" if cfg.merge else "adapter bundle"
     print(f"wrote {kind} to {out}", file=sys.stderr)
     return 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import TRAIN_VERBATIM, Command, UsageError, run
 from .data.collate import ClipDataset
 from .data.manifest import Sample
 
@@ -246,22 +247,25 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
     return store
 
 
+FEATURES = Command(prog="python -m affectgpt.features", config="train", verbatim=TRAIN_VERBATIM,
+                   doc="Extract the frozen-encoder features of the configured splits (features.splits) into "
+                       "features.cache_dir, then exit. Options: conf/train.yaml.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m affectgpt.features [overrides]``: extract the configured splits, then exit."""
-    import sys
+    return run(FEATURES, _extract_command, argv)
 
+
+def _extract_command(cfg) -> int:
     from accelerate import PartialState
-    from hydra import compose, initialize_config_dir
 
     from .model.build import build_model
     from .training import load_split
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
     if not cfg.features.cache_dir:
-        raise SystemExit("features.cache_dir is not set")
+        raise UsageError("features.cache_dir is not set (give features.cache_dir=DIR or data.feature_cache=DIR)")
     # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):

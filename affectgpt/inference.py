@@ -280,7 +280,8 @@ def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None 
     if not batch.get("names"):
         return rows_for(batch, [], task)[0], {}
     texts, timing = generate_batch(model, batch, gen, StepClock(model) if profile else None)
-    timing.update(decode_s=t1 - t0, prompt_s=t2 - t1, prompt_tokens=int(batch["input_ids"].shape[1]))
+    timing.update(decode_s=t1 - t0, prompt_s=t2 - t1, prompt_tokens=int(batch["input_ids"].shape[1]),
+                  prompt_text=model.tokenizer.decode(batch["input_ids"][0]))
     return rows_for(batch, texts, task)[0], timing
 
 

@@ -48,7 +48,7 @@ def release(tmp_path) -> Path:
 
 
 def test_checker_finds_every_problem_in_a_release_folder(release, capsys, tmp_path):
-    rc = main([str(release), "--json", str(tmp_path / "stats.json")])
+    rc = main([f"path={release}", f"json={tmp_path / 'stats.json'}"])
     out = capsys.readouterr().out
     assert rc == 1
     stats = json.loads((tmp_path / "stats.json").read_text())
@@ -68,7 +68,7 @@ def test_checker_finds_every_problem_in_a_release_folder(release, capsys, tmp_pa
     assert "subtitles: 2 (28.6%) non-empty" in out and "PROBLEMS FOUND" in out
     samples, _ = read_target(release)
     assert next(s for s in samples if s.name == "s4").audio == release / "audio" / "s4.wav"
-    assert main([str(release), "--language", "chinese", "--no-decode"]) == 1  # still missing + dropped
+    assert main([f"path={release}", "language=chinese", "decode=false"]) == 1  # still missing + dropped
     assert "subtitles: 1 (14.3%) non-empty" in capsys.readouterr().out
 
 
@@ -84,7 +84,7 @@ def test_clean_manifest_passes_through_the_command_line(tmp_path):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     proc = subprocess.run(
-        [sys.executable, "-m", "affectgpt.data.check", str(manifest), "--workers", "2"],
+        [sys.executable, "-m", "affectgpt.data.check", f"path={manifest}", "workers=2"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -94,15 +94,15 @@ def test_clean_manifest_passes_through_the_command_line(tmp_path):
     assert "duration: min 2.00 s" in proc.stdout
     config = tmp_path / "mix.yaml"
     config.write_text("sources:\n  - {format: jsonl, path: train.jsonl, ratio: 1.0}\n")
-    assert main([str(config)]) == 0
+    assert main([f"path={config}"]) == 0
 
 
 def test_unreadable_targets_exit_2_with_one_line(tmp_path, capsys):
-    assert main([str(tmp_path / "nothing.jsonl")]) == 2
+    assert main([f"path={tmp_path / 'nothing.jsonl'}"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothing.jsonl'}: not found"
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty")]) == 2
+    assert main([f"path={tmp_path / 'empty'}"]) == 2
     bad = tmp_path / "x.csv"
     bad.write_text("a,b\n1,2\n")
-    assert main([str(bad)]) == 2
+    assert main([f"path={bad}"]) == 2
     assert "missing column(s) ['names'" in capsys.readouterr().err

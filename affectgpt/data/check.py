@@ -1,4 +1,4 @@
-"""Check a dataset before a run: ``python -m affectgpt.data.check MANIFEST_OR_DATASET_DIR``.
+"""Check a dataset before a run: ``python -m affectgpt.data.check path=MANIFEST_OR_DATASET_DIR``.
 
 Accepts a canonical JSONL manifest, an EMER v1 CSV, a MER2025-style release folder
 (every ``track2_/track3_<split>_<subset>.csv`` pair in it), a folder of JSONL manifests,
@@ -11,7 +11,6 @@ unreadable, 2 when the dataset itself cannot be read.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affectgpt.cli import Command, UsageError, run
 from affectgpt.data.manifest import ManifestError, Sample
 from affectgpt.data.media import MediaError, load_media
 from affectgpt.data.readers import ReadReport, read_emer_csv, read_jsonl, read_mer2025, read_source
@@ -174,24 +174,30 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
     return "\n".join(out)
 
 
+CHECK = Command(prog="python -m affectgpt.data.check", config="check", doc=__doc__, verbatim=("path", "json"),
+                required=("path",))
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m affectgpt.data.check", description=__doc__.split("\n")[0])
-    ap.add_argument("target", help="manifest .jsonl, EMER .csv, data config .yaml, or a dataset folder")
-    ap.add_argument("--language", default="english", choices=["english", "chinese"], help="subtitle language (MER2025)")
-    ap.add_argument("--no-decode", action="store_true", help="only check that media files exist")
-    ap.add_argument("--workers", type=int, default=1, help="processes decoding media")
-    ap.add_argument("--json", type=Path, help="also write the statistics here")
-    args = ap.parse_args(argv)
+    """Exit 0 clean, 1 problems found, 2 unreadable dataset or bad arguments."""
+    return run(CHECK, _check_command, argv)
+
+
+def _check_command(cfg) -> int:
+    if cfg.language not in ("english", "chinese"):
+        raise UsageError(f"language={cfg.language}: expected english or chinese")
+    if int(cfg.workers) < 1:
+        raise UsageError(f"workers={cfg.workers}: expected at least 1")
     try:
-        samples, reports = read_target(args.target, args.language)
+        samples, reports = read_target(cfg.path, cfg.language)
     except (ManifestError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    stats = check_dataset(samples, reports, decode=not args.no_decode, workers=args.workers)
+        raise UsageError(str(e)) from None
+    stats = check_dataset(samples, reports, decode=bool(cfg.decode), workers=int(cfg.workers))
     print(format_report(stats))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
+    if cfg.json:
+        out = Path(cfg.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
     return 0 if stats["ok"] else 1
 
 

@@ -1,0 +1,132 @@
+"""Command lines: free text and paths reach the program unchanged; bad arguments exit 2 with one line.
+
+The parsing is checked in process on every app's real config; ``infer.py`` is then run as a user
+runs it, once per kind of subtitle a real dataset has, and on a file name with a space, a comma and '='.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
+
+INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
+                verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))
+TRAIN = Command(prog="python train.py", config="train", verbatim=TRAIN_VERBATIM)
+SUBTITLES = ["I can't believe it.", 'Well, yes, I did: "fine".', "a=b [really]", "我真的不敢相信。",
+             "First line,\nsecond line."]
+ODD = ["${oc.env:HOME}", "\\${x}", "50% {braces} ~tilde 'single' \\backslash", " padded ", "--looks-like-a-flag"]
+
+
+@pytest.mark.parametrize("text", SUBTITLES + ODD)
+def test_free_text_is_taken_verbatim(text):
+    cfg = compose(INFER, ["checkpoint=ck", f"subtitle={text}", f"video=/tmp/a b,c=d/{text}.mp4"])
+    assert cfg.subtitle == text
+    assert cfg.video == f"/tmp/a b,c=d/{text}.mp4"
+
+
+def test_other_overrides_keep_hydra_syntax_and_types():
+    cfg = compose(INFER, ["checkpoint=ck", "batch_size=4", "do_sample=true", "temperature=0.7", "task=labels"])
+    assert (cfg.batch_size, cfg.do_sample, cfg.temperature, cfg.task) == (4, True, 0.7, "labels")
+    cfg = compose(TRAIN, ["model=affectgpt-mid", "trainer.lr=2e-4", "features.splits=train,val",
+                          "output_dir=/tmp/run one, two", "data.root=/tmp/d=1"])
+    assert cfg.model.name == "affectgpt-mid" and cfg.trainer.lr == 2e-4
+    assert list(cfg.features.splits) == ["train", "val"]  # a comma list is a list where the option is one
+    assert cfg.output_dir == "/tmp/run one, two" and cfg.data.train_manifest == "/tmp/d=1/train.jsonl"
+    assert compose(TRAIN, ["trainer.lr=1"]).trainer.lr == 1.0  # an int where a float is expected is fine
+
+
+def test_an_empty_verbatim_value_means_the_default():
+    assert compose(INFER, ["checkpoint=ck", "video="]).video is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["checkpoint=ck", "subtitle=a", "subtitle=b"], "subtitle= is given twice"),
+    (["checkpoint=ck", "foo=1"], "unknown key 'foo' in conf/infer.yaml"),
+    (["checkpoint=ck", "batch_size=abc"], "batch_size expects an integer (default 8)"),
+    (["checkpoint=ck", "profile=yes"], "profile expects true or false"),
+    (["checkpoint=ck", "task=describe,labels"], "a comma makes a list, but task takes one value"),
+    (["checkpoint=ck", "max_new_tokens=[1"], "not a valid override"),
+    (["checkpoint=ck", "checkpoint"], "argument 'checkpoint': expected key=value"),
+    (["video=x.mp4"], "missing argument checkpoint=..."),
+    (["checkpoint=ck", "+batch_size=2"], "batch_size exists already"),
+    (["checkpoint=ck", "~task"], "deleting keys is not supported"),
+])
+def test_bad_arguments_are_named(args, message):
+    with pytest.raises(UsageError) as e:
+        compose(INFER, args)
+    assert message in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=nope"], "no conf/model/nope.yaml (choices: affectgpt-7b, affectgpt-mid, tiny)"),
+    (["trainer.max_steps=1.5"], "trainer.max_steps expects an integer (default 600)"),
+    (["trainer=[1]"], "no conf/trainer/[1].yaml"),
+    (["trainer.lora=1"], "unknown key 'trainer.lora'"),
+    (["model.llm.lora=1"], "model.llm.lora is a group of options"),
+])
+def test_bad_training_arguments_are_named(args, message):
+    with pytest.raises(UsageError) as e:
+        compose(TRAIN, args)
+    assert message in str(e.value), str(e.value)
+
+
+def test_run_prints_one_line_and_returns_2(capsys):
+    def program(cfg):
+        raise UsageError(f"{cfg.video}: file not found")
+
+    assert run(INFER, program, ["checkpoint=ck", "video=my clip.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: my clip.mp4: file not found\n"
+    assert run(INFER, program, ["checkpoint=ck", "bogus=1"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert run(INFER, lambda cfg: None, ["checkpoint=ck", "--cfg"]) == 0
+    assert "checkpoint: ck" in capsys.readouterr().out
+
+
+def test_a_crash_inside_the_program_is_not_a_usage_error():
+    def program(cfg):
+        raise RuntimeError("model blew up")
+
+    with pytest.raises(RuntimeError):
+        run(INFER, program, ["checkpoint=ck"])
+
+
+# ----------------------------------------------------------------------------- infer.py as a user runs it
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    from test_export import shared_artifacts
+
+    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+
+
+@pytest.mark.parametrize("i", range(len(SUBTITLES)))
+def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
+    from test_export import run as run_python
+
+    rows = [json.loads(ln) for ln in (artifacts["data"] / "test.jsonl").read_text().splitlines()]
+    clip = artifacts["data"] / rows[0]["video"]
+    if i == 0:  # one of the runs also reads a file whose name has a space, a comma and '='
+        odd = tmp_path / "my clips, take=2" / "clip one, a=b.mp4"
+        odd.parent.mkdir()
+        shutil.copy(clip, odd)
+        clip = odd
+    r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={clip}", f"subtitle={SUBTITLES[i]}",
+                    "max_new_tokens=4", "show_prompt=true"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stdout
+    assert json.loads(lines[0])["name"] == clip.stem
+    prompt = json.loads(next(ln for ln in r.stderr.splitlines() if ln.startswith("prompt "))[len("prompt "):])
+    assert SUBTITLES[i] in prompt, prompt
+
+
+def test_infer_bad_overrides_exit_2_with_one_line(artifacts):
+    from test_export import run as run_python
+
+    for args in (["batch_size=abc"], ["nonsense=1"], ["max_new_tokens=[1"], ["task=a,b"]):
+        r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", "video=x.mp4", *args])
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: argument"), r.stderr
+        assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr
