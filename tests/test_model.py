@@ -125,7 +125,7 @@ def test_summary_cli_prints_the_table(capsys, data_root):
 
     from affectgpt.model.summary import parameter_rows
 
-    assert main(["model=tiny", f"data.root={data_root}", "--tokens", "512", "--target-tokens", "128"]) == 0
+    assert main(["model=tiny", f"data.root={data_root}", "tokens=512", "target_tokens=128"]) == 0
     out = capsys.readouterr().out
     total = parameter_rows(meta_model("tiny", data_root))[-1]
     assert f"| total                    | {total.total:>15,} | {total.trainable:>13,} |" in out

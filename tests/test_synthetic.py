@@ -248,12 +248,12 @@ def test_write_clip_variants_decode(tmp_path):
 
 def test_cli_prints_what_it_wrote(tmp_path):
     root = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "affectgpt.data.synthetic", "--root", str(root), "--seed", "4",
-           "--n-train", "6", "--n-val", "3", "--n-test", "3", "--workers", "1"]
+    cmd = [sys.executable, "-m", "affectgpt.data.synthetic", f"root={root}", "seed=4",
+           "n_train=6", "n_val=3", "n_test=3", "workers=1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"train: 6 clips -> {root / 'train.jsonl'}" in out.stdout
     assert len(list((root / "clips").glob("*.mp4"))) == 12
-    bad = subprocess.run(cmd + ["--seed", "5"], capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run([*cmd[:4], "seed=5", *cmd[5:]], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and str(root) in bad.stderr and "Traceback" not in bad.stderr

@@ -20,7 +20,6 @@ renames it into place, with ``DONE.json`` (the generator parameters) written las
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -459,25 +458,25 @@ def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m affectgpt.data.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="folder to create (must be absent or empty)")
-    parser.add_argument("--seed", type=int, default=0)
-    for key, value in _DEFAULTS.items():
-        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        manifests = ensure_dataset(args.root, seed=args.seed, workers=args.workers,
-                                   **{k: getattr(args, k) for k in _DEFAULTS})
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for split, path in manifests.items():
-        n = sum(1 for line in path.open(encoding="utf-8") if line.strip())
-        print(f"{split}: {n} clips -> {path}")
-    print(f"dataset in {args.root} ({time.perf_counter() - start:.1f} s)")
-    return 0
+    from ..cli import Command, UsageError, run
+
+    command = Command(prog="python -m affectgpt.data.synthetic", config="synthetic", doc=__doc__.split("\n")[0],
+                      verbatim=("root",), required=("root",))
+
+    def generate_command(cfg) -> int:
+        start = time.perf_counter()
+        try:
+            manifests = ensure_dataset(Path(cfg.root), seed=int(cfg.seed), workers=cfg.workers,
+                                       **{k: cfg[k] for k in _DEFAULTS})
+        except (ValueError, OSError) as e:
+            raise UsageError(str(e)) from None
+        for split, path in manifests.items():
+            n = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+            print(f"{split}: {n} clips -> {path}")
+        print(f"dataset in {cfg.root} ({time.perf_counter() - start:.1f} s)")
+        return 0
+
+    return run(command, generate_command, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Parameter counts and a training-memory estimate for any model config, built on the ``meta``
 device (no weights, no network, no memory).
 
-    python -m affectgpt.model.summary model=affectgpt-7b [--tokens 2048] [--target-tokens 512] [--json]
+    python -m affectgpt.model.summary model=affectgpt-7b [tokens=2048] [target_tokens=512] [json=true]
     python -m affectgpt.model.summary model=affectgpt-mid model.llm.lora.r=8
 
 Memory estimate for one training micro-batch of ``T`` tokens of which ``T_tgt`` are targets,
@@ -28,14 +28,16 @@ It is an estimate of the order of magnitude; benchmarks/ holds measured peaks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cli import TRAIN_VERBATIM, Command, run
+
 GIB = 1024**3
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SUMMARY = Command(prog="python -m affectgpt.model.summary", config="summary", verbatim=TRAIN_VERBATIM,
+                  doc=__doc__.split("\n\n")[0])
 
 
 @dataclass
@@ -131,12 +133,10 @@ def format_summary(name: str, rows: list[ModuleRow], mem: dict) -> str:
 
 
 def compose(overrides: list[str]):
-    """The training config (conf/train.yaml) with Hydra overrides, e.g. ``model=affectgpt-7b``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The training config (conf/train.yaml) with overrides, e.g. ``model=affectgpt-7b``."""
+    from ..cli import compose as compose_command
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=overrides)
+    return compose_command(SUMMARY, overrides)
 
 
 def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[ModuleRow], dict, object]:
@@ -155,16 +155,13 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml, e.g. model=affectgpt-7b")
-    p.add_argument("--tokens", type=int, default=2048, help="tokens per micro-batch (batch x length)")
-    p.add_argument("--target-tokens", type=int, default=512, help="target tokens per micro-batch")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    args = p.parse_args(argv)
-    cfg = compose(args.overrides)
-    rows, mem, _ = summarize(cfg, args.tokens, args.target_tokens)
+    return run(SUMMARY, _summary_command, argv)
+
+
+def _summary_command(cfg) -> int:
+    rows, mem, _ = summarize(cfg, int(cfg.tokens), int(cfg.target_tokens))
     name = cfg.model.get("name", "model")
-    if args.json:
+    if cfg.json:
         print(json.dumps({"model": name, "modules": [asdict(r) for r in rows], "memory": mem}, indent=2))
     else:
         print(format_summary(name, rows, mem))
