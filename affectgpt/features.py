@@ -261,7 +261,7 @@ def _extract_command(cfg) -> int:
     from accelerate import PartialState
 
     from .model.build import build_model
-    from .training import load_split
+    from .data.splits import load_split
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:

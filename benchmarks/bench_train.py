@@ -65,7 +65,7 @@ def extraction_rate(overrides: list[str], cache: Path) -> dict:
 
     from affectgpt import features as F
     from affectgpt.model.build import build_model
-    from affectgpt.training import load_split
+    from affectgpt.data.splits import load_split
 
     cfg = compose(overrides + [f"features.cache_dir={cache}"])
     samples = load_split(cfg.data, "train")

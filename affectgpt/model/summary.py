@@ -147,7 +147,7 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
     plain = to_plain(cfg.model)
     corpus = plain.get("tiny_corpus")
     if plain.get("tiny_assets") and plain.get("tiny_tokenizer", "bpe") == "bpe" and not (corpus and Path(corpus).is_file()):
-        from ..training import load_split  # generates the synthetic dataset the tiny BPE is trained on
+        from ..data.splits import load_split  # generates the synthetic dataset the tiny BPE is trained on
 
         load_split(cfg.data, "train")
     model = build_model(cfg.model, device="meta", weights="random")
