@@ -28,6 +28,7 @@ from . import telemetry
 from .distributed import gather_objects, make_accelerator, make_optimizer, zero_stage
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split
+from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
 
@@ -197,9 +198,7 @@ class TrainRecipe:
             v = torch.cat(video)  # [N,T,Nv,D]: statistics per token position, pooled over frames
             m.video_adapter.standardizer.fit(v.flatten(0, 1))
         if m.audio_adapter is not None and m.audio_adapter.standardizer is not None and audio:
-            from .model.adapters import _pad
-
-            x, mask = _pad(audio)
+            x, mask = pad_features(audio)
             m.audio_adapter.standardizer.fit(x, mask)
         log.info("feature statistics fixed from %d training clips", n)
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .frames import resize_crop
 from .manifest import Sample
+from .media import MediaError, load_media
 from .prompts import build_messages, pick_task, target_text
 
 IGNORE_INDEX = -100
@@ -75,9 +77,6 @@ class ClipDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def __getitem__(self, i: int) -> dict:
-        from ..model.encoders import resize_crop
-        from .media import MediaError, load_media
-
         s = self.samples[i]
         task = self.task or pick_task(self.describe_ratio, self.seed, self.epoch, i,
                                       bool(s.description), s.emotions is not None)

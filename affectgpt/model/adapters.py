@@ -157,7 +157,7 @@ class AudioAdapter(nn.Module):
         if self.standardizer is not None:
             feats = [self.standardizer(f.unsqueeze(0)).squeeze(0) for f in feats]
         if self.cfg.kind != "qformer":
-            x, mask = _pad(feats)
+            x, mask = pad_features(feats)
             out = self.pool(x, mask)
             return self.proj(out), [out.shape[1]] * len(feats)
         windows, masks, counts = [], [], []
@@ -237,7 +237,8 @@ class _Pool(nn.Module):
         return ((x * m).sum(1) / m.sum(1).clamp(min=1)).unsqueeze(1)
 
 
-def _pad(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variable-length ``[T_i, D]`` features as one zero-padded ``[B, T, D]`` batch and its bool mask."""
     n = max(f.shape[0] for f in feats)
     x = feats[0].new_zeros(len(feats), n, feats[0].shape[-1])
     mask = torch.zeros(len(feats), n, dtype=torch.bool, device=feats[0].device)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.collate import IGNORE_INDEX, TokenPlan
-from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter
+from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
 from .llm import LLMConfig, build_base_llm, random_tokenizer_source, wrap_lora
 from .tokenizer import load_tokenizer, modality_token_ids
@@ -186,11 +186,9 @@ class AffectGPT(nn.Module):
         return rows
 
     def _fusion_tokens(self, feats, present, audio, n) -> torch.Tensor:
-        from .adapters import _pad
-
         dim_a = self.audio.out_dim
         waves = [a if a is not None else torch.zeros(1, dim_a, device=self.device) for a in audio]
-        a, mask = _pad(waves)
+        a, mask = pad_features(waves)
         mask &= torch.tensor([x is not None for x in audio], device=self.device).unsqueeze(1)
         v = feats.get("video")
         if v is None:

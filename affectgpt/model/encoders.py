@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.frames import resize_crop
+
 SAMPLE_RATE = 16000
 WHISPER_HOP = 160  # samples per mel frame
 WHISPER_FRAME_SAMPLES = 320  # samples per encoder output frame (conv stride 2): 20 ms
@@ -139,25 +141,6 @@ class VisionEncoder(nn.Module):
         out = self.visual(x.to(next(self.visual.parameters()).dtype))
         feats = out[1] if isinstance(out, tuple) else out.unsqueeze(1)
         return feats.reshape(b, t, feats.shape[-2], feats.shape[-1])
-
-
-def resize_crop(frames: torch.Tensor, size: tuple[int, int], interpolation: str = "bicubic",
-                resize_mode: str = "shortest") -> torch.Tensor:
-    """uint8 [N,H,W,3] → float [N,3,S,S] in 0..1: open_clip's eval resize (shorter side, or squash)
-    and centre crop, without the mean/std step. Runs in data-loader workers."""
-    x = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    th, tw = size
-    h, w = x.shape[-2:]
-    if resize_mode == "squash":
-        new = (th, tw)
-    else:  # torchvision Resize(int): shorter side to the target, longer side truncated like torchvision
-        short = max(th, tw)
-        new = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
-    if new != (h, w):
-        x = F.interpolate(x, size=new, mode=interpolation, align_corners=False, antialias=True).clamp_(0, 1)
-    # torchvision CenterCrop rounds the offset
-    top, left = int(round((x.shape[-2] - th) / 2.0)), int(round((x.shape[-1] - tw) / 2.0))
-    return x[..., top : top + th, left : left + tw].contiguous()
 
 
 @dataclass
