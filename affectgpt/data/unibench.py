@@ -67,7 +67,6 @@ LAYOUTS = {
                          "video", "audio", 532),
 }
 VIDEO_SUFFIXES = (".mp4", ".avi")
-FACE_DIR = "openface_face"
 
 
 @dataclass
@@ -207,8 +206,9 @@ def _media(folder: Path, sub: str, name: str, suffixes: tuple[str, ...]) -> Path
 
 def face_path(folder: Path, name: str) -> Path:
     """``openface_face/NAME.npy`` (flat) or the MER2025 release's ``openface_face/NAME/NAME.npy``."""
-    flat, nested = folder / FACE_DIR / f"{name}.npy", folder / FACE_DIR / name / f"{name}.npy"
-    return nested if not flat.is_file() and nested.is_file() else flat
+    from .media import face_file
+
+    return face_file(name, folder / "video" / f"{name}.mp4")
 
 
 def read_process_set(root, set_name: str, check_sizes: bool = True, media: bool = True) -> TestSet:
@@ -229,8 +229,9 @@ def read_process_set(root, set_name: str, check_sizes: bool = True, media: bool 
         raise ValueError(f"{sub_path}: no column {layout.subtitle_column!r} (columns: {list(rows[0])})")
     subtitles = {r["name"]: (r.get(layout.subtitle_column) or "").strip() for r in rows}
     for name in gold:
+        audio = folder / layout.audio_dir / f"{name}.wav"  # absent: the video's own track is used
         test.samples.append(Sample(name=name, video=_media(folder, layout.video_dir, name, VIDEO_SUFFIXES),
-                                   audio=_media(folder, layout.audio_dir, name, (".wav",)),
+                                   audio=audio if audio.is_file() else None,
                                    subtitle=subtitles.get(name, ""), extra={"faces": str(face_path(folder, name))}))
     return test
 
