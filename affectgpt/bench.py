@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> DictConfig:
     cfg = OmegaConf.load(CONF)
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key not in cfg:
+        if not sep or key not in cfg.keys():
             fail(f"{arg}: expected key=value with key one of {', '.join(cfg)}")
         cfg[key] = OmegaConf.from_dotlist([f"x={value}"]).x if value != "" else None
     missing = [k for k in ("checkpoint", "root", "output") if OmegaConf.is_missing(cfg, k)]
@@ -101,7 +101,7 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(sys.argv[1:] if argv is None else argv)
-    from .data.collate import VISUAL_INPUTS
+    from .data.media import VISUAL_INPUTS
     from .data.unibench import find_sets
     from .eval.unibench import LABEL_MODES
 
@@ -112,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"decoding={cfg.decoding}: expected greedy or official")
     if cfg.labels not in LABEL_MODES:
         fail(f"labels={cfg.labels}: expected one of {', '.join(LABEL_MODES)}")
-    from .inference import artifact_kind
-
+    missing = [str(c) for c in checkpoints if not c.is_dir()]
+    if missing:
+        fail(f"{', '.join(missing)}: no such folder")
     try:
-        for c in checkpoints:
-            artifact_kind(c)
         sets = find_sets(cfg.root, _split(cfg.sets) or None, check_sizes=bool(cfg.check_sizes))
     except (OSError, ValueError) as e:
         fail(str(e))
@@ -129,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from accelerate import PartialState
 
-    from .inference import load_model
+    from .inference import artifact_kind, load_model
 
+    try:
+        for c in checkpoints:
+            artifact_kind(c)
+    except ValueError as e:
+        fail(str(e))
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = str(state.device) if cfg.device == "auto" else str(cfg.device)
     gen = {"max_new_tokens": int(cfg.max_new_tokens), "do_sample": False, "num_beams": 1}

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from .manifest import Sample
+from .media import VISUAL_INPUTS
 from .prompts import build_messages, pick_task, target_text
 
 IGNORE_INDEX = -100
-VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
 
 
 class SampleError(ValueError):

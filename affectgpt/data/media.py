@@ -325,6 +325,7 @@ def load_media(
 
 # ----------------------------------------------------------------------------- face crops
 FACE_DIR = "openface_face"
+VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
 
 
 def face_file(name: str, video: str | Path | None, explicit: str | Path | None = None) -> Path | None:
