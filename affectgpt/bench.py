@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> DictConfig:
     cfg = OmegaConf.load(CONF)
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key not in cfg.keys():
+        if not sep or key not in cfg.keys():  # noqa: SIM118 (a ??? value is not "in" a DictConfig)
             fail(f"{arg}: expected key=value with key one of {', '.join(cfg)}")
         cfg[key] = OmegaConf.from_dotlist([f"x={value}"]).x if value != "" else None
     missing = [k for k in ("checkpoint", "root", "output") if OmegaConf.is_missing(cfg, k)]

@@ -66,8 +66,8 @@ def test_bench_runs_every_set_and_scores_two_checkpoints(first_run):
     assert any(ln.startswith("final") for ln in lines) and any(ln.startswith("best") for ln in lines)
     assert "OV-MERD+" in lines[1] and lines[1].rstrip().endswith("Mean")
     # the same answers whichever artifact: a checkpoint and its adapter export
-    assert all(rows(out / "predictions" / "final" / f"{n}.jsonl") == rows(out / "predictions" / "adapter" / f"{n}.jsonl")
-               for n in NAMES)
+    pred = out / "predictions"
+    assert all(rows(pred / "final" / f"{n}.jsonl") == rows(pred / "adapter" / f"{n}.jsonl") for n in NAMES)
 
 
 def test_bench_resumes_without_generating_again(first_run, artifacts, root):

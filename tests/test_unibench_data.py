@@ -124,13 +124,30 @@ def test_face_crops_are_taken_uniformly_and_a_missing_face_fails_the_sample(root
     assert frames_item["error"] is None and not torch.equal(frames_item["frames"], items[0]["frames"])
 
 
-def load_faces_of(array, n, load_faces, _dir=[]):
+def load_faces_of(array, n, load_faces):
     import tempfile
     from pathlib import Path
 
-    if not _dir:
-        _dir.append(Path(tempfile.mkdtemp()))
-    path = _dir[0] / "f.npy"
-    np.save(path, array)
-    out = load_faces(path, n)
-    return [int(x) for x in out[:, 0, 0, 0]]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "f.npy"
+        np.save(path, array)
+        return [int(x) for x in load_faces(path, n)[:, 0, 0, 0]]
+
+
+def test_scorer_reads_process_folders_as_gold(root, tmp_path, capsys):
+    import json
+
+    from affectgpt.eval.unibench import main
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "meld.jsonl").write_text("".join(json.dumps({"name": n, "openset": f"[{lab}]"}) + "\n"
+                                             for n, lab in zip(NAMES["meld"], ["surprised", "sad"])))
+    assert main(["--gold", str(root), "--pred", str(pred)]) == 2  # the full split size is asserted
+    assert "mer2023 test split has 2 samples, expected 411" in capsys.readouterr().err
+    out = tmp_path / "m.json"
+    assert main(["--gold", str(root), "--pred", str(pred), "--no-check-sizes", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["datasets"]) == ["meld"] and res["missing_predictions"] == [n for n in NAMES if n != "meld"]
+    # gold surprise / anger; predicted surprised (same groups as surprise) and sad (a miss at level 1)
+    assert 0 < res["datasets"]["meld"]["per_checkpoint"]["pred"]["score"] < 1

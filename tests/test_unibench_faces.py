@@ -27,7 +27,8 @@ def setup(tmp_path_factory):
         if i < 2:  # the third sample has no face file
             face = faces_dir / f"{s.name}.npy"
             np.save(face, np.random.default_rng(i).integers(0, 256, (5, 20, 20, 3), dtype=np.uint8))
-        samples.append(Sample(s.name, s.video, s.audio, s.subtitle, extra={"faces": str(face or faces_dir / "none.npy")}))
+        face = face or faces_dir / "none.npy"
+        samples.append(Sample(s.name, s.video, s.audio, s.subtitle, extra={"faces": str(face)}))
     return model, samples
 
 
@@ -40,7 +41,8 @@ def test_face_features_are_cached_under_their_own_key(setup, tmp_path):
     assert "visual" not in frames_ident["decode"] and faces_ident["decode"]["visual"] == "faces"
     cache = tmp_path / "cache"
     F.write_identity(cache, faces_ident)
-    F.extract(model, samples, cache, "train-x", faces_ident, shard_size=8, num_workers=0, progress=False, visual="faces")
+    F.extract(model, samples, cache, "train-x", faces_ident, shard_size=8, num_workers=0, progress=False,
+              visual="faces")
     store = F.FeatureStore(cache, faces_ident)
     plan = model.token_plan()
     crops = resize_crop(torch.from_numpy(load_faces(Path(samples[0].extra["faces"]), plan.frames)), plan.image_size,

@@ -14,7 +14,6 @@ import pytest
 from affectgpt.eval.unibench import (SETS, ew_f1, hit_rate, load_predictions, main, score_unibench,
                                      sentiment_scores, weighted_f1)
 from affectgpt.eval.valence import sentiment_of, word_valence
-from affectgpt.eval.wheels import builtin_lexicon
 from test_eval_llm import tiny_llm  # noqa: F401  (fixture: the tiny random Qwen2 of the extractor tests)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +132,8 @@ def test_hit_rate_skips_per_wheel_and_ew_f1_averages_the_wheels():
 
 
 def test_valence_table():
-    assert [word_valence(w) for w in ("happy", "furious", "neutral", "lack of confidence", "positive")] == [1, -1, 0, -1, 1]
+    words = ("happy", "furious", "neutral", "lack of confidence", "positive")
+    assert [word_valence(w) for w in words] == [1, -1, 0, -1, 1]
     assert sentiment_of(["excited", "enthusiastic", "disappointed", "negative"]) == "negative"  # polarity word x2
     assert sentiment_of([]) == "neutral" and sentiment_of(["relieved", "grateful"]) == "positive"
 
@@ -158,7 +158,8 @@ def test_cli_on_runner_layout_with_two_checkpoints(tmp_path, capsys):
                                          {"name": "b", "error": "b.mp4: file not found"}])
     _write_set(pred / "ckA", "sims", [{"name": "s1", "reason": good.format("joyful")},
                                       {"name": "s2", "reason": good.format("sad")}])
-    _write_set(pred / "ckB", "mer2023", [{"name": "a", "reason": good.format("sad")}, {"name": "b", "reason": good.format("furious")}])
+    _write_set(pred / "ckB", "mer2023", [{"name": "a", "reason": good.format("sad")},
+                                         {"name": "b", "reason": good.format("furious")}])
     _write_set(pred / "ckB", "ovmerdplus", [{"name": "o", "reason": good.format("calm")}], gz=True)
     out = tmp_path / "m.json"
     assert main(["--gold", str(gold), "--pred", str(tmp_path / "run"), "--labels", "rules", "--out", str(out)]) == 0
@@ -192,7 +193,7 @@ def test_given_and_rules_import_no_torch(tmp_path):
     assert "100.00" in r.stdout
 
 
-def test_llm_labels_are_greedy_and_cached(tiny_llm, tmp_path, monkeypatch):
+def test_llm_labels_are_greedy_and_cached(tiny_llm, tmp_path, monkeypatch):  # noqa: F811
     from affectgpt.eval.unibench_llm import UniBenchLLM
 
     cache = tmp_path / "cache.jsonl"

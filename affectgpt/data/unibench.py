@@ -122,7 +122,7 @@ def load_label_npz(path) -> dict[str, object]:
                 version = np.lib.format.read_magic(f)
                 read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
-                shape, _, dtype = read_header(f)
+                _, _, dtype = read_header(f)
             except ValueError as e:
                 raise ValueError(f"{where}: not a .npy array ({e})") from None
             if dtype.hasobject:
@@ -168,7 +168,7 @@ def _gold_value(layout: Layout, rec, where: str):
 def _check_size(n: int, layout: Layout, set_name: str, where: Path, check: bool) -> None:
     if check and n != layout.size:
         raise ValueError(f"{where}: {set_name} test split has {n} samples, expected {layout.size} "
-                         "(pass check_sizes=False for a subset)")
+                         "(check_sizes=false or --no-check-sizes to accept a subset)")
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -185,7 +185,8 @@ def _gold_from_process(folder: Path, set_name: str, layout: Layout, check_sizes:
         names = [r["name"] for r in _read_csv(folder / layout.subtitle_file)]
         missing = [n for n in names if n not in labels]
         if missing:
-            raise ValueError(f"{label_path}: no openset for {len(missing)} names of {layout.subtitle_file}, e.g. {missing[:3]}")
+            raise ValueError(f"{label_path}: no openset for {len(missing)} names of {layout.subtitle_file}, "
+                             f"e.g. {missing[:3]}")
         from ..eval.parsing import parse_labels
 
         gold = {n: parse_labels(labels[n]) for n in names}

@@ -152,7 +152,8 @@ def hit_rate(lexicon: Lexicon, gold: list[str], pred: list[list[str]], vocabular
             hits += hit
             mscore += hit / len(yhat & vocab) if yhat & vocab else 0.0
         wheels.append({"hit": hits / kept if kept else 0.0, "mscore": mscore / kept if kept else 0.0, "kept": kept})
-    return {"score": sum(x["hit"] for x in wheels) / len(wheels), "mscore": sum(x["mscore"] for x in wheels) / len(wheels),
+    n = len(wheels)
+    return {"score": sum(x["hit"] for x in wheels) / n, "mscore": sum(x["mscore"] for x in wheels) / n,
             "per_wheel": wheels}
 
 
@@ -186,7 +187,8 @@ def ew_f1(lexicon: Lexicon, gold: list[list[str]], pred: list[list[str]]) -> dic
     """Level-1 emotion-wheel F of OV-MERD+: per wheel F from sample-averaged P and R, then the mean over wheels."""
     m = label_metrics(lexicon, gold, pred)
     keys = [f"M3-W{k}-L1" for k in range(1, len(lexicon.wheels) + 1)]
-    per = [{"f1": m[k]["f1"], "precision": m[k]["precision"], "recall": m[k]["recall"], "kept": m[k]["n"]} for k in keys]
+    per = [{"f1": m[k]["f1"], "precision": m[k]["precision"], "recall": m[k]["recall"], "kept": m[k]["n"]}
+           for k in keys]
     mean = {x: sum(w[x] for w in per) / len(per) for x in ("f1", "precision", "recall")}
     return {"score": mean["f1"], "precision": mean["precision"], "recall": mean["recall"], "per_wheel": per}
 
@@ -326,12 +328,12 @@ def format_table(result: dict) -> str:
 
 
 def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | None = None,
-               llm_cache=None) -> dict:
+               llm_cache=None, check_sizes: bool = True) -> dict:
     """Load gold and predictions from disk and score them (what the command line and the runner call)."""
     from ..data.unibench import find_sets
     from .scorer import resolve_lexicon
 
-    gold = {name: t.gold for name, t in find_sets(gold_dir, media=False).items()}
+    gold = {name: t.gold for name, t in find_sets(gold_dir, check_sizes=check_sizes, media=False).items()}
     preds = load_predictions(pred)
     model = None
     if labels == "llm":
@@ -372,6 +374,7 @@ def build_parser():
     ap.add_argument("--llm", default=None, help="local HF causal LM folder for --labels llm")
     ap.add_argument("--llm-cache", default=None, help="JSONL cache of LLM answers (default: ~/.cache/affectgpt)")
     ap.add_argument("--out", default=None, help="write the metrics JSON here")
+    ap.add_argument("--no-check-sizes", action="store_true", help="accept *-process test splits of another size")
     return ap
 
 
@@ -380,7 +383,8 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        result = run_scorer(args.gold, args.pred, args.wheels, args.labels, args.llm, args.llm_cache)
+        result = run_scorer(args.gold, args.pred, args.wheels, args.labels, args.llm, args.llm_cache,
+                            check_sizes=not args.no_check_sizes)
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
