@@ -60,11 +60,13 @@ def _short_name(name: str | None) -> str | None:
     return Path(name.removeprefix("local-dir:")).name if ("/" in name or name.endswith((".pt", ".pth"))) else name
 
 
-def encoder_identity(model, dtype: str = "float32") -> dict:
+def encoder_identity(model, dtype: str = "float32", visual: str = "frames") -> dict:
     """What the cached features depend on. Equal identities give equal features."""
     plan = model.token_plan()
     ident: dict = {"version": CACHE_VERSION, "dtype": dtype,
                    "decode": {"frames": plan.frames, "sample_rate": 16000, "audio_max_samples": plan.audio_max_samples}}
+    if visual != "frames":  # face crops instead of frames (data.visual); frame caches keep their old identity
+        ident["decode"]["visual"] = visual
     if model.vision is not None:
         v = model.vision
         ident["vision"] = {"model": _short_name(v.cfg.model), "output": v.cfg.output,
@@ -170,7 +172,8 @@ def write_identity(cache_dir: Path, identity: dict) -> None:
 
 @torch.no_grad()
 def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: dict, shard_size: int = 256,
-            batch_size: int = 16, num_workers: int = 1, rank: int = 0, world: int = 1, progress: bool = True) -> int:
+            batch_size: int = 16, num_workers: int = 1, rank: int = 0, world: int = 1, progress: bool = True,
+            visual: str = "frames") -> int:
     """Encode this rank's missing shards (every world-th); returns the number of samples encoded."""
     from tqdm import tqdm
 
@@ -185,7 +188,7 @@ def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: d
     done = 0
     for i, part in todo:
         tensors, meta = {}, []
-        loader = torch.utils.data.DataLoader(ClipDataset(part, plan, task="describe"), batch_size=batch_size,
+        loader = torch.utils.data.DataLoader(ClipDataset(part, plan, task="describe", visual=visual), batch_size=batch_size,
                                              collate_fn=list, num_workers=num_workers, worker_init_fn=worker_init)
         for items in loader:
             ok = [it for it in items if not it["error"]]
@@ -223,7 +226,8 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
     shards are missing; refused when stale."""
     f = cfg.features
     cache_dir = Path(f.cache_dir)
-    identity = encoder_identity(model, f.dtype)
+    visual = cfg.data.get("visual", "frames")
+    identity = encoder_identity(model, f.dtype, visual)
     if accelerator.is_main_process:
         if f.extract == "auto":
             write_identity(cache_dir, identity)
@@ -237,7 +241,8 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
             raise FileNotFoundError(f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
                                     f"run python -m affectgpt.features or set features.extract=auto")
         n = extract(model, samples, cache_dir, tag, identity, f.shard_size, f.batch_size, cfg.trainer.num_workers,
-                    accelerator.process_index, accelerator.num_processes, progress=accelerator.is_main_process)
+                    accelerator.process_index, accelerator.num_processes, progress=accelerator.is_main_process,
+                    visual=visual)
         log.info("extracted features of %d clips into %s", n, cache_dir)
         accelerator.wait_for_everyone()
         store = FeatureStore(cache_dir, identity)
@@ -275,7 +280,8 @@ def _extract_command(cfg) -> int:
         samples = {split: load_split(cfg.data, split) for split in cfg.features.splits}
         model = build_model(cfg.model, device=state.device)
     model.eval()
-    identity = encoder_identity(model, cfg.features.dtype)
+    visual = cfg.data.get("visual", "frames")
+    identity = encoder_identity(model, cfg.features.dtype, visual)
     cache_dir = Path(cfg.features.cache_dir)
     if state.is_main_process:
         write_identity(cache_dir, identity)
@@ -283,7 +289,7 @@ def _extract_command(cfg) -> int:
     for split, rows in samples.items():
         tag = split_tag(rows, cfg.data.get(f"{split}_manifest") or split)
         n = extract(model, rows, cache_dir, tag, identity, cfg.features.shard_size, cfg.features.batch_size,
-                    cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True)
+                    cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True, visual=visual)
         log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,
                  split, n, len(rows))
     state.wait_for_everyone()

@@ -244,23 +244,25 @@ def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
     return rows
 
 
-def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_workers: int, system: str | None = None):
+def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_workers: int, system: str | None = None,
+                 visual: str = "frames"):
     """Collated batches; media decode in ``num_workers`` DataLoader workers, ahead of generation."""
     loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, model.token_plan(), task=task), batch_size=batch_size, collate_fn=make_collator(model, system),
+        ClipDataset(samples, model.token_plan(), task=task, visual=visual), batch_size=batch_size, collate_fn=make_collator(model, system),
         num_workers=num_workers, worker_init_fn=worker_init, prefetch_factor=2 if num_workers else None)
     return iter(loader)
 
 
 @torch.no_grad()
 def predict(model, samples: list[Sample], task: str = "describe", batch_size: int = 8, max_new_tokens: int = 256,
-            progress: bool = False, num_workers: int = 0, system: str | None = None, **gen) -> list[dict]:
+            progress: bool = False, num_workers: int = 0, system: str | None = None, visual: str = "frames",
+            **gen) -> list[dict]:
     """Generate for each sample; a clip that fails to decode becomes an error row, never a swap."""
     from tqdm import tqdm
 
     rows = []
     bar = tqdm(total=len(samples), disable=not progress, desc=f"generate ({task})", dynamic_ncols=True)
-    for batch in iter_batches(model, samples, task, batch_size, num_workers, system):
+    for batch in iter_batches(model, samples, task, batch_size, num_workers, system, visual):
         texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen) if batch.get("names") else []
         rows += rows_for(batch, texts, task)
         bar.update(len(batch["bad"]) + len(batch.get("names", [])))
@@ -314,7 +316,7 @@ def read_done(out: Path) -> list[dict]:
 
 @torch.no_grad()
 def run_manifest(model, samples: list[Sample], out: Path, task: str, gen: dict, batch_size: int = 8,
-                 num_workers: int = 1, system: str | None = None, progress: bool = True) -> dict:
+                 num_workers: int = 1, system: str | None = None, progress: bool = True, visual: str = "frames") -> dict:
     """Append a row per sample not yet in ``out``, flushed and fsynced per batch (an interruption
     loses at most the batch in flight); a clip that fails becomes an error row and the run goes on."""
     import os
@@ -331,7 +333,7 @@ def run_manifest(model, samples: list[Sample], out: Path, task: str, gen: dict, 
                dynamic_ncols=True, unit="clip")
     with out.open("a", encoding="utf-8") as f:
         if todo:
-            for batch in iter_batches(model, todo, task, batch_size, num_workers, system):
+            for batch in iter_batches(model, todo, task, batch_size, num_workers, system, visual):
                 texts = model.generate(batch, **gen) if batch.get("names") else []
                 rows = rows_for(batch, texts, task)
                 f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -164,7 +164,7 @@ class TrainRecipe:
 
             store = open_cache(self.cfg, self.model, self.train_samples, self.accelerator)
         self.train_set = ClipDataset(self.train_samples, self.plan, describe_ratio=d.describe_ratio, seed=self.cfg.seed,
-                                     features=store)
+                                     features=store, visual=d.get("visual", "frames"))
         self.sampler = ResumableBatches(len(self.train_set), t.batch_size, self.cfg.seed, self.rank, self.world)
         self.loader_generator = torch.Generator()
         self.loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=self._collator(True),
@@ -416,7 +416,8 @@ class TrainRecipe:
         model.eval()
         samples = self.val_samples[: self.cfg.eval.max_samples] if self.cfg.eval.max_samples else self.val_samples
         preds = predict(model, samples[self.rank :: self.world], task="describe", batch_size=self.cfg.eval.batch_size,
-                        max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main)
+                        max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main,
+                        visual=self.cfg.data.get("visual", "frames"))
         self._train_mode()
         ckpt.set_rng_state(rng)
         preds = [p for part in gather_objects(self.accelerator, preds) for p in part]

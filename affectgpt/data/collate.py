@@ -15,7 +15,7 @@ import torch
 
 from .frames import resize_crop
 from .manifest import Sample
-from .media import MediaError, load_media
+from .media import VISUAL_INPUTS, MediaError, face_file, load_faces, load_media
 from .prompts import build_messages, pick_task, target_text
 
 IGNORE_INDEX = -100
@@ -64,11 +64,16 @@ class ClipDataset(torch.utils.data.Dataset):
     """Decodes one sample per item. Media failures become ``{"error": ...}`` items, never swaps."""
 
     def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
-                 task: str | None = None, sample_rate: int = 16000, features=None):
+                 task: str | None = None, sample_rate: int = 16000, features=None, visual: str = "frames"):
         """``features``: a ``affectgpt.features.FeatureStore``; items then carry the frozen encoders'
-        outputs (``video_feats``, ``audio_feats``) instead of decoded media."""
+        outputs (``video_feats``, ``audio_feats``) instead of decoded media. ``visual="faces"`` feeds
+        the sample's OpenFace crops (``media.face_file``) instead of video frames; a missing face file
+        makes the sample an error item."""
+        if visual not in VISUAL_INPUTS:
+            raise ValueError(f"visual must be one of {VISUAL_INPUTS}, got {visual!r}")
         self.samples, self.plan, self.describe_ratio, self.seed = samples, plan, describe_ratio, seed
         self.task, self.sample_rate, self.epoch, self.features = task, sample_rate, 0, features
+        self.visual = visual
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -86,8 +91,12 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.features is not None:
             return self._cached(s, item)
         try:
-            media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
-                               max_audio_seconds=self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0)
+            max_audio = self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0
+            if self.visual == "faces":
+                media = self._faces(s, max_audio)
+            else:
+                media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
+                                   max_audio_seconds=max_audio)
         except MediaError as e:
             item["error"] = str(e)
             return item
@@ -99,6 +108,18 @@ class ClipDataset(torch.utils.data.Dataset):
         if item["frames"] is None and item["audio"] is None:
             item["error"] = f"{s.video or s.audio}: neither a usable video nor an audio stream"
         return item
+
+    def _faces(self, s: Sample, max_audio: float):
+        """Face crops in place of frames; audio from the audio file, else the video's track."""
+
+        path = face_file(s.name, s.video, s.extra.get("faces"))
+        if path is None:
+            raise MediaError(s.name, "visual=faces needs a face file ('faces' in the manifest) or a video path")
+        faces = load_faces(path, self.plan.frames)
+        media = load_media(None if s.audio else s.video, s.audio, n_frames=1, sample_rate=self.sample_rate,
+                           max_audio_seconds=max_audio)
+        media.frames = faces
+        return media
 
     def _cached(self, s: Sample, item: dict) -> dict:
         entry = self.features.get(s.name)

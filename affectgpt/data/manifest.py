@@ -89,7 +89,8 @@ def sample_from_record(rec: dict, root: Path, where: str) -> Sample:
         subtitle=subtitle,
         description=description,
         emotions=emotions,
-        extra={k: v for k, v in rec.items() if k not in known},
+        # "faces": OpenFace crops for data.visual=faces, a path relative to the manifest like the media
+        extra={k: (str(path(k)) if k == "faces" and v else v) for k, v in rec.items() if k not in known},
     )
 
 

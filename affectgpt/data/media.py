@@ -321,3 +321,41 @@ def load_media(
         if frames is None and audio_seconds:
             duration = audio_seconds
     return Media(frames=frames, audio=wave, duration=float(duration))
+
+
+# ----------------------------------------------------------------------------- face crops
+FACE_DIR = "openface_face"
+VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
+
+
+def face_file(name: str, video: str | Path | None, explicit: str | Path | None = None) -> Path | None:
+    """Where a sample's OpenFace crops are: ``explicit`` when given, else next to the video folder:
+    ``<video's grandparent>/openface_face/NAME.npy`` or the MER2025 release's ``openface_face/NAME/NAME.npy``."""
+    if explicit:
+        return Path(explicit)
+    if video is None:
+        return None
+    folder = Path(video).parent.parent / FACE_DIR
+    flat, nested = folder / f"{name}.npy", folder / name / f"{name}.npy"
+    return nested if not flat.is_file() and nested.is_file() else flat
+
+
+def load_faces(path: str | Path, n_frames: int = 8) -> np.ndarray:
+    """``n_frames`` face crops uint8[n,H,W,3] taken uniformly (indices ``arange(0, T, T/n)``, as the authors'
+    loader) from an OpenFace ``.npy`` array [T,H,W,3]; a missing or malformed file raises ``MediaError``."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        faces = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise MediaError(path, f"not a face array (.npy without pickles): {e}") from None
+    if faces.ndim != 4 or faces.shape[-1] != 3 or len(faces) == 0:
+        raise MediaError(path, f"expected face crops [T>0,H,W,3], found shape {list(faces.shape)}")
+    if faces.dtype != np.uint8:
+        if not np.issubdtype(faces.dtype, np.number) or faces.min() < 0 or faces.max() > 255:
+            raise MediaError(path, f"face crops must be 0..255 images, found dtype {faces.dtype}")
+        faces = faces.astype(np.uint8)
+    t = len(faces)
+    idx = np.floor(np.arange(0, t, t / n_frames)).astype(int)[:n_frames]
+    idx = np.concatenate([idx, np.full(n_frames - len(idx), idx[-1])]) if len(idx) < n_frames else idx
+    return np.ascontiguousarray(faces[idx])

@@ -1,0 +1,186 @@
+"""MER-UniBench runner: answer the open-vocabulary question on every test set, then score.
+
+    python -m affectgpt.bench checkpoint=DIR[,DIR...] root=DIR output=DIR [sets=mer2023,meld] [visual=faces]
+    accelerate launch -m affectgpt.bench ...        (data-parallel: each rank a shard, one merged file)
+
+Writes ``output/predictions/<checkpoint>/<set>.jsonl`` (``{"name", "reason", "emotions"}`` or
+``{"name", "error"}`` for a clip that failed), ``output/metrics.json`` and prints the table of
+:mod:`affectgpt.eval.unibench`. Resumable: names already written (merged or per-rank part files)
+are skipped. Options and defaults: conf/bench.yaml. Bad input: exit code 2 and one line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "bench.yaml"
+TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
+OFFICIAL_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 0.9, "num_beams": 1}
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_args(argv: list[str]) -> DictConfig:
+    """``key=value`` overrides (Hydra-override style) over conf/bench.yaml; commas stay inside a value."""
+    cfg = OmegaConf.load(CONF)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in cfg.keys():  # noqa: SIM118 (a ??? value is not "in" a DictConfig)
+            fail(f"{arg}: expected key=value with key one of {', '.join(cfg)}")
+        cfg[key] = OmegaConf.from_dotlist([f"x={value}"]).x if value != "" else None
+    missing = [k for k in ("checkpoint", "root", "output") if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        fail(f"missing {', '.join(f'{k}=...' for k in missing)} (see conf/bench.yaml)")
+    return cfg
+
+
+def _split(value) -> list[str]:
+    if value is None:
+        return []
+    items = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
+def checkpoint_tags(paths: list[Path]) -> list[str]:
+    """Short unique names: the folder name, with parent folders added while two would collide."""
+    depth = 1
+    while True:
+        tags = ["-".join(p.resolve().parts[-depth:]) for p in paths]
+        if len(set(tags)) == len(tags) or depth > 8:
+            return tags
+        depth += 1
+
+
+def checkpoint_visual(path: Path) -> str:
+    """The ``data.visual`` a training checkpoint was trained with (frames when absent or an export)."""
+    cfg_path = path / "config.yaml"
+    if cfg_path.is_file():
+        return str(OmegaConf.select(OmegaConf.load(cfg_path), "data.visual", default="frames") or "frames")
+    return "frames"
+
+
+def _part_files(merged: Path) -> list[Path]:
+    return sorted(merged.parent.glob(f"{merged.name.removesuffix('.jsonl')}.rank*.jsonl"))
+
+
+def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual: str) -> dict:
+    """This rank's shard of the names not yet written, then (main process) one merged file in gold order."""
+    from .inference import read_done, run_manifest
+
+    done = {r["name"] for p in [merged, *_part_files(merged)] for r in read_done(p)}
+    todo = [s for s in samples if s.name not in done]
+    part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
+    counts = run_manifest(model, todo[state.process_index :: state.num_processes], part, TASK, gen,
+                          batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), system=loaded.system,
+                          progress=state.is_main_process, visual=visual)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        rows = {}
+        for p in [merged, *_part_files(merged)]:
+            for r in read_done(p):
+                rows[r["name"]] = r if "reason" in r or "error" in r else {
+                    "name": r["name"], "reason": r.get("description", ""), "emotions": r.get("emotions", [])}
+        tmp = merged.with_name(f".tmp-{merged.name}")
+        with tmp.open("w", encoding="utf-8") as f:
+            for s in samples:
+                if s.name in rows:
+                    f.write(json.dumps(rows[s.name], ensure_ascii=False) + "\n")
+        os.replace(tmp, merged)
+        for p in _part_files(merged):
+            p.unlink()
+    state.wait_for_everyone()
+    return {"skipped": len(done), **{k: counts[k] for k in ("written", "errors")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    from .data.media import VISUAL_INPUTS
+    from .data.unibench import find_sets
+    from .eval.unibench import LABEL_MODES
+
+    checkpoints = [Path(c) for c in _split(cfg.checkpoint)]
+    if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:
+        fail(f"visual={cfg.visual}: expected one of {', '.join(VISUAL_INPUTS)}")
+    if cfg.decoding not in ("greedy", "official"):
+        fail(f"decoding={cfg.decoding}: expected greedy or official")
+    if cfg.labels not in LABEL_MODES:
+        fail(f"labels={cfg.labels}: expected one of {', '.join(LABEL_MODES)}")
+    missing = [str(c) for c in checkpoints if not c.is_dir()]
+    if missing:
+        fail(f"{', '.join(missing)}: no such folder")
+    try:
+        sets = find_sets(cfg.root, _split(cfg.sets) or None, check_sizes=bool(cfg.check_sizes))
+    except (OSError, ValueError) as e:
+        fail(str(e))
+    if not sets:
+        fail(f"{cfg.root}: no MER-UniBench set found (expected *-process folders or <set>_test.jsonl)")
+    without_media = [name for name, t in sets.items() if not t.samples]
+    if without_media:
+        fail(f"{cfg.root}: sets {without_media} have gold but no media paths to run on")
+
+    import torch
+    from accelerate import PartialState
+
+    from .inference import artifact_kind, load_model
+
+    try:
+        for c in checkpoints:
+            artifact_kind(c)
+    except ValueError as e:
+        fail(str(e))
+    state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+    device = str(state.device) if cfg.device == "auto" else str(cfg.device)
+    gen = {"max_new_tokens": int(cfg.max_new_tokens), "do_sample": False, "num_beams": 1}
+    if cfg.decoding == "official":
+        gen.update(OFFICIAL_SAMPLING)
+    out = Path(cfg.output)
+    summary = {}
+    for path, tag in zip(checkpoints, checkpoint_tags(checkpoints)):
+        visual = cfg.visual or checkpoint_visual(path)
+        merge = device.startswith("cuda") if cfg.merge_lora == "auto" else bool(cfg.merge_lora)
+        loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge)
+        torch.manual_seed(int(cfg.seed) + state.process_index)
+        for name, test in sets.items():
+            merged = out / "predictions" / tag / f"{name}.jsonl"
+            counts = run_set(loaded.model, loaded, test.samples, merged, gen, cfg, state, visual)
+            summary.setdefault(tag, {})[name] = counts
+            if state.is_main_process:
+                print(f"{tag} {name}: {counts['written']} written ({counts['errors']} errors), "
+                      f"{counts['skipped']} already there", file=sys.stderr)
+        del loaded
+    if not state.is_main_process:
+        return 0
+    record = {"checkpoints": {t: str(p.resolve()) for p, t in zip(checkpoints, checkpoint_tags(checkpoints))},
+              "root": str(Path(cfg.root).resolve()), "task": TASK, "generation": gen, "seed": int(cfg.seed),
+              "visual": cfg.visual, "runs": summary}
+    (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
+    if cfg.score:
+        from .eval.scorer import resolve_lexicon
+        from .eval.unibench import format_table, load_predictions, score_unibench
+
+        llm = None
+        if cfg.labels == "llm":
+            if not cfg.llm:
+                fail("labels=llm needs llm=DIR (a local Hugging Face causal LM folder)")
+            from .eval.unibench_llm import UniBenchLLM
+
+            llm = UniBenchLLM(cfg.llm)
+        try:
+            result = score_unibench({n: t.gold for n, t in sets.items()}, load_predictions(out),
+                                    resolve_lexicon(cfg.wheels), cfg.labels, llm)
+        except (OSError, ValueError) as e:
+            fail(str(e))
+        (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
