@@ -111,7 +111,6 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
-
         path = face_file(s.name, s.video, s.extra.get("faces"))
         if path is None:
             raise MediaError(s.name, "visual=faces needs a face file ('faces' in the manifest) or a video path")
