@@ -17,28 +17,31 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "bench.yaml"
+from .cli import Command, UsageError, run
+
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
 OFFICIAL_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 0.9, "num_beams": 1}
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+BENCH = Command(prog="python -m affectgpt.bench", config="bench", doc=__doc__.split("\n\n")[0],
+                verbatim=("checkpoint", "root", "output", "llm", "wheels"), repeatable=("checkpoint",),
+                required=("checkpoint", "root", "output"))
 
 
-def parse_args(argv: list[str]) -> DictConfig:
-    """``key=value`` overrides (Hydra-override style) over conf/bench.yaml; commas stay inside a value."""
-    cfg = OmegaConf.load(CONF)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in cfg.keys():  # noqa: SIM118 (a ??? value is not "in" a DictConfig)
-            fail(f"{arg}: expected key=value with key one of {', '.join(cfg)}")
-        cfg[key] = OmegaConf.from_dotlist([f"x={value}"]).x if value != "" else None
-    missing = [k for k in ("checkpoint", "root", "output") if OmegaConf.is_missing(cfg, k)]
-    if missing:
-        fail(f"missing {', '.join(f'{k}=...' for k in missing)} (see conf/bench.yaml)")
-    return cfg
+def fail(message: str):
+    """Bad input: exit code 2 with this one line."""
+    raise UsageError(message)
+
+
+def checkpoint_paths(values) -> list[Path]:
+    """``checkpoint=`` values (the key may be repeated): a value that is not an existing path but whose
+    comma-separated parts are is several checkpoints; a path with a comma in its name stays whole."""
+    paths = []
+    for value in values:
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        whole = Path(value).exists() or len(parts) < 2 or not all(Path(p).exists() for p in parts)
+        paths += [Path(value)] if whole else [Path(p) for p in parts]
+    return paths
 
 
 def _split(value) -> list[str]:
@@ -74,10 +77,12 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     """This rank's shard of the names not yet written, then (main process) one merged file in gold order."""
     from .inference import read_done, run_manifest
 
+    # Shard first, then skip what is written: a rank that starts late must not see another rank's
+    # fresh rows shift its shard (that lost samples).
     done = {r["name"] for p in [merged, *_part_files(merged)] for r in read_done(p)}
-    todo = [s for s in samples if s.name not in done]
+    mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
-    counts = run_manifest(model, todo[state.process_index :: state.num_processes], part, TASK, gen,
+    counts = run_manifest(model, mine, part, TASK, gen,
                           batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), system=loaded.system,
                           progress=state.is_main_process, visual=visual)
     state.wait_for_everyone()
@@ -100,12 +105,15 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    return run(BENCH, _bench_command, argv)
+
+
+def _bench_command(cfg: DictConfig) -> int:
     from .data.media import VISUAL_INPUTS
     from .data.unibench import find_sets
     from .eval.unibench import LABEL_MODES
 
-    checkpoints = [Path(c) for c in _split(cfg.checkpoint)]
+    checkpoints = checkpoint_paths(cfg.checkpoint)
     if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:
         fail(f"visual={cfg.visual}: expected one of {', '.join(VISUAL_INPUTS)}")
     if cfg.decoding not in ("greedy", "official"):
