@@ -168,12 +168,13 @@ def report(root: Path, package: str, scripts: list[str], apps: tuple[str, ...]) 
     # left out here because they are listed below on their own.
     groups = {n: ".".join(n.split(".")[:2]) for n in nodes}
     crossing = [e for e in edges if groups[e.source] != groups[e.target] and not is_app(e.target, apps, script_names)]
-    group_cycles = strongly_connected(sorted(set(groups.values())),
-                                      [Edge(groups[e.source], groups[e.target], e.line, e.in_function) for e in crossing])
+    group_edges = [Edge(groups[e.source], groups[e.target], e.line, e.in_function) for e in crossing]
+    group_cycles = strongly_connected(sorted(set(groups.values())), group_edges)
     lines += ["", f"cycles between subpackages and top-level library modules: {len(group_cycles)}"]
     for i, component in enumerate(group_cycles, 1):
         lines.append(f"  {i}. {', '.join(component)}")
-        lines += [f"       {e.describe()}" for e in crossing if groups[e.source] in component and groups[e.target] in component]
+        lines += [f"       {e.describe()}" for e in crossing
+                  if groups[e.source] in component and groups[e.target] in component]
     lines += ["", f"library modules importing the recipe or the apps ({', '.join(apps + tuple(scripts))}): "
               f"{len(upward)}"]
     lines += [f"  {e.describe()}" for e in upward]

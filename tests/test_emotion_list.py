@@ -35,8 +35,8 @@ def test_a_generation_cut_before_the_list_falls_back_to_the_scan():
 
 
 def test_two_endings_the_last_one_counts():
-    text = "At first her emotional state is calm. Later... Therefore, the emotional state is Anxious, sad and frustrated."
-    assert parse_emotion_list(text) == ["anxious", "sad", "frustrated"]
+    text = "At first her emotional state is calm. Later... Therefore, the emotional state is Anxious, sad and tired."
+    assert parse_emotion_list(text) == ["anxious", "sad", "tired"]
     # the model ran on and was cut inside its second ending: no whole label there, the scan reads both
     text = "Her emotional state is happy. Her emotional state is ha"
     assert parse_emotion_list(text) is None and extract_emotions(text) == ["happy"]
@@ -76,7 +76,8 @@ def test_inference_rows_training_f1_and_the_scorer_read_the_same_labels():
     assert [r["emotions"] for r in rows] == [extract_emotions(t) for t in TEXTS]
     assert [r["emotions"] for r in rows][:2] == [["anxious"], ["anxious", "sad"]]
     gold_emotions = [["anxious"], ["sad"], ["nervous"], ["happy"], ["sad", "anxious"], ["calm"], ["worried"], ["calm"]]
-    samples = [Sample(name=n, video=None, audio=None, subtitle="", emotions=g) for n, g in zip(names, gold_emotions)]
+    samples = [Sample(name=n, video=None, audio=None, subtitle="", emotions=g)
+               for n, g in zip(names, gold_emotions, strict=True)]
     golds = [{"name": s.name, "emotions": s.emotions} for s in samples]
     training = evaluate_predictions(rows, samples)  # training-time metrics.json: rows carry "emotions"
     scorer = score([{"name": r["name"], "description": r["description"]} for r in rows], golds)  # from text

@@ -17,7 +17,8 @@ def test_structured_ending():
     text = "He frowns and sighs. Therefore, the person's emotional state is happy, anxious and frustrated."
     assert extract_emotions(text) == ["happy", "anxious", "frustrated"]
     assert extract_emotions("It is inferred that his emotional state is anger.") == ["anger"]
-    assert parse_emotion_list("Her emotional state is a bit sad, sad or Worried!") == ["sad", "worried"]  # duplicate once
+    # a repeated label counts once
+    assert parse_emotion_list("Her emotional state is a bit sad, sad or Worried!") == ["sad", "worried"]
     # open vocabulary: an unknown word is kept as written, the scorer drops it later
     assert extract_emotions("So the emotional state is flibbertigibbet.") == ["flibbertigibbet"]
     # only the last sentence counts as the structured ending

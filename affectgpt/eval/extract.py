@@ -5,8 +5,9 @@
    emotional state is a, b and c." the listed words are the labels, as written (open
    vocabulary, not filtered by any lexicon), except a last item cut by the end of the text.
 2. Otherwise a lexicon scan: every word whose form is in the built-in lexicon counts, by
-   its family's base word (reported in the form the text used first), with a weight per sentence: concluding sentences ("therefore",
-   "we can infer", the last sentence) weigh ``CONCLUSION_WEIGHT``, others ``BODY_WEIGHT``;
+   its family's base word (reported in the form the text used first), with a weight per
+   sentence: concluding sentences ("therefore", "we can infer", the last sentence) weigh
+   ``CONCLUSION_WEIGHT``, others ``BODY_WEIGHT``;
    quoted subtitles are skipped; a negated mention ("not angry", "without anger", "absence
    of nervousness or unease") counts nothing; a hedged one ("a hint of", "slightly") counts
    ``HEDGE_FACTOR``. Labels are the base words whose total reaches ``THRESHOLD`` times the
