@@ -157,12 +157,8 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, 
 
 
 def emotions_from_text(text: str) -> list[str]:
-    """The emotion list of a generated answer: the structured ending, else the scorer's extractor."""
-    from .data.prompts import parse_emotion_list
-
-    found = parse_emotion_list(text)
-    if found is not None:
-        return found
+    """The emotion list of a generated answer, read exactly as the scorer reads a description:
+    the structured ending (``affectgpt.eval.extract.parse_emotion_list``), else a lexicon scan."""
     from .eval import extract_emotions
 
     return extract_emotions(text)

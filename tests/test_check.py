@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from affectgpt.data.check import main, read_target
-from test_media import write_clip  # PyAV clip writer shared by the media tests
+from conftest import write_clip
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

@@ -1,4 +1,6 @@
-"""The two contracts a newcomer meets first: `python train.py ...` and `python infer.py ...`, as subprocesses."""
+"""The two contracts a newcomer meets first: `python train.py ...` and `python infer.py ...`, as
+subprocesses; the saved metrics and every kind of clip checked in process against the trained
+checkpoint. Bad clips (missing, empty, text, truncated) are tested once, in test_infer.py."""
 
 import json
 import os
@@ -7,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +39,6 @@ def test_train_writes_the_documented_layout(trained):
     assert (out / "checkpoints" / "step-6" / "optimizer.pt").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["exact"]) == {"precision", "recall", "f1", "n"} and metrics["exact"]["n"] == 4
-    assert 0.0 <= metrics["exact"]["f1"] <= 1.0
     assert "label" in metrics["scorer"]
     cfg = (out / "config.yaml").read_text()
     assert "seed: 3" in cfg and "max_steps: 6" in cfg
@@ -58,19 +61,48 @@ def test_infer_prints_one_json_object(trained):
     assert isinstance(obj["description"], str) and isinstance(obj["emotions"], list)
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "text"])
-def test_infer_bad_video_exits_2_with_one_line(trained, tmp_path, kind):
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out = {}
+    for k, v in tree.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    """The final checkpoint, loaded in this process as infer.py loads it."""
+    from affectgpt.inference import load_model
+
     out, _ = trained
-    video = tmp_path / "clip.mp4"
-    if kind == "empty":
-        video.write_bytes(b"")
-    elif kind == "text":
-        video.write_text("this is not a video\n")
-    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={video}"])
-    assert r.returncode == 2
-    assert r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(video) in lines[0] and "Traceback" not in r.stderr
+    return load_model(out / "checkpoints" / "final")
+
+
+def test_metrics_json_is_the_score_of_the_final_checkpoint_on_the_validation_clips(trained, model):
+    """Generate again here from the saved checkpoint: the numbers training wrote must be these."""
+    from omegaconf import OmegaConf
+
+    from affectgpt.data.manifest import read_manifest
+    from affectgpt.inference import predict
+    from affectgpt.telemetry import evaluate_predictions
+
+    out, data = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    cfg = OmegaConf.load(out / "config.yaml")
+    samples = read_manifest(cfg.data.val_manifest)[: cfg.eval.max_samples or None]
+    assert len(samples) == 4 and Path(cfg.data.val_manifest).parent == data
+    preds = predict(model.model, samples, task="describe", batch_size=cfg.eval.batch_size,
+                    max_new_tokens=cfg.eval.max_new_tokens)
+    assert [p["name"] for p in preds] == [s.name for s in samples] and not any(p.get("error") for p in preds)
+    again, saved = flat(evaluate_predictions(preds, samples)), flat(metrics)
+    assert set(again) == set(saved)
+    numbers = [k for k, v in saved.items() if isinstance(v, float)]
+    assert {k: again[k] for k in numbers} == pytest.approx({k: saved[k] for k in numbers}, abs=1e-9), (again, saved)
+    assert {k: v for k, v in again.items() if k not in numbers} == {k: v for k, v in saved.items() if k not in numbers}
+    # Six steps inside the 30-step warmup leave a model that answers with an empty text: label F1 is 0
+    # and there is no clue overlap, so what this pins is which predictions were scored, and how.
+    assert saved["scorer.n_pred"] == 4 and saved["scorer.missing_pred"] == 0 and saved["n_errors"] == 0
 
 
 GOOD_KINDS = {
@@ -90,28 +122,30 @@ SUFFIX = {"webm": ".webm", "mkv": ".mkv", "mov": ".mov", "avi": ".avi", "audioon
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD_KINDS))
-def test_infer_prints_json_for_every_good_kind_of_clip(trained, tmp_path, kind):
-    from test_media import write_clip  # the PyAV writer of the media tests
+def test_every_good_kind_of_clip_gives_a_row(model, tmp_path, kind):
+    """What infer.py does with video=FILE, in this process: the one-frame input check, then one clip."""
+    from affectgpt.data.manifest import Sample
+    from affectgpt.data.media import load_media
+    from affectgpt.inference import predict_one
 
     clip = write_clip(tmp_path / f"{kind}{SUFFIX.get(kind, '.mp4')}", size=(96, 64), **GOOD_KINDS[kind])
+    load_media(clip, None, n_frames=1, max_audio_seconds=1.0)
+    gen = {"max_new_tokens": 6, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    row, _ = predict_one(model.model, Sample(name=clip.stem, video=clip, audio=None, subtitle=""), "describe", gen,
+                         system=model.system)
+    assert "error" not in row, row
+    assert row["name"] == kind and isinstance(row["description"], str) and isinstance(row["emotions"], list)
+
+
+def test_infer_cli_on_an_audio_only_file(trained, tmp_path):
+    """The sweep above in-process; through the command line once, with the kind furthest from the
+    generator's clips (a .wav given as video=: no frames at all)."""
+    clip = write_clip(tmp_path / "audioonly.wav", size=(96, 64), **GOOD_KINDS["audioonly"])
     out, _ = trained
     r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=6"])
     assert r.returncode == 0, r.stderr[-2000:]
     obj = json.loads(r.stdout)
-    assert obj["name"] == kind and isinstance(obj["emotions"], list)
-
-
-def test_infer_truncated_clip_exits_2_with_one_line(trained, tmp_path):
-    from test_media import write_clip
-
-    full = write_clip(tmp_path / "full.mp4", n_frames=60, size=(96, 64)).read_bytes()
-    clip = tmp_path / "truncated.mp4"
-    clip.write_bytes(full[: len(full) // 2])
-    out, _ = trained
-    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}"])
-    assert r.returncode == 2 and r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(clip) in lines[0]
+    assert obj["name"] == "audioonly" and isinstance(obj["emotions"], list)
 
 
 def test_merged_lora_gives_the_same_greedy_json(trained):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from affectgpt.eval import extract_emotions, read_records, score
-from affectgpt.eval.extract import parse_structured, scan_emotions
+from affectgpt.eval.extract import parse_emotion_list, scan_emotions
 
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
@@ -17,11 +17,12 @@ def test_structured_ending():
     text = "He frowns and sighs. Therefore, the person's emotional state is happy, anxious and frustrated."
     assert extract_emotions(text) == ["happy", "anxious", "frustrated"]
     assert extract_emotions("It is inferred that his emotional state is anger.") == ["anger"]
-    assert parse_structured("Her emotional state is a bit sad, sad or Worried!") == ["sad", "worried"]  # duplicate once
+    # a repeated label counts once
+    assert parse_emotion_list("Her emotional state is a bit sad, sad or Worried!") == ["sad", "worried"]
     # open vocabulary: an unknown word is kept as written, the scorer drops it later
     assert extract_emotions("So the emotional state is flibbertigibbet.") == ["flibbertigibbet"]
     # only the last sentence counts as the structured ending
-    assert parse_structured("Her emotional state is calm. Then she shouts angrily.") is None
+    assert parse_emotion_list("Her emotional state is calm. Then she shouts angrily.") is None
 
 
 def test_scan_negation_hedges_and_quotes():

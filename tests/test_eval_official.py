@@ -1,7 +1,7 @@
 """Official-semantics check against the authors' wheel files (skipped when the reference folder is absent).
 
 An independent, deliberately plain re-implementation of the OV-MER rules (written from the
-issue's text, sharing no code with affectgpt.eval) must agree with the scorer to 1e-6 on all
+metric definitions of the OV-MER paper, sharing no code with affectgpt.eval) must agree with the scorer to 1e-6 on all
 ten baseline prediction files, and M1 / M2 / M-avg must be within 1.5 points of the paper.
 """
 from __future__ import annotations

@@ -3,69 +3,17 @@ artifact records its preprocessing and refuses to load when the rebuilt model di
 
 The checkpoint is trained for 2 steps by the real ``train.py`` and then gets seeded noise on its
 LoRA B matrices and final norm: two steps leave LoRA B near zero, where merged and unmerged
-models agree even if the merge were wrong. Shared with test_infer.py (one per session).
+models agree even if the merge were wrong. The artifacts come from conftest.py (one set per
+session, shared with test_infer.py).
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT),
-       "TOKENIZERS_PARALLELISM": "false"}
+from conftest import run_python as run
+
 LOGIT_TOL = 1e-4  # float32: merging reorders the sums W x + B A x; measured max |diff| ~1e-6
-
-
-def run(args, timeout=300):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def perturb_lora(checkpoint: Path, seed: int = 0) -> None:
-    """Make LoRA matter: seeded noise on every lora_B and on the trained final norm."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    path = checkpoint / "trainable.safetensors"
-    state = load_file(str(path))
-    g = torch.Generator().manual_seed(seed)
-    for k, v in state.items():
-        if ".lora_B." in k:
-            state[k] = v + 0.1 * torch.randn(v.shape, generator=g)
-        elif k.endswith("norm.modules_to_save.default.weight"):
-            state[k] = v * (1 + 0.5 * torch.randn(v.shape, generator=g))
-    save_file(state, str(path), metadata={"format": "affectgpt-trainable"})
-
-
-def shared_artifacts(base: Path) -> dict:
-    """Train once per session (2 steps, 16 clips), then the adapter export through the CLI and
-    the merged export in process. Later callers get the same folders."""
-    done = base / "artifacts.json"
-    if done.is_file():
-        return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
-    out, data = base / "run", base / "syn"
-    r = run(["train.py", f"output_dir={out}", f"data.root={data}", "seed=1", "trainer.max_steps=2", "data.n_train=16",
-             "data.n_val=2", "data.n_test=6", "trainer.batch_size=4", "trainer.standardize_samples=16",
-             "trainer.num_workers=0", "eval.max_samples=2", "eval.max_new_tokens=4"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = out / "checkpoints" / "final"
-    perturb_lora(ckpt)
-    r = run(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    from affectgpt.export import export
-
-    export(ckpt, base / "merged", merge=True)
-    paths = {"checkpoint": ckpt, "adapter": base / "adapter", "merged": base / "merged", "data": data}
-    done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-    return paths
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +81,9 @@ def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):
         assert {"affectgpt.json", "adapters.safetensors", "tokenizer/tokenizer.json"} <= files
         meta = json.loads((folder / "affectgpt.json").read_text())
         assert meta["kind"] == kind and meta["format"] == "affectgpt-export"
-        assert meta["preprocessing"]["video"]["frames"] == 8 and meta["preprocessing"]["video"]["image_size"] == [64, 64]
-        assert len(meta["preprocessing"]["video"]["mean"]) == 3 and meta["preprocessing"]["audio"]["sample_rate"] == 16000
+        video, audio = meta["preprocessing"]["video"], meta["preprocessing"]["audio"]
+        assert video["frames"] == 8 and video["image_size"] == [64, 64]
+        assert len(video["mean"]) == 3 and audio["sample_rate"] == 16000
         assert meta["token_plan"]["video_tokens"] == 8 and meta["prompt"]["system"].startswith("You are AffectGPT")
         assert "<|im_start|>" in meta["prompt"]["chat_template"]
         assert meta["generation"]["do_sample"] is False
@@ -160,7 +109,8 @@ def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(arti
     meta = json.loads((bad / "affectgpt.json").read_text())
     meta["preprocessing"]["video"]["mean"][0] += 0.01  # as if the model were trained with other normalisation
     (bad / "affectgpt.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs from the export.s record: preprocessing.video.mean built"):
+    with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs from the "
+                                         r"export.s record: preprocessing.video.mean built"):
         load_export(bad)
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest_training import SMALL, compose, data_root, run
+from conftest import SMALL, compose, data_root, run
 
 from affectgpt import features as F
 

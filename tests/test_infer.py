@@ -11,12 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_export import ENV, ROOT, run, shared_artifacts
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+from conftest import ENV, ROOT
+from conftest import run_python as run
 
 
 def manifest_rows(artifacts, k=6):

@@ -1,4 +1,5 @@
-"""load_media on every kind of clip the issue lists, each written here with PyAV.
+"""load_media on every kind of clip a user brings (containers, codecs, rates, no audio, audio only,
+rotation, variable frame rate), each written here with PyAV.
 
 Frame i of a written clip carries its index in its colour: red = 10 * (i % 25),
 green = 10 * (i // 25), blue = 128, so a decoded frame tells which frame it is even after
@@ -7,7 +8,6 @@ lossy compression. Audio is a sine whose frequency the tests read back from an F
 
 from __future__ import annotations
 
-import fractions
 import time
 from pathlib import Path
 
@@ -16,86 +16,11 @@ import numpy as np
 import pytest
 
 from affectgpt.data.media import MediaError, _frames_decord, _frames_pyav, load_media
-
-
-def frame_image(i: int, width: int, height: int) -> np.ndarray:
-    img = np.empty((height, width, 3), np.uint8)
-    img[..., 0] = 10 * (i % 25)
-    img[..., 1] = 10 * (i // 25)
-    img[..., 2] = 128
-    return img
+from conftest import write_clip
 
 
 def frame_index(frame: np.ndarray) -> int:
     return int(round(frame[..., 0].mean() / 10)) + 25 * int(round(frame[..., 1].mean() / 10))
-
-
-def tone(seconds: float, rate: int, channels: int, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
-    x = np.sin(2 * np.pi * freq * t).astype(np.float32)
-    return np.stack([x * (0.4 if c == 0 else 0.2) for c in range(channels)])  # [C, N]
-
-
-def write_clip(
-    path: Path,
-    n_frames: int = 30,
-    fps: int = 15,
-    size: tuple[int, int] = (64, 48),
-    sample_rate: int | None = 16000,
-    channels: int = 1,
-    audio_seconds: float | None = None,
-    freq: float = 440.0,
-    vcodec: str | None = "h264",
-    acodec: str = "aac",
-    fmt: str | None = None,
-    pts_ms: list[int] | None = None,
-    rotation: int | None = None,
-    image=frame_image,
-    options: dict | None = None,
-) -> Path:
-    """A real clip: ``vcodec`` None → audio-only, ``sample_rate`` None → no audio track;
-    ``pts_ms`` gives each frame's time (variable frame rate); ``rotation`` sets the
-    display matrix (degrees counter-clockwise)."""
-    width, height = size
-    c = av.open(str(path), "w", format=fmt, options=options or {})
-    vs = as_ = None
-    if vcodec is not None:
-        vs = c.add_stream(vcodec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        if pts_ms is not None:
-            vs.time_base = vs.codec_context.time_base = fractions.Fraction(1, 1000)
-        if rotation is not None:
-            vs.set_display_rotation(rotation)
-    if sample_rate is not None:
-        as_ = c.add_stream(acodec, rate=sample_rate, layout="mono" if channels == 1 else "stereo")
-    if vs is not None:
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(image(i, width, height), format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], fractions.Fraction(1, 1000)
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-    if as_ is not None:
-        seconds = audio_seconds if audio_seconds is not None else n_frames / fps
-        wave = tone(seconds, sample_rate, channels, freq)
-        step = as_.codec_context.frame_size or 1024
-        layout = "mono" if channels == 1 else "stereo"
-        for s in range(0, wave.shape[1], step):
-            chunk = wave[:, s : s + step]
-            if acodec.startswith("pcm"):  # packed int16, channels interleaved
-                chunk, sample_fmt = (chunk.T.reshape(1, -1) * 32767).astype(np.int16), "s16"
-            else:
-                sample_fmt = "fltp"
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_fmt, layout=layout)
-            frame.sample_rate, frame.pts = sample_rate, s
-            for p in as_.encode(frame):
-                c.mux(p)
-        for p in as_.encode():
-            c.mux(p)
-    c.close()
-    return path
 
 
 def peak_hz(audio: np.ndarray, rate: int = 16000) -> float:
@@ -146,7 +71,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     text = d / "notes.mp4"
     text.write_text("this is a text file, not a video\n")
     out.update(zero=zero, text=text)
-    for name, src in [("truncated", out["mp4"]), ("truncated_faststart", out["faststart"]), ("truncated_mkv", out["mkv"])]:
+    cut = [("truncated", out["mp4"]), ("truncated_faststart", out["faststart"]), ("truncated_mkv", out["mkv"])]
+    for name, src in cut:
         data = src.read_bytes()
         dst = d / f"{name}{src.suffix}"
         dst.write_bytes(data[: len(data) // 2])
@@ -279,7 +205,8 @@ def test_short_clip_repeats_frames_and_frame_size_keeps_aspect(clips, tmp_path):
 
 
 def test_long_low_res_clip_costs_about_as_much_as_a_short_one(tmp_path, clips):
-    long = write_clip(tmp_path / "long.mkv", n_frames=600, fps=1, size=(32, 24), sample_rate=8000, audio_seconds=600.0, acodec="pcm_s16le")
+    long = write_clip(tmp_path / "long.mkv", n_frames=600, fps=1, size=(32, 24), sample_rate=8000, audio_seconds=600.0,
+                      acodec="pcm_s16le")
     t0 = time.perf_counter()
     m = load_media(long, n_frames=8, max_audio_seconds=30)
     long_s = time.perf_counter() - t0

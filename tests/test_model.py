@@ -22,7 +22,8 @@ def write_text_manifest(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     with (root / "train.jsonl").open("w") as f:
         for i, (sub, desc, emo) in enumerate(TEXTS * 3):
-            f.write(json.dumps({"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": sub, "description": desc, "emotions": emo}) + "\n")
+            row = {"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": sub, "description": desc, "emotions": emo}
+            f.write(json.dumps(row) + "\n")
 
 
 def compose(overrides):
@@ -49,10 +50,11 @@ def build(cfg, **kw):
     return build_model(cfg, **kw)
 
 
-def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(True, True, False), seconds=(1.3, 0, 2.0)):
+def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(True, True, False),
+               seconds=(1.3, 0, 2.0)):
     g = torch.Generator().manual_seed(1)
     items = []
-    for i, (a, v, s) in enumerate(zip(with_audio, with_video, seconds)):
+    for i, (a, v, s) in enumerate(zip(with_audio, with_video, seconds, strict=True)):
         sub, desc, emo = TEXTS[i % len(TEXTS)]
         items.append({"name": f"clip{i}", "subtitle": sub, "task": "describe" if i % 2 == 0 else "labels",
                       "target": desc if i % 2 == 0 else "The character's emotional state is " + " and ".join(emo) + ".",
@@ -121,9 +123,7 @@ def test_mid_config_counts(data_root):
 
 
 def test_summary_cli_prints_the_table(capsys, data_root):
-    from affectgpt.model.summary import main
-
-    from affectgpt.model.summary import parameter_rows
+    from affectgpt.model.summary import main, parameter_rows
 
     assert main(["model=tiny", f"data.root={data_root}", "tokens=512", "target_tokens=128"]) == 0
     out = capsys.readouterr().out
@@ -136,6 +136,8 @@ def test_summary_cli_prints_the_table(capsys, data_root):
 def test_gradients_reach_only_adapters_and_lora_and_frozen_stay_bit_identical(data_root):
     model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}  # standardizer + pixel statistics
+    assert any(".standardizer." in n for n in buffers), sorted(buffers)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("video_adapter.", "audio_adapter.", "fusion.", "llm.")) for n in trainable)
     assert all("lora_" in n or "modules_to_save" in n for n in trainable if n.startswith("llm."))
@@ -152,7 +154,8 @@ def test_gradients_reach_only_adapters_and_lora_and_frozen_stay_bit_identical(da
     for n, p in model.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
-    assert all(torch.equal(b, b) for b in model.buffers())
+    for n, b in model.named_buffers():  # a training step moves no statistic (they are fixed before training)
+        assert torch.equal(b, buffers[n]), n
 
 
 def test_param_groups_name_modules_and_rates(data_root):
@@ -183,7 +186,8 @@ def test_batch_mixing_missing_audio_and_video_runs_forward_and_generate(data_roo
     items[3]["frames"] = None
     batch = collate(model, items)
     plan = model.token_plan()
-    vid, aud, fus = (model.tokenizer.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|audio_pad|>", "<|fusion_pad|>"))
+    pads = ("<|video_pad|>", "<|audio_pad|>", "<|fusion_pad|>")
+    vid, aud, fus = (model.tokenizer.convert_tokens_to_ids(t) for t in pads)
     counts = [(int((r == vid).sum()), int((r == aud).sum()), int((r == fus).sum())) for r in batch["input_ids"]]
     assert counts == [(plan.video_tokens, plan.audio_tokens(20800), 1), (plan.video_tokens, 0, 1),
                       (0, plan.audio_tokens(32000), 1), (0, plan.audio_tokens(8000), 1)]
@@ -270,7 +274,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(data_root):
 
 
 def test_bf16_llm_and_encoders_run_a_step(data_root):
-    model = build(tiny_cfg(data_root, "model.llm.dtype=bfloat16", "model.vision.dtype=bfloat16", "model.audio.dtype=bfloat16"))
+    model = build(tiny_cfg(data_root, "model.llm.dtype=bfloat16", "model.vision.dtype=bfloat16",
+                           "model.audio.dtype=bfloat16"))
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     lora = [p for k, p in model.named_parameters() if "lora_A" in k]
     assert lora and all(p.dtype == torch.float32 for p in lora)  # peft keeps adapters in fp32

@@ -9,7 +9,6 @@ no placeholder for it.
 from __future__ import annotations
 
 import random
-import re
 
 from ..model.tokenizer import MODALITY_TOKENS
 
@@ -78,19 +77,3 @@ def pick_task(describe_ratio: float, seed: int, epoch: int, index: int, has_desc
         return "describe"
     return "describe" if random.Random(f"{seed}:{epoch}:{index}").random() < describe_ratio else "labels"
 
-
-_ENDING = re.compile(r"emotional state (?:is|was|appears to be|seems to be|could be)\s+(.+?)(?:\.|$)", re.IGNORECASE | re.DOTALL)
-
-
-def parse_emotion_list(text: str) -> list[str] | None:
-    """The list in the structured ending "... emotional state is a, b and c." (last occurrence), or None."""
-    found = _ENDING.findall(text)
-    if not found:
-        return None
-    words = re.split(r",|\band\b|\bor\b", found[-1])
-    out = []
-    for w in words:
-        w = w.strip().strip(".\"' ").lower()
-        if w and w not in out:
-            out.append(w)
-    return out

@@ -1,10 +1,13 @@
 """Deterministic label extraction from a free-text emotion description (``--extractor rules``).
 
-1. Structured ending: when the last sentence says "... emotional state is a, b and c." the
-   listed words are the labels, as written (open vocabulary, not filtered by any lexicon).
+1. Structured ending (:func:`parse_emotion_list`, the one parser of the emotion list for
+   inference, training-time evaluation and this scorer): when the last sentence says "...
+   emotional state is a, b and c." the listed words are the labels, as written (open
+   vocabulary, not filtered by any lexicon), except a last item cut by the end of the text.
 2. Otherwise a lexicon scan: every word whose form is in the built-in lexicon counts, by
-   its family's base word (reported in the form the text used first), with a weight per sentence: concluding sentences ("therefore",
-   "we can infer", the last sentence) weigh ``CONCLUSION_WEIGHT``, others ``BODY_WEIGHT``;
+   its family's base word (reported in the form the text used first), with a weight per
+   sentence: concluding sentences ("therefore", "we can infer", the last sentence) weigh
+   ``CONCLUSION_WEIGHT``, others ``BODY_WEIGHT``;
    quoted subtitles are skipped; a negated mention ("not angry", "without anger", "absence
    of nervousness or unease") counts nothing; a hedged one ("a hint of", "slightly") counts
    ``HEDGE_FACTOR``. Labels are the base words whose total reaches ``THRESHOLD`` times the
@@ -25,10 +28,11 @@ MAX_LABELS = 6
 NEGATION_WINDOW = 4
 
 _STRUCTURED = re.compile(
-    r"emotional states?\s+(?:is|are|was|were|would be|seems to be|appears to be|can be described as)\s*:?\s*"
-    r"(?P<labels>[^.!?\n]+?)\s*[.!?]*\s*$",
+    r"emotional states?\s+(?:is|are|was|were|would be|could be|seems to be|appears to be|can be described as)"
+    r"\s*:?\s*(?P<labels>[^.!?\n]+?)\s*(?P<closed>[.!?]*)\s*$",
     re.IGNORECASE,
 )
+_LAST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 _LIST_SPLIT = re.compile(r"\s*(?:,|;|/|\band/or\b|\band\b|\bor\b|\bas well as\b)\s*")
 _ITEM_PREFIX = re.compile(r"^(?:a bit|a little|a|an|the|very|quite|slightly|somewhat|rather|mostly|mainly|both)\s+")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -44,23 +48,46 @@ _NEGATIONS = {"not", "no", "never", "without", "nor", "neither", "absence", "lac
 _HEDGES = ("hint of", "touch of", "trace of", "slight", "slightly", "a bit", "a little", "somewhat", "mild")
 
 
-def parse_structured(text: str) -> list[str] | None:
-    """Labels of a final "emotional state is a, b and c." sentence, or ``None`` when there is none."""
-    last = _SENTENCES.split(text.strip())[-1] if text.strip() else ""
-    m = _STRUCTURED.search(last)
+def parse_emotion_list(text: str) -> list[str] | None:
+    """Labels of the structured ending "... emotional state is a, b and c." in the last sentence
+    (or line) of ``text``: lower-cased, articles and intensifiers dropped, each once, in order.
+    ``None`` when the last sentence is no such ending (callers then scan the whole text).
+
+    Only the last sentence counts: earlier "emotional state is ..." phrases describe
+    ("her emotional state is escalating"), they don't conclude. When the text ends inside the
+    list (no closing . ! or ?: a generation cut by max_new_tokens) the last item is kept only
+    when it is a whole word of the built-in lexicon: "anxious, sa" gives ["anxious"],
+    "anxious and sad" gives both; a cut list with no whole item left gives ``None``.
+    """
+    stripped = text.strip()
+    m = _STRUCTURED.search(_LAST_SENTENCE.split(stripped)[-1]) if stripped else None
     if not m:
         return None
+    items = [_clean_item(item) for item in _LIST_SPLIT.split(m.group("labels").lower())]
+    if not m.group("closed") and items[-1] and items[-1] not in _whole_words():
+        items.pop()  # the text stops inside this word
     labels = []
-    for item in _LIST_SPLIT.split(m.group("labels").lower()):
-        item = item.strip(" \t'\"`*-:")
-        while True:
-            stripped = _ITEM_PREFIX.sub("", item)
-            if stripped == item:
-                break
-            item = stripped
+    for item in items:
         if item and len(item.split()) <= 4 and item not in labels:
             labels.append(item)
     return labels or None
+
+
+def _clean_item(item: str) -> str:
+    item = item.strip(" \t'\"`*-:")
+    while True:
+        stripped = _ITEM_PREFIX.sub("", item)
+        if stripped == item:
+            return item
+        item = stripped
+
+
+@lru_cache(maxsize=1)
+def _whole_words() -> frozenset[str]:
+    """Every word form of the built-in lexicon (a cut "frustr" is none of them)."""
+    from .wheels import builtin_lexicon
+
+    return frozenset(builtin_lexicon().forms)
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +148,7 @@ def extract_emotions(text: str) -> list[str]:
     """
     if not text or not text.strip():
         return []
-    structured = parse_structured(text)
+    structured = parse_emotion_list(text)
     if structured is not None:
         return structured
     return scan_emotions(text)
