@@ -222,3 +222,36 @@ def shared_artifacts(base: Path) -> dict:
 def artifacts(tmp_path_factory) -> dict:
     """The export and inference tests' checkpoint, adapter export, merged export and data (once per session)."""
     return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+
+
+# ----------------------------------------------------------------------------- LLM label extractor
+EXTRACTOR_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLM_TEXTS = ["He frowns and shouts. He seems angry.", "She smiles warmly; she is happy and relaxed."]
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """A tiny random Qwen2 with a ChatML template saved locally: the LLM label extractor's tests."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    d = tmp_path_factory.mktemp("tiny_qwen2")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(LLM_TEXTS * 20 + ["happy, sad, angry, worried, [ ] emotion description person"] * 20, trainer)
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = EXTRACTOR_CHAT_TEMPLATE
+    tok.save_pretrained(d)
+    cfg = transformers.Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    transformers.Qwen2ForCausalLM(cfg).save_pretrained(d)
+    return d

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+from conftest import run_python
 
 from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
 
@@ -94,17 +95,8 @@ def test_a_crash_inside_the_program_is_not_a_usage_error():
 
 
 # ----------------------------------------------------------------------------- infer.py as a user runs it
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    from test_export import shared_artifacts
-
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
-
-
 @pytest.mark.parametrize("i", range(len(SUBTITLES)))
 def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
-    from test_export import run as run_python
-
     rows = [json.loads(ln) for ln in (artifacts["data"] / "test.jsonl").read_text().splitlines()]
     clip = artifacts["data"] / rows[0]["video"]
     if i == 0:  # one of the runs also reads a file whose name has a space, a comma and '='
@@ -123,8 +115,6 @@ def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
 
 
 def test_infer_bad_overrides_exit_2_with_one_line(artifacts):
-    from test_export import run as run_python
-
     for args in (["batch_size=abc"], ["nonsense=1"], ["max_new_tokens=[1"], ["task=a,b"]):
         r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", "video=x.mp4", *args])
         assert r.returncode == 2, (args, r.stderr)

@@ -9,15 +9,10 @@ import sys
 
 import pytest
 
-from test_export import ENV, ROOT, shared_artifacts
+from conftest import ENV, ROOT
 from unibench_fixtures import NAMES, build_process_root
 
 SMALL = ["check_sizes=false", "max_new_tokens=4", "batch_size=2", "num_workers=0", "device=cpu"]
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
 
 
 @pytest.fixture(scope="module")

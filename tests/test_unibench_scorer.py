@@ -14,7 +14,6 @@ import pytest
 from affectgpt.eval.unibench import (SETS, ew_f1, hit_rate, load_predictions, main, score_unibench,
                                      sentiment_scores, weighted_f1)
 from affectgpt.eval.valence import sentiment_of, word_valence
-from test_eval_llm import tiny_llm  # noqa: F401  (fixture: the tiny random Qwen2 of the extractor tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
