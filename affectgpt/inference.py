@@ -44,6 +44,8 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     cfg = OmegaConf.load(cfg_path)
     if dtype:
         cfg.model.llm.dtype = dtype
+    if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
+        cfg.model.llm.kernels = "none"
     model = build_model(cfg.model, device=device)
     model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
     model.eval()
@@ -78,6 +80,7 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
         d["llm"]["name_or_path"] = str(folder / meta["llm"]["path"])
     if dtype:
         d["llm"]["dtype"] = dtype
+    d["llm"]["kernels"] = "none"  # as for checkpoints: a training-speed option
     model = AffectGPT(model_config(d), device)
     if kind == "adapter":
         from peft import PeftModel
