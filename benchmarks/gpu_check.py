@@ -12,7 +12,8 @@ OOM (and retried once at half the batch), never a crash.
 
 Training rows run the training recipe's own step (``TrainRecipe._train_step`` through
 ``recipe_step``: Accelerate's mixed precision, the target-token normalisation, gradient
-clipping, fused AdamW, the LR schedule) on micro-batches built here. Each training row: synthetic clips (random frames in 0..1 and a few seconds of random audio), a
+clipping, fused AdamW, the LR schedule) on micro-batches built here. Each training row:
+synthetic clips (random frames in 0..1 and a few seconds of random audio), a
 long random target so that every sequence has exactly ``seq`` LLM tokens, the batch on the GPU
 before timing; ``warmup`` steps, then ``steps`` timed steps between ``torch.cuda.synchronize``.
 A step is forward (``AffectGPT.forward``: summed target loss / target count), backward and AdamW
@@ -210,7 +211,8 @@ def gpu_rows() -> list[Row]:
         Row("7b-cached-nockpt-b8", "7b", "train", "cached", False, 8, 1024, "MFU target >= 45%"),
         Row("7b-emer-packed", "7b", "train", "cached", False, 16, 320, "target >= 40 samples/s", lengths="emer",
             packing=True, accum=2),
-        Row("7b-emer-padded", "7b", "train", "cached", False, 16, 320, "the same samples, padded", lengths="emer", accum=2),
+        Row("7b-emer-padded", "7b", "train", "cached", False, 16, 320, "the same samples, padded", lengths="emer",
+            accum=2),
         Row("7b-emer-packed-flex", "7b", "train", "cached", False, 16, 320, "packed, flex attention", lengths="emer",
             packing=True, accum=2, attn="flex_attention"),
         Row("7b-cached-ckpt", "7b", "train", "cached", True, 8, 1024, "full checkpointing"),
@@ -228,7 +230,8 @@ def gpu_rows() -> list[Row]:
         Row("7b-batch-decode-b1", "7b", "batch-decode", merged=True, batch=1),
         Row("7b-batch-decode-b8", "7b", "batch-decode", merged=True, batch=8),
         Row("7b-batch-decode-b32", "7b", "batch-decode", merged=True, batch=32),
-        Row("7b-liger-nockpt-b8", "7b-liger", "train", "cached", False, 8, 1024, "vs 7b-cached-nockpt-b8", kernels="liger"),
+        Row("7b-liger-nockpt-b8", "7b-liger", "train", "cached", False, 8, 1024, "vs 7b-cached-nockpt-b8",
+            kernels="liger"),
         Row("7b-liger-emer-packed", "7b-liger", "train", "cached", False, 16, 320, "vs 7b-emer-packed", lengths="emer",
             packing=True, accum=2, kernels="liger"),
         Row("mid-online", "mid", "train", "online", False, 8, 1024),
@@ -261,7 +264,8 @@ def describe(r: Row) -> str:
     if r.kind == "batch-decode":
         return f"{model} merged, manifest decoding, batch {r.batch}"
     mode = checkpoint_mode(r.grad_ckpt)
-    ckpt = {"none": "no ckpt", "full": "ckpt", "mlp": "ckpt mlp"}[mode] + (f" 1/{r.ckpt_every}" if r.ckpt_every > 1 else "")
+    ckpt = {"none": "no ckpt", "full": "ckpt", "mlp": "ckpt mlp"}[mode]
+    ckpt += f" 1/{r.ckpt_every}" if r.ckpt_every > 1 else ""
     engine = "ZeRO-2" if r.kind == "zero2" else "LoRA step"
     layout = (", EMER lengths " + ("packed" if r.packing else "padded")) if r.lengths == "emer" else ""
     layout += f", {r.attn}" if r.attn else ""
@@ -483,8 +487,8 @@ def step_flops(model, micro: list[dict], online: bool, audio_seconds: float) -> 
         tokens, targets = sample_lengths(batch)
         total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets))
         if online:
-            clip = sum(encoder_forward_flops(e) * items for e, items in encoder_shapes(model, int(audio_seconds * 16000)))
-            total += clip * len(tokens)
+            shapes = encoder_shapes(model, int(audio_seconds * 16000))
+            total += sum(encoder_forward_flops(e) * items for e, items in shapes) * len(tokens)
     return total
 
 
@@ -516,8 +520,8 @@ def training_setup(row: Row, ctx: Ctx):
             batch = to_device(Collator(model.tokenizer, model.token_plan(), max_length=cap, packing=row.packing)(items),
                               ctx.device)
         else:
-            batch = make_batch(model, make_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1 + k), row.seq,
-                               ctx.device)
+            items = make_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1 + k)
+            batch = make_batch(model, items, row.seq, ctx.device)
         micro.append(cached_batch(model, batch, ctx.amp) if row.features == "cached" else batch)
     set_grad_ckpt(model, row.grad_ckpt, row.ckpt_every)
     train_mode(model)
@@ -537,7 +541,8 @@ def bench_recipe(model, row: Row, ctx: Ctx):
     t = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
     t.update(batch_size=row.batch, grad_accum=row.accum, mixed_precision=ctx.args.mixed_precision, warmup_steps=0,
              max_steps=10**6, deepspeed=None)
-    cfg = OmegaConf.create({"trainer": t, "device": ctx.device.type, "seed": 0, "output_dir": str(Path(ctx.args.work) / "recipe")})
+    cfg = OmegaConf.create({"trainer": t, "device": ctx.device.type, "seed": 0,
+                            "output_dir": str(Path(ctx.args.work) / "recipe")})
     recipe = TrainRecipe(cfg)
     recipe.accelerator, recipe.deepspeed = ctx.accelerator(cfg), False
     recipe.rank, recipe.world, recipe.is_main = 0, 1, True
@@ -692,6 +697,12 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
                      generate_1_s=gen1_s, generate_s=gen_s, new_tokens=a.new_tokens, decode_tokens_s=decode_tps, end_to_end_s=e2e_s)
 
 
+def exact_greedy(tok, n: int) -> dict:
+    """``generate`` kwargs: greedy, exactly ``n`` new tokens (EOS banned until then)."""
+    return dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, temperature=None, top_p=None,
+                top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+
 def merged_model(row: Row, ctx: Ctx):
     """The role's model in eval mode, LoRA merged when the row says so (irreversible)."""
     model = ctx.model(row.model)
@@ -712,12 +723,12 @@ def decode_row(row: Row, ctx: Ctx, res: Result) -> None:
 
     model = merged_model(row, ctx)
     a = ctx.args
-    batch = make_batch(model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False)
+    items = make_items(model, 1, 0, a.audio_seconds, seed=2, train=False)
+    batch = make_batch(model, items, 4096, ctx.device, train=False)
     tok = model.tokenizer
     with ctx.amp():
         embeds = model.embed(batch, model.encode_media(batch))
-    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1,
-                      temperature=None, top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    gen_kwargs = exact_greedy(tok, a.new_tokens)
     reset_peak(ctx.device)
     t0 = time.perf_counter()
     with ctx.amp():
@@ -748,9 +759,7 @@ def batch_decode_row(row: Row, ctx: Ctx, res: Result) -> None:
     a = ctx.args
     batch = make_batch(model, make_items(model, row.batch, 0, a.audio_seconds, seed=3, train=False), 4096, ctx.device,
                        train=False)
-    tok = model.tokenizer
-    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1,
-                      temperature=None, top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    gen_kwargs = exact_greedy(model.tokenizer, a.new_tokens)
 
     def run():
         sync(ctx.device)
@@ -829,8 +838,9 @@ def format_table(results: list[Result], header: dict) -> str:
                     f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, {e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s")
         elif r.status == "ok" and "identical" in r.extra:
             e = r.extra
-            note = (f"decode {e['decode_tokens_s']:.1f} tok/s, prefill {e['prefill_ms']:.0f} ms, warm-up {e['warmup_s']:.1f} s, "
-                    f"greedy ids {'identical' if e['identical'] else 'DIFFER'} to generate()" + (f"; {e['note']}" if e.get("note") else ""))
+            note = (f"decode {e['decode_tokens_s']:.1f} tok/s, prefill {e['prefill_ms']:.0f} ms, "
+                    f"warm-up {e['warmup_s']:.1f} s, greedy ids {'identical' if e['identical'] else 'DIFFER'} "
+                    "to generate()" + (f"; {e['note']}" if e.get("note") else ""))
         elif r.status == "ok" and "clips_s" in r.extra:
             note = f"{r.extra['clips_s']:.2f} clips/s, {r.extra['new_tokens']} tokens per clip"
         elif r.status == "ok" and r.extra.get("note"):
@@ -884,7 +894,7 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=float, default=420.0, help="rows after this many seconds are skipped")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by device name)")
     p.add_argument("--mixed-precision", choices=["bf16", "no"], default=None, help="default: bf16 on CUDA, no in the dry run")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 0)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per row (default 5; dry run 1)")
     p.add_argument("--audio-seconds", type=float, default=None, help="synthetic audio per clip (default 6; dry run 1)")
     p.add_argument("--new-tokens", type=int, default=None, help="inference: generated tokens (default 100; dry run 8)")
@@ -893,7 +903,7 @@ def parse_args(argv=None):
     p.add_argument("--work", default=None, help="dry run: folder for the tiny weights (default: a temporary folder)")
     args = p.parse_args(argv)
     dry = args.dry_run
-    defaults = {"mixed_precision": "no" if dry else "bf16", "warmup": 1 if dry else 2, "steps": 1 if dry else 5,
+    defaults = {"mixed_precision": "no" if dry else "bf16", "warmup": 0 if dry else 2, "steps": 1 if dry else 5,
                 "audio_seconds": 1.0 if dry else 6.0, "new_tokens": 8 if dry else 100, "infer_repeats": 1 if dry else 3}
     for k, v in defaults.items():
         if getattr(args, k) is None:

@@ -77,7 +77,8 @@ def test_peak_tflops_by_device_name():
 def test_gpu_rows_lead_with_the_7b_mfu_row_and_cover_the_issue():
     rows = gpu_check.gpu_rows()
     first = rows[0]
-    assert (first.model, first.kind, first.features, first.seq, first.grad_ckpt) == ("7b", "train", "cached", 1024, False)
+    assert (first.model, first.kind, first.features, first.seq) == ("7b", "train", "cached", 1024)
+    assert first.grad_ckpt is False
     kinds = {(r.model, r.kind, r.features, r.grad_ckpt) for r in rows}
     for need in [("7b", "train", "online", True), ("mid", "train", "online", False), ("mid", "train", "cached", False),
                  ("mid", "zero2", "cached", False), ("7b", "train", "cached", False), ("mid", "train", "cached", True),
@@ -88,7 +89,8 @@ def test_gpu_rows_lead_with_the_7b_mfu_row_and_cover_the_issue():
     # Issue 13: packed vs padded EMER lengths on the same samples, checkpointing none / full / selective at 8 x 1024,
     # liger vs none, fixed-shape single-clip decoding, batched manifest decoding at 1 / 8 / 32.
     packed, padded = by_key["7b-emer-packed"], by_key["7b-emer-padded"]
-    assert packed.packing and not padded.packing and (packed.batch, packed.seq, packed.accum) == (padded.batch, padded.seq, padded.accum)
+    assert packed.packing and not padded.packing
+    assert (packed.batch, packed.seq, packed.accum) == (padded.batch, padded.seq, padded.accum)
     at_8k = {(gpu_check.checkpoint_mode(r.grad_ckpt), r.ckpt_every) for r in rows
              if r.model == "7b" and r.kind == "train" and (r.batch, r.seq, r.features) == (8, 1024, "cached")}
     assert at_8k == {("none", 1), ("full", 1), ("mlp", 1), ("full", 2)}
@@ -108,7 +110,8 @@ def test_recipe_step_is_the_training_recipes_step(tmp_path):
 
     import torch
 
-    args = SimpleNamespace(dry_run=True, budget_s=60, peak_tflops=None, mixed_precision="no", work=str(tmp_path))
+    args = SimpleNamespace(dry_run=True, budget_s=60, peak_tflops=None, mixed_precision="no", work=str(tmp_path),
+                           audio_seconds=1.0)
     ctx = gpu_check.Ctx(args, torch.device("cpu"))
     row = gpu_check.Row("t", "mid", "train", "cached", False, 2, 96, accum=2)
     model, micro = gpu_check.training_setup(row, ctx)
@@ -119,7 +122,8 @@ def test_recipe_step_is_the_training_recipes_step(tmp_path):
     assert recipe.state["step"] == 1 and recipe.scheduler.last_epoch == 1
     assert math.isfinite(loss) and 0 < loss < 20
     moved = [k for k, v in model.trainable_state_dict().items() if not torch.equal(v, before[k])]
-    assert any(k.startswith("llm.") and "lora_" in k for k in moved) and any(k.startswith("video_adapter") for k in moved)
+    assert any(k.startswith("llm.") and "lora_" in k for k in moved)
+    assert any(k.startswith("video_adapter") for k in moved)
     gpu_check.release_recipe(recipe)
     assert "_original_forward" not in vars(model)  # Accelerate's wrapper undone for the next row
 
@@ -155,7 +159,7 @@ def dry_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("gpu_check_work")
     proc = subprocess.run([sys.executable, "-c", GPU_MACHINE_LAUNCHER, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run",
                            "--out", str(out), "--work", str(work), "--budget-s", "600"],
-                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=600)
     return proc, out
 
 

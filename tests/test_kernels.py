@@ -20,7 +20,8 @@ def test_liger_is_refused_off_cuda_and_without_triton(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
     with pytest.raises(ValueError, match=r"kernels=liger: the Python package 'triton' is not installed"):
         kernels.check_kernels("liger", "cuda:0")
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name, *a))
+    no_liger = lambda name, *a: None if name == "liger_kernel" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", no_liger)
     with pytest.raises(ValueError, match=r"'liger-kernel' is not installed \(pip install liger-kernel"):
         kernels.check_kernels("liger", "cuda")
     with pytest.raises(ValueError, match=r"model.llm.kernels must be one of \['none', 'liger'\], got 'fast'"):
