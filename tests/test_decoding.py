@@ -86,3 +86,23 @@ def test_fixed_shape_path_refuses_what_it_cannot_do(tiny):
         decoding.generate(model, two, {"max_new_tokens": 2}, "static")
     with pytest.raises(ValueError, match="greedily"):
         decoding.generate(model, one_clip(model, items[0]), {"max_new_tokens": 2, "do_sample": True}, "static")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs and compiled decode steps: lent GPU machine")
+@pytest.mark.parametrize("mode", ["graph", "compile"])
+@torch.no_grad()
+def test_replayed_decode_step_equals_plain_greedy_on_cuda(tiny, mode):
+    from affectgpt.decoding import greedy_static
+
+    model, items = tiny
+    model.to("cuda")
+    tok = model.tokenizer
+    batch = {k: v.to("cuda") if torch.is_tensor(v) else v for k, v in one_clip(model, items[0]).items()}
+    batch["audio"] = [None if a is None else a.to("cuda") for a in batch["audio"]]
+    embeds = model.embed(batch, model.encode_media(batch))
+    plain = model.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=16,
+                               min_new_tokens=16, do_sample=False, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
+    for _ in range(2):  # the second call reuses nothing from the first: a fresh cache and graph
+        ids, _ = greedy_static(model, embeds, 16, mode, ignore_eos=True)
+        assert ids == plain[0].tolist()

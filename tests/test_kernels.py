@@ -73,3 +73,31 @@ def test_checkpointing_modes_keep_the_gradients_and_recompute_what_they_say(root
             assert torch.allclose(got[k], ref[k], rtol=1e-5, atol=1e-6), (mode, every, k)
     with pytest.raises(ValueError, match="gradient_checkpointing must be false, true/full or mlp, got 'attn'"):
         set_gradient_checkpointing(model.llm, "attn")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Liger's Triton kernels need a CUDA device (lent GPU machine)")
+def test_liger_loss_and_gradients_match_the_unfused_model_on_cuda(root):
+    """The tiny model built twice with the same seed: kernels=none first (Liger patches RoPE for
+    the whole process), then kernels=liger; loss and LoRA gradients agree to bf16 tolerance."""
+    from affectgpt.data.collate import Collator
+    from affectgpt.model.kernels import liger_unavailable
+
+    if liger_unavailable("cuda"):
+        pytest.skip(liger_unavailable("cuda"))
+    results = []
+    for kernels in ("none", "liger"):
+        model = build(tiny_cfg(root, f"model.llm.kernels={kernels}", "model.llm.dtype=bfloat16"), device="cuda")
+        model.eval()
+        batch = Collator(model.tokenizer, model.token_plan(), max_length=4096)(make_items())
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss_sum, n = model(batch)
+        (loss_sum / n).backward()
+        grads = {k: p.grad.float().clone() for k, p in model.named_parameters() if "lora_" in k and p.grad is not None}
+        results.append((float(loss_sum / n), grads))
+        del model
+    (loss_none, g_none), (loss_liger, g_liger) = results
+    assert loss_liger == pytest.approx(loss_none, rel=2e-2), (loss_liger, loss_none)
+    assert set(g_none) == set(g_liger) and g_none
+    for k in g_none:
+        scale = float(g_none[k].abs().max()) + 1e-6
+        assert float((g_liger[k] - g_none[k]).abs().max()) <= 5e-2 * scale, k
