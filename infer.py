@@ -140,7 +140,18 @@ def main(cfg: DictConfig) -> None:
     model = loaded.model
 
     if cfg.manifest is None:
-        row, timing = predict_one(model, samples[0], cfg.task, gen, system=loaded.system, profile=bool(cfg.profile))
+        decode = str(cfg.get("decode", "plain"))
+        try:
+            from affectgpt.decoding import check_mode, fast_path_reason
+
+            check_mode(decode, model.device)
+        except ValueError as e:
+            fail(str(e))
+        why = fast_path_reason({"input_ids": [None]}, gen) if decode != "plain" else None
+        if why:
+            fail(f"decode={decode}: {why}")
+        row, timing = predict_one(model, samples[0], cfg.task, gen, system=loaded.system, profile=bool(cfg.profile),
+                                  decode=decode)
         if row.get("error"):
             fail(row["error"])
         if cfg.show_prompt:

@@ -44,6 +44,8 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     cfg = OmegaConf.load(cfg_path)
     if dtype:
         cfg.model.llm.dtype = dtype
+    if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
+        cfg.model.llm.kernels = "none"
     model = build_model(cfg.model, device=device)
     model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
     model.eval()
@@ -78,6 +80,7 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
         d["llm"]["name_or_path"] = str(folder / meta["llm"]["path"])
     if dtype:
         d["llm"]["dtype"] = dtype
+    d["llm"]["kernels"] = "none"  # as for checkpoints: a training-speed option
     model = AffectGPT(model_config(d), device)
     if kind == "adapter":
         from peft import PeftModel
@@ -208,8 +211,10 @@ def _now(device: torch.device) -> float:
 
 
 @torch.no_grad()
-def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None) -> tuple[list[str], dict]:
-    """Texts for a collated batch, and seconds spent in the frozen encoders and in generation."""
+def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None,
+                   decode: str = "plain") -> tuple[list[str], dict]:
+    """Texts for a collated batch, and seconds spent in the frozen encoders and in generation.
+    ``decode``: plain (transformers' generate) or a fixed-shape one-clip path of :mod:`affectgpt.decoding`."""
     t0 = _now(model.device)
     feats = model.encode_media(batch)
     t1 = _now(model.device)
@@ -218,7 +223,11 @@ def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None
         batch["video_feats"] = feats["video"]
     if "audio" in feats:
         batch["audio_feats"] = feats["audio"]
-    if clock is None:
+    if decode != "plain":
+        from . import decoding
+
+        texts, timing = decoding.generate(model, batch, gen, decoding.check_mode(decode, model.device))
+    elif clock is None:
         texts = model.generate(batch, **gen)
         timing = {"generate_s": _now(model.device) - t1}
     else:
@@ -268,8 +277,9 @@ def predict(model, samples: list[Sample], task: str = "describe", batch_size: in
 
 @torch.no_grad()
 def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None = None,
-                profile: bool = False) -> tuple[dict, dict]:
-    """One clip, in this process (no workers): its row and, with ``profile``, a timing breakdown."""
+                profile: bool = False, decode: str = "plain") -> tuple[dict, dict]:
+    """One clip, in this process (no workers): its row and, with ``profile``, a timing breakdown.
+    ``decode``: see ``generate_batch``."""
     t0 = time.perf_counter()
     item = ClipDataset([sample], model.token_plan(), task=task)[0]
     t1 = time.perf_counter()
@@ -277,7 +287,7 @@ def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None 
     t2 = time.perf_counter()
     if not batch.get("names"):
         return rows_for(batch, [], task)[0], {}
-    texts, timing = generate_batch(model, batch, gen, StepClock(model) if profile else None)
+    texts, timing = generate_batch(model, batch, gen, StepClock(model) if profile else None, decode=decode)
     timing.update(decode_s=t1 - t0, prompt_s=t2 - t1, prompt_tokens=int(batch["input_ids"].shape[1]),
                   prompt_text=model.tokenizer.decode(batch["input_ids"][0]))
     return rows_for(batch, texts, task)[0], timing

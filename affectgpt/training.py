@@ -154,7 +154,8 @@ class TrainRecipe:
 
     def _collator(self, train: bool) -> Collator:
         d = self.cfg.data
-        return Collator(self.tokenizer, self.plan, max_length=d.max_length, train=train, on_overflow=d.on_overflow)
+        return Collator(self.tokenizer, self.plan, max_length=d.max_length, train=train, on_overflow=d.on_overflow,
+                        packing=train and bool(d.get("packing", False)))
 
     def _setup_data(self) -> None:
         t, d = self.cfg.trainer, self.cfg.data
@@ -264,6 +265,43 @@ class TrainRecipe:
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum  # acted on at the next step boundary, on every rank at once
 
+    def _train_step(self, micro: list[dict]) -> dict | None:
+        """One optimizer step over the micro-batches (gradient accumulation): the loss is summed
+        over target tokens and divided by the step's target tokens on all ranks. Returns this
+        rank's summed loss, the global target count and the gradient norm; None when a loss was
+        not finite (gradients dropped, no step taken)."""
+        t = self.cfg.trainer
+        n_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        total = self._sum([n_tok])[0]  # target tokens of the whole step, all ranks
+        loss_local, finite = 0.0, True
+        for i, b in enumerate(micro):
+            last = i == len(micro) - 1
+            with nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
+                loss_sum, _ = self.model(b)
+                finite = self._sum([0.0 if math.isfinite(loss_sum.item()) else 1.0])[0] == 0
+                if not finite:
+                    if self.deepspeed and i > 0:
+                        raise RuntimeError(f"non-finite loss in micro-batch {i} of step {self.state['step'] + 1} "
+                                           f"(samples {b['names']}); under DeepSpeed a partly accumulated step "
+                                           f"cannot be skipped")
+                    if not self.deepspeed:
+                        self.accelerator.backward(loss_sum * 0.0)  # completes DDP's reduction; gradients dropped below
+                    break
+                # DDP and DeepSpeed average gradients over ranks: × world makes it a sum over the global batch.
+                self._backward(loss_sum / total * self.world, last)
+            loss_local += loss_sum.item()
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        grad_norm = None
+        if t.grad_clip and not self.deepspeed:  # DeepSpeed clips inside its step (gradient_clipping)
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), t.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state["step"] += 1
+        return {"loss_sum": loss_local, "target_tokens": total, "grad_norm": grad_norm}
+
     def train(self) -> dict:
         t = self.cfg.trainer
         from tqdm import tqdm
@@ -282,41 +320,16 @@ class TrainRecipe:
                 self._count_bad(b)
                 if b["names"]:
                     micro.append(b)
-            n_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-            total = self._sum([n_tok])[0]  # target tokens of the whole step, all ranks
-            loss_local, finite = 0.0, True
-            for i, b in enumerate(micro):
-                last = i == len(micro) - 1
-                with nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
-                    loss_sum, _ = self.model(b)
-                    finite = self._sum([0.0 if math.isfinite(loss_sum.item()) else 1.0])[0] == 0
-                    if not finite:
-                        if self.deepspeed and i > 0:
-                            raise RuntimeError(f"non-finite loss in micro-batch {i} of step {self.state['step'] + 1} "
-                                               f"(samples {b['names']}); under DeepSpeed a partly accumulated step "
-                                               f"cannot be skipped")
-                        if not self.deepspeed:
-                            self.accelerator.backward(loss_sum * 0.0)  # completes DDP's reduction; gradients dropped below
-                        break
-                    # DDP and DeepSpeed average gradients over ranks: × world makes it a sum over the global batch.
-                    self._backward(loss_sum / total * self.world, last)
-                loss_local += loss_sum.item()
-            if not finite:
+            done = self._train_step(micro)
+            if done is None:
                 bad_steps += 1
-                self.optimizer.zero_grad(set_to_none=True)
                 log.warning("non-finite loss at step %d (%d in a row, samples %s); step skipped",
                             self.state["step"] + 1, bad_steps, [n for b in micro for n in b["names"]])
                 if bad_steps >= t.max_bad_steps:
                     raise RuntimeError(f"{bad_steps} non-finite losses in a row (trainer.max_bad_steps={t.max_bad_steps})")
                 continue
             bad_steps = 0
-            grad_norm = None
-            if t.grad_clip and not self.deepspeed:  # DeepSpeed clips inside its step (gradient_clipping)
-                grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), t.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.state["step"] += 1
+            loss_local, total, grad_norm = done["loss_sum"], done["target_tokens"], done["grad_norm"]
             n_local = sum(len(b["names"]) for b in micro)
             tok_local = sum(int(b["attention_mask"].sum()) for b in micro)
             late = bool(t.stop_after_minutes) and time.time() - self.started > 60 * t.stop_after_minutes

@@ -10,12 +10,17 @@ so a killed run leaves its finished rows. Rows run in order of importance and ar
 "skipped: budget" once --budget-s is spent; a row that runs out of GPU memory is reported as
 OOM (and retried once at half the batch), never a crash.
 
-Each training row: synthetic clips (random frames in 0..1 and a few seconds of random audio), a
+Training rows run the training recipe's own step (``TrainRecipe._train_step`` through
+``recipe_step``: Accelerate's mixed precision, the target-token normalisation, gradient
+clipping, fused AdamW, the LR schedule) on micro-batches built here. Each training row:
+synthetic clips (random frames in 0..1 and a few seconds of random audio), a
 long random target so that every sequence has exactly ``seq`` LLM tokens, the batch on the GPU
 before timing; ``warmup`` steps, then ``steps`` timed steps between ``torch.cuda.synchronize``.
 A step is forward (``AffectGPT.forward``: summed target loss / target count), backward and AdamW
-(fused on CUDA) over the trainable parameters, under bf16 autocast (``--mixed-precision``, what
-``trainer.mixed_precision=bf16`` does through Accelerate). "online": frames and audio go through
+(fused on CUDA) over the trainable parameters, in bf16 (``--mixed-precision`` is passed as
+``trainer.mixed_precision``). "EMER-length" rows draw each sample's length uniformly in
+[0.5, 1.5) × seq (seeded) and run them padded per micro-batch or packed into rows of 1,024
+tokens (``data.packing=true``); samples/s counts samples, tokens/s real tokens. "online": frames and audio go through
 the frozen encoders every step; "cached": their features were computed once and are passed as
 ``video_feats``/``audio_feats``. Peak memory is ``torch.cuda.max_memory_allocated`` reset per row.
 
@@ -37,6 +42,9 @@ Per sequence of T LLM tokens of which T_tgt are targets:
   frame); Whisper, per 30-s chunk of t = 1,500 frames (or the cropped length):
   2·N_a·t + 2·N_conv1·2t + 4·L_a·t²·d_a (N_a: 2-D and conv weights but conv1, which runs at the
   2t mel frames);
+- packed and variable-length rows count each sample at its own length T_i (the sums of the
+  terms above over samples; attention is block-diagonal, 12·L·T_i²·d per sample); padding
+  tokens are not model FLOPs and are not counted;
 - not counted: adapters and fusion (≤ 0.2 % of a 7B step: they read a few hundred encoder rows
   per clip), norms, activations, softmax, the loss, the optimizer, and gradient-checkpoint
   recomputation (MFU counts model FLOPs, not hardware FLOPs). MFU is therefore a lower bound.
@@ -63,6 +71,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from affectgpt.model.llm import checkpoint_mode, set_gradient_checkpointing  # noqa: E402
 CONF_MODEL = ROOT / "conf" / "model"
 GIB = 1024**3
 
@@ -169,6 +178,14 @@ class Row:
     note: str = ""
     fake_oom: bool = False  # dry run: raise torch.OutOfMemoryError mid-step to check the handling
     merged: bool = False  # inference with LoRA merged into the base weights (as a merged export runs); irreversible
+    ckpt_every: int = 1  # gradient checkpointing on every k-th decoder block
+    lengths: str = "fixed"  # fixed: every sample exactly seq tokens | emer: uniform in [0.5, 1.5) x seq
+    packing: bool = False  # rows of pack_length tokens holding several samples (data.packing=true)
+    pack_length: int = 1024
+    accum: int = 1  # micro-batches per optimizer step
+    kernels: str = "none"  # model.llm.kernels
+    decode: str = "static"  # decode rows: affectgpt.decoding mode
+    attn: str = ""  # training rows: attention implementation for this row only (transformers' set_attn_implementation)
 
 
 @dataclass
@@ -191,37 +208,68 @@ class Result:
 def gpu_rows() -> list[Row]:
     """The real run, most important first; rows of one model are adjacent (one build each)."""
     return [
-        Row("7b-cached-ckpt", "7b", "train", "cached", True, 8, 1024, "MFU target >= 40%"),
-        Row("7b-infer", "7b", "infer", "online", note="100 new tokens, target < 3 s end to end"),
+        Row("7b-cached-nockpt-b8", "7b", "train", "cached", False, 8, 1024, "MFU target >= 45%"),
+        Row("7b-emer-packed", "7b", "train", "cached", False, 16, 320, "target >= 40 samples/s", lengths="emer",
+            packing=True, accum=2),
+        Row("7b-emer-padded", "7b", "train", "cached", False, 16, 320, "the same samples, padded", lengths="emer",
+            accum=2),
+        Row("7b-emer-packed-flex", "7b", "train", "cached", False, 16, 320, "packed, flex attention", lengths="emer",
+            packing=True, accum=2, attn="flex_attention"),
+        Row("7b-cached-ckpt", "7b", "train", "cached", True, 8, 1024, "full checkpointing"),
+        Row("7b-ckpt-mlp-b8", "7b", "train", "cached", "mlp", 8, 1024, "selective: MLP only"),
+        Row("7b-ckpt-half-b8", "7b", "train", "cached", True, 8, 1024, "selective: every other block", ckpt_every=2),
         Row("7b-online-ckpt", "7b", "train", "online", True, 8, 1024),
-        Row("7b-cached-ckpt-s320", "7b", "train", "cached", True, 32, 320, "EMER-length samples; target >= 23 samples/s"),
-        Row("7b-cached-nockpt", "7b", "train", "cached", False, 4, 1024),
-        Row("7b-cached-nockpt-b8", "7b", "train", "cached", False, 8, 1024, "MFU target >= 40%"),
-        # Merging is irreversible here, so this stays the last 7B row.
+        Row("7b-infer", "7b", "infer", "online", note="100 new tokens, target < 3 s end to end"),
+        # Merging is irreversible here: every later 7B row decodes with the merged model.
         Row("7b-infer-merged", "7b", "infer", "online", merged=True),
+        Row("7b-decode-graph", "7b", "decode", merged=True, batch=1, note="target >= 150 tokens/s, same greedy ids",
+            decode="graph"),
+        Row("7b-decode-compile", "7b", "decode", merged=True, batch=1, note="target >= 150 tokens/s, same greedy ids",
+            decode="compile"),
+        Row("7b-decode-static", "7b", "decode", merged=True, batch=1, decode="static"),
+        Row("7b-batch-decode-b1", "7b", "batch-decode", merged=True, batch=1),
+        Row("7b-batch-decode-b8", "7b", "batch-decode", merged=True, batch=8),
+        Row("7b-batch-decode-b32", "7b", "batch-decode", merged=True, batch=32),
+        Row("7b-liger-nockpt-b8", "7b-liger", "train", "cached", False, 8, 1024, "vs 7b-cached-nockpt-b8",
+            kernels="liger"),
+        Row("7b-liger-emer-packed", "7b-liger", "train", "cached", False, 16, 320, "vs 7b-emer-packed", lengths="emer",
+            packing=True, accum=2, kernels="liger"),
         Row("mid-online", "mid", "train", "online", False, 8, 1024),
         Row("mid-cached", "mid", "train", "cached", False, 8, 1024, "target >= 2x mid-online"),
-        Row("mid-online-s320", "mid", "train", "online", False, 16, 320, "EMER-length samples"),
-        Row("mid-cached-s320", "mid", "train", "cached", False, 16, 320, "target >= 2x mid-online-s320"),
         Row("mid-zero2", "mid", "zero2", "cached", False, 8, 1024, "DeepSpeed ZeRO-2, one process"),
         Row("mid-cached-ckpt", "mid", "train", "cached", True, 8, 1024),
-        Row("mid-online-ckpt", "mid", "train", "online", True, 8, 1024),
     ]
 
 
 def dry_rows() -> list[Row]:
-    """The same rows on the tiny config with tiny shapes, plus a forced-OOM row."""
-    rows = [replace(r, batch=2, seq=112 if r.seq < 1024 else 128) for r in gpu_rows()]
+    """The same rows on the tiny config with tiny shapes (CPU: decode rows run the eager static
+    path, liger rows are refused), plus a forced-OOM row."""
+    rows = []
+    for r in gpu_rows():
+        small = replace(r, batch=min(r.batch, 2), seq=112 if r.seq < 1024 else 128, pack_length=256)
+        if r.kind == "decode":
+            small = replace(small, decode="static")
+        if r.attn:  # flex attention compiles C++ on CPU; eager rehearses the switch
+            small = replace(small, attn="eager")
+        rows.append(small)
     return rows + [Row("oom-check", "mid", "train", "cached", False, 2, 128, "forced OOM, then retried at half batch", True)]
 
 
 def describe(r: Row) -> str:
-    model = {"7b": "7B", "mid": "mid"}[r.model]
+    model = {"7b": "7B", "mid": "mid", "7b-liger": "7B liger"}[r.model]
     if r.kind == "infer":
         return f"{model} inference, 1 clip" + (", LoRA merged" if r.merged else "")
-    ckpt = "ckpt" if r.grad_ckpt else "no ckpt"
+    if r.kind == "decode":
+        return f"{model} merged, 1 clip, decode={r.decode}"
+    if r.kind == "batch-decode":
+        return f"{model} merged, manifest decoding, batch {r.batch}"
+    mode = checkpoint_mode(r.grad_ckpt)
+    ckpt = {"none": "no ckpt", "full": "ckpt", "mlp": "ckpt mlp"}[mode]
+    ckpt += f" 1/{r.ckpt_every}" if r.ckpt_every > 1 else ""
     engine = "ZeRO-2" if r.kind == "zero2" else "LoRA step"
-    return f"{model} {engine}, {r.features}, {ckpt}"
+    layout = (", EMER lengths " + ("packed" if r.packing else "padded")) if r.lengths == "emer" else ""
+    layout += f", {r.attn}" if r.attn else ""
+    return f"{model} {engine}, {r.features}, {ckpt}{layout}" + (f" x{r.accum}" if r.accum > 1 else "")
 
 
 # ----------------------------------------------------------------------------- models and batches
@@ -232,7 +280,8 @@ def model_config(role: str, dry_run: bool, work: Path) -> dict:
 
     from affectgpt.model.build import to_plain
 
-    name = "tiny" if dry_run else {"7b": "affectgpt-7b", "mid": "affectgpt-mid"}[role]
+    base_role, _, kernels = role.partition("-")
+    name = "tiny" if dry_run else {"7b": "affectgpt-7b", "mid": "affectgpt-mid"}[base_role]
     cfg = OmegaConf.load(CONF_MODEL / f"{name}.yaml")
     if name == "tiny":
         corpus = work / "train.jsonl"
@@ -247,6 +296,7 @@ def model_config(role: str, dry_run: bool, work: Path) -> dict:
         cfg = OmegaConf.create({"model": cfg, "data": {"root": str(work), "train_manifest": str(corpus)}}).model
     plain = to_plain(cfg)
     plain["init"] = "random"
+    plain["llm"]["kernels"] = kernels or "none"  # role "7b-liger": the 7B with model.llm.kernels=liger
     return plain
 
 
@@ -312,12 +362,8 @@ def cached_batch(model, batch: dict, amp) -> dict:
     return out
 
 
-def set_grad_ckpt(model, on: bool) -> None:
-    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
-    if on:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        base.gradient_checkpointing_disable()
+def set_grad_ckpt(model, mode, every: int = 1) -> None:
+    set_gradient_checkpointing(model.llm, mode, every)
 
 
 def train_mode(model) -> None:
@@ -392,6 +438,15 @@ class Ctx:
         self.models.pop(role, None)
         free(self.device)
 
+    def accelerator(self, cfg):
+        """One Accelerator for the run (Accelerate keeps its state per process), from the recipe's
+        own ``make_accelerator``."""
+        if not hasattr(self, "_accelerator"):
+            from affectgpt.distributed import make_accelerator
+
+            self._accelerator, _ = make_accelerator(cfg)
+        return self._accelerator
+
 
 def free(device: torch.device) -> None:
     gc.collect()
@@ -399,65 +454,152 @@ def free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def fill_throughput(res: Result, ctx: Ctx, step_s: float, batch: dict, flops_per_step: float) -> None:
-    n = batch["input_ids"].shape[0]
-    tokens = int(batch["attention_mask"].sum())
+def sample_lengths(batch: dict) -> tuple[list[int], list[int]]:
+    """Per sample: real tokens and target tokens (packed or padded batch)."""
+    labels = batch["labels"][:, 1:].cpu()
+    target = labels != -100
+    if "segment" in batch:
+        seg = batch["segment"].cpu()
+        n = len(batch["names"])
+        tokens = torch.bincount(seg[seg >= 0], minlength=n)
+        targets = torch.bincount(seg[:, 1:][target], minlength=n)
+        return tokens.tolist(), targets.tolist()
+    return batch["attention_mask"].sum(1).tolist(), target.sum(1).tolist()
+
+
+def fill_throughput(res: Result, ctx: Ctx, step_s: float, micro: list[dict], flops_per_step: float) -> None:
+    n = sum(len(b["names"]) for b in micro)
+    tokens = sum(int(b["attention_mask"].sum()) for b in micro)
     res.step_s, res.samples_s, res.tokens_s = step_s, n / step_s, tokens / step_s
     res.tflops = flops_per_step / step_s / 1e12
     res.mfu = res.tflops / ctx.peak if ctx.peak else None
     res.extra["model_tflop_per_step"] = flops_per_step / 1e12
+    res.extra["samples_per_step"], res.extra["tokens_per_step"] = n, tokens
+    res.extra["rows_per_step"] = sum(int(b["input_ids"].shape[0]) for b in micro)
+    res.extra["row_tokens_per_step"] = sum(int(b["input_ids"].numel()) for b in micro)  # padding included
 
 
-def step_flops(model, batch: dict, online: bool, audio_seconds: float) -> float:
+def step_flops(model, micro: list[dict], online: bool, audio_seconds: float) -> float:
+    """Model FLOPs of one step: every sample at its own length (module docstring)."""
     shape = llm_shape(model.llm)
-    labels = batch["labels"]
-    per_seq_targets = (labels[:, 1:] != -100).sum(1).tolist()
-    seq = batch["input_ids"].shape[1]
-    total = sum(train_flops_per_sequence(shape, seq, t) for t in per_seq_targets)
-    if online:
-        clip = sum(encoder_forward_flops(e) * items for e, items in encoder_shapes(model, int(audio_seconds * 16000)))
-        total += clip * len(per_seq_targets)
+    total = 0.0
+    for batch in micro:
+        tokens, targets = sample_lengths(batch)
+        total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets))
+        if online:
+            shapes = encoder_shapes(model, int(audio_seconds * 16000))
+            total += sum(encoder_forward_flops(e) * items for e, items in shapes) * len(tokens)
     return total
 
 
+def emer_items(model, n: int, seq: int, audio_seconds: float, seed: int) -> list[dict]:
+    """Clips whose prompt + target lengths are uniform in [0.5, 1.5) x seq (seeded), as EMER's
+    descriptions vary; the target has one word per wanted token (common words are one token)."""
+    from affectgpt.data.collate import Collator
+
+    items = make_items(model, n, 1, audio_seconds, seed)
+    probe = Collator(model.tokenizer, model.token_plan(), max_length=10**9)
+    rng = random.Random(seed)
+    for item in items:
+        want = int(seq * (0.5 + rng.random()))
+        prompt = len(probe.encode({**item, "target": ""})[0])
+        item["target"] = " ".join(rng.choice(WORDS) for _ in range(max(1, want - prompt - 1)))
+    return items
+
+
 def training_setup(row: Row, ctx: Ctx):
-    """The row's model in training mode and its batch (frozen-encoder features precomputed when cached)."""
+    """The row's model in training mode and its micro-batches (frozen-encoder features precomputed when cached)."""
+    from affectgpt.data.collate import Collator
+
     model = ctx.model(row.model)
-    batch = make_batch(model, make_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1), row.seq, ctx.device)
-    if row.features == "cached":
-        batch = cached_batch(model, batch, ctx.amp)
-    set_grad_ckpt(model, row.grad_ckpt)
+    micro = []
+    for k in range(row.accum):
+        if row.lengths == "emer":
+            items = emer_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1 + k)
+            cap = row.pack_length if row.packing else 10**9
+            batch = to_device(Collator(model.tokenizer, model.token_plan(), max_length=cap, packing=row.packing)(items),
+                              ctx.device)
+        else:
+            items = make_items(model, row.batch, row.seq, ctx.args.audio_seconds, seed=1 + k)
+            batch = make_batch(model, items, row.seq, ctx.device)
+        micro.append(cached_batch(model, batch, ctx.amp) if row.features == "cached" else batch)
+    set_grad_ckpt(model, row.grad_ckpt, row.ckpt_every)
     train_mode(model)
-    return model, batch
+    return model, micro
+
+
+# ----------------------------------------------------------------------------- the recipe's step
+def bench_recipe(model, row: Row, ctx: Ctx):
+    """A ``TrainRecipe`` around an already built model, holding what its step uses (Accelerator,
+    prepared model and optimizer, schedule, state) from the shipped trainer config; the only place
+    that knows the recipe's attributes. Call ``release_recipe`` after the row."""
+    from omegaconf import OmegaConf
+
+    from affectgpt.distributed import make_optimizer
+    from affectgpt.training import TrainRecipe, lr_lambda, param_groups
+
+    t = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
+    t.update(batch_size=row.batch, grad_accum=row.accum, mixed_precision=ctx.args.mixed_precision, warmup_steps=0,
+             max_steps=10**6, deepspeed=None)
+    cfg = OmegaConf.create({"trainer": t, "device": ctx.device.type, "seed": 0,
+                            "output_dir": str(Path(ctx.args.work) / "recipe")})
+    recipe = TrainRecipe(cfg)
+    recipe.accelerator, recipe.deepspeed = ctx.accelerator(cfg), False
+    recipe.rank, recipe.world, recipe.is_main = 0, 1, True
+    optimizer = make_optimizer(param_groups(model, t), t, recipe.accelerator, ctx.device.type)
+    recipe.model, recipe.optimizer = recipe.accelerator.prepare(model, optimizer)
+    recipe.scheduler = torch.optim.lr_scheduler.LambdaLR(recipe.optimizer, lr_lambda(0, t.max_steps, t.min_lr_ratio))
+    recipe.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
+    return recipe
+
+
+def recipe_step(recipe, micro: list[dict]) -> float:
+    """One optimizer step of the recipe; the step's mean target loss."""
+    done = recipe._train_step(micro)
+    if done is None:
+        raise RuntimeError("the recipe skipped the step: non-finite loss")
+    return done["loss_sum"] / done["target_tokens"]
+
+
+def release_recipe(recipe) -> None:
+    """Undo Accelerate's wrapping of the model's forward and drop the optimizer state."""
+    recipe.accelerator.unwrap_model(recipe.model, keep_fp32_wrapper=False)
+    recipe.optimizer.zero_grad(set_to_none=True)
+    recipe.accelerator.free_memory()
 
 
 def train_row(row: Row, ctx: Ctx, res: Result) -> None:
-    """Forward, backward, AdamW on the trainable parameters; plain PyTorch."""
-    model, batch = training_setup(row, ctx)
+    """The training recipe's step (``recipe_step``) on the row's micro-batches."""
+    model, micro = training_setup(row, ctx)
     a = ctx.args
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if ctx.device.type == "cuda" else {}))
+    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    attn = base.config._attn_implementation
+    if row.attn:
+        base.set_attn_implementation(row.attn)
+    recipe = bench_recipe(model, row, ctx)
     fake = [row.fake_oom]
 
     def step():
-        with ctx.amp():
-            loss_sum, n = model(batch)
-            loss = loss_sum / n
         if fake[0]:
             fake[0] = False
             raise torch.OutOfMemoryError("fake out-of-memory (--dry-run check of the OOM handling)")
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.detach()
+        return recipe_step(recipe, micro)
 
     try:
         step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
     finally:
-        opt.zero_grad(set_to_none=True)
-        del opt
+        steps_done = recipe.state["step"]  # the recipe's own counter: its step ran
+        release_recipe(recipe)
+        del recipe
+        if row.attn:
+            base.set_attn_implementation(attn)
+    res.extra["attn_implementation"] = row.attn or attn
     res.loss = loss
-    fill_throughput(res, ctx, step_s, batch, step_flops(model, batch, row.features == "online", a.audio_seconds))
+    res.extra["recipe_steps"] = steps_done
+    if row.lengths == "emer":
+        res.seq = round(sum(int(b["attention_mask"].sum()) for b in micro) / sum(len(b["names"]) for b in micro))
+        res.batch = row.batch * row.accum
+    fill_throughput(res, ctx, step_s, micro, step_flops(model, micro, row.features == "online", a.audio_seconds))
 
 
 def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
@@ -471,7 +613,7 @@ def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
         # DeepSpeed's CPU backend compiles a shared-memory all-reduce (20-120 s of C++) that only
         # several CPU processes use; one process needs none. Its ops table is meant to be edited.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    model, batch = training_setup(row, ctx)
+    model, (batch,) = training_setup(row, ctx)
     a = ctx.args
     bf16 = ctx.device.type == "cuda"
     config = {
@@ -493,14 +635,14 @@ def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
         engine.step()
         return loss.detach()
 
-    flops = step_flops(model, batch, row.features == "online", a.audio_seconds)
+    flops = step_flops(model, [batch], row.features == "online", a.audio_seconds)
     try:
         step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
         res.extra.update(zero_stage=engine.zero_optimization_stage(), bf16=bf16)
     finally:
         engine.destroy()
     res.loss = loss
-    fill_throughput(res, ctx, step_s, batch, flops)
+    fill_throughput(res, ctx, step_s, [batch], flops)
 
 
 @torch.no_grad()
@@ -555,7 +697,91 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
                      generate_1_s=gen1_s, generate_s=gen_s, new_tokens=a.new_tokens, decode_tokens_s=decode_tps, end_to_end_s=e2e_s)
 
 
-RUNNERS = {"train": train_row, "zero2": zero2_row, "infer": infer_row}
+def exact_greedy(tok, n: int) -> dict:
+    """``generate`` kwargs: greedy, exactly ``n`` new tokens (EOS banned until then)."""
+    return dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, temperature=None, top_p=None,
+                top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+
+def merged_model(row: Row, ctx: Ctx):
+    """The role's model in eval mode, LoRA merged when the row says so (irreversible)."""
+    model = ctx.model(row.model)
+    model.eval()
+    set_grad_ckpt(model, False)
+    if row.merged and hasattr(model.llm, "merge_and_unload"):
+        model.llm = model.llm.merge_and_unload()
+    return model
+
+
+@torch.no_grad()
+def decode_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """One clip, ``new_tokens`` greedy tokens (EOS banned) through ``affectgpt.decoding`` in
+    ``row.decode`` mode and through transformers' ``generate``; tokens/s after the first token
+    (the prefill excluded), medians over repeats after a warm-up call (which compiles or captures;
+    its time is reported). ``identical``: the two paths' token ids are equal on every repeat."""
+    from affectgpt.decoding import greedy_static
+
+    model = merged_model(row, ctx)
+    a = ctx.args
+    items = make_items(model, 1, 0, a.audio_seconds, seed=2, train=False)
+    batch = make_batch(model, items, 4096, ctx.device, train=False)
+    tok = model.tokenizer
+    with ctx.amp():
+        embeds = model.embed(batch, model.encode_media(batch))
+    gen_kwargs = exact_greedy(tok, a.new_tokens)
+    reset_peak(ctx.device)
+    t0 = time.perf_counter()
+    with ctx.amp():
+        greedy_static(model, embeds, a.new_tokens, row.decode, ignore_eos=True)  # warm-up: compile / capture
+    warm_s = time.perf_counter() - t0
+    rates, prefill, identical = [], [], True
+    for _ in range(a.infer_repeats):
+        with ctx.amp():
+            ids, timing = greedy_static(model, embeds, a.new_tokens, row.decode, ignore_eos=True)
+            plain = model.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **gen_kwargs)
+        identical &= ids == plain[0].tolist()
+        rates.append(timing["tokens_per_s"])
+        prefill.append(timing["prefill_s"])
+    rate, pre = sorted(rates)[len(rates) // 2], sorted(prefill)[len(prefill) // 2]
+    res.batch, res.seq = 1, int(batch["attention_mask"].shape[1])
+    res.step_s = pre + (a.new_tokens - 1) / rate
+    res.samples_s, res.tokens_s = 1 / res.step_s, rate
+    res.extra.update(decode=row.decode, new_tokens=a.new_tokens, prefill_ms=pre * 1e3, warmup_s=warm_s,
+                     identical=bool(identical), decode_tokens_s=rate)
+
+
+@torch.no_grad()
+def batch_decode_row(row: Row, ctx: Ctx, res: Result) -> None:
+    """Manifest decoding as ``run_manifest`` does it (left-padded batch, frozen encoders, splice,
+    transformers' ``generate``), ``new_tokens`` tokens per clip (EOS banned): clips/s end to end
+    and generated tokens/s over the batch; medians over repeats after one warm-up."""
+    model = merged_model(row, ctx)
+    a = ctx.args
+    batch = make_batch(model, make_items(model, row.batch, 0, a.audio_seconds, seed=3, train=False), 4096, ctx.device,
+                       train=False)
+    gen_kwargs = exact_greedy(model.tokenizer, a.new_tokens)
+
+    def run():
+        sync(ctx.device)
+        t0 = time.perf_counter()
+        with ctx.amp():
+            embeds = model.embed(batch, model.encode_media(batch))
+            ids = model.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **gen_kwargs)
+        sync(ctx.device)
+        if ids.shape != (row.batch, a.new_tokens):
+            raise RuntimeError(f"generate returned {tuple(ids.shape)}, expected {(row.batch, a.new_tokens)}")
+        return time.perf_counter() - t0
+
+    reset_peak(ctx.device)
+    run()
+    secs = sorted(run() for _ in range(a.infer_repeats))[a.infer_repeats // 2]
+    res.batch, res.seq = row.batch, int(batch["attention_mask"].shape[1])
+    res.step_s, res.samples_s, res.tokens_s = secs, row.batch / secs, row.batch * a.new_tokens / secs
+    res.extra.update(new_tokens=a.new_tokens, clips_s=row.batch / secs)
+
+
+RUNNERS = {"train": train_row, "zero2": zero2_row, "infer": infer_row, "decode": decode_row,
+           "batch-decode": batch_decode_row}
 
 
 def run_row(row: Row, ctx: Ctx) -> Result:
@@ -566,6 +792,13 @@ def run_row(row: Row, ctx: Ctx) -> Result:
     if ctx.seconds_left() <= 0:
         res.status = "skipped: budget"
         return res
+    if row.kernels != "none":
+        from affectgpt.model.kernels import liger_unavailable
+
+        why = liger_unavailable(ctx.device)
+        if why:
+            res.status = f"skipped: {why}"
+            return res
     failure = None
     reset_peak(ctx.device)
     try:
@@ -603,8 +836,19 @@ def format_table(results: list[Result], header: dict) -> str:
             e = r.extra
             note = (f"encode {e['encode_ms']:.0f} ms, prefill {e['prefill_ms']:.0f} ms ({e['prompt_tokens']} tokens), "
                     f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, {e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s")
+        elif r.status == "ok" and "identical" in r.extra:
+            e = r.extra
+            note = (f"decode {e['decode_tokens_s']:.1f} tok/s, prefill {e['prefill_ms']:.0f} ms, "
+                    f"warm-up {e['warmup_s']:.1f} s, greedy ids {'identical' if e['identical'] else 'DIFFER'} "
+                    "to generate()" + (f"; {e['note']}" if e.get("note") else ""))
+        elif r.status == "ok" and "clips_s" in r.extra:
+            note = f"{r.extra['clips_s']:.2f} clips/s, {r.extra['new_tokens']} tokens per clip"
         elif r.status == "ok" and r.extra.get("note"):
             note = r.extra["note"]
+        if r.status == "ok" and "-emer-" in r.key:
+            e = r.extra
+            pad = 100 * (1 - e["tokens_per_step"] / e["row_tokens_per_step"])
+            note += f"; {e['samples_per_step']} samples in {e['rows_per_step']} rows, {pad:.0f}% padding"
         elif r.status == "OOM":
             note = f"OOM at batch {r.batch}"
         elif r.status.startswith("error"):
@@ -650,7 +894,7 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=float, default=420.0, help="rows after this many seconds are skipped")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by device name)")
     p.add_argument("--mixed-precision", choices=["bf16", "no"], default=None, help="default: bf16 on CUDA, no in the dry run")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 0)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per row (default 5; dry run 1)")
     p.add_argument("--audio-seconds", type=float, default=None, help="synthetic audio per clip (default 6; dry run 1)")
     p.add_argument("--new-tokens", type=int, default=None, help="inference: generated tokens (default 100; dry run 8)")
@@ -659,7 +903,7 @@ def parse_args(argv=None):
     p.add_argument("--work", default=None, help="dry run: folder for the tiny weights (default: a temporary folder)")
     args = p.parse_args(argv)
     dry = args.dry_run
-    defaults = {"mixed_precision": "no" if dry else "bf16", "warmup": 1 if dry else 2, "steps": 1 if dry else 5,
+    defaults = {"mixed_precision": "no" if dry else "bf16", "warmup": 0 if dry else 2, "steps": 1 if dry else 5,
                 "audio_seconds": 1.0 if dry else 6.0, "new_tokens": 8 if dry else 100, "infer_repeats": 1 if dry else 3}
     for k, v in defaults.items():
         if getattr(args, k) is None:

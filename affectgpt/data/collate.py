@@ -4,7 +4,8 @@
 it returns an item with ``error`` set, and ``Collator`` drops it and lists it in ``batch["bad"]``
 so the trainer can count it. ``Collator`` renders the chat template, puts one placeholder per
 modality token (their number comes from the model's ``TokenPlan``) and masks the prompt with
--100.
+-100. With ``packing`` a training batch is padding-free: its samples are laid end to end in rows
+of ``max_length`` (see ``pack_rows``), with per-sample position ids that restart at 0.
 """
 
 from __future__ import annotations
@@ -144,15 +145,43 @@ def _audio_samples(item: dict) -> int | None:
     return item["audio_samples"] if item.get("audio_feats") is not None else None
 
 
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Sample indices per row: each sample, in the given order, goes to the first row with room
+    (first fit). A pure function of the lengths in data order, so a resumed run packs the same."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for j, n in enumerate(lengths):
+        if n > capacity:
+            raise ValueError(f"sample {j} has {n} tokens, more than a packed row of {capacity}")
+        for r, room in enumerate(free):
+            if n <= room:
+                rows[r].append(j)
+                free[r] -= n
+                break
+        else:
+            rows.append([j])
+            free.append(capacity - n)
+    return rows
+
+
 class Collator:
-    """Items → batch. Training pads right and labels the target; generation pads left."""
+    """Items → batch. Training pads right and labels the target; generation pads left.
+
+    ``packing`` (training only): rows of up to ``max_length`` tokens hold several samples each;
+    the batch gains ``position_ids`` (0.. per sample; a row's padding tail is one more segment,
+    so it attends only to itself), ``sample_row`` (the row of each sample) and ``segment``
+    (per token: the index of its sample in ``names``, -1 for padding). Per sample the tokens,
+    labels and modality inputs equal the unpacked batch's; the model keeps attention inside
+    each sample."""
 
     def __init__(self, tokenizer, plan: TokenPlan, max_length: int = 1024, train: bool = True,
-                 on_overflow: str = "error", system: str | None = None):
+                 on_overflow: str = "error", system: str | None = None, packing: bool = False):
         if on_overflow not in ("error", "skip"):
             raise ValueError(f"on_overflow must be 'error' or 'skip', got {on_overflow!r}")
+        if packing and not train:
+            raise ValueError("data.packing applies to training batches only (generation pads left, one clip per row)")
         self.tok, self.plan, self.max_length, self.train = tokenizer, plan, max_length, train
-        self.on_overflow, self.system = on_overflow, system
+        self.on_overflow, self.system, self.packing = on_overflow, system, packing
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
 
@@ -198,21 +227,10 @@ class Collator:
         batch = {"names": [it["name"] for it in kept], "tasks": [it["task"] for it in kept], "bad": bad}
         if not kept:
             return batch
-        length = max(len(p) + len(t) for p, t in rows)
-        n = len(kept)
-        ids = torch.full((n, length), self.pad, dtype=torch.long)
-        mask = torch.zeros((n, length), dtype=torch.long)
-        labels = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
-        for i, (p, t) in enumerate(rows):
-            seq = torch.tensor(p + t, dtype=torch.long)
-            if self.train:
-                ids[i, : len(seq)], mask[i, : len(seq)] = seq, 1
-                labels[i, len(p) : len(seq)] = seq[len(p) :]
-            else:
-                ids[i, length - len(seq) :], mask[i, length - len(seq) :] = seq, 1
-        batch.update(input_ids=ids, attention_mask=mask)
-        if self.train:
-            batch["labels"] = labels
+        if self.packing:
+            batch.update(self._packed(rows))
+        else:
+            batch.update(self._padded(rows))
         present = [_has_video(it) for it in kept]
         batch["video_present"] = torch.tensor(present)
         key = "video_feats" if any(it.get("video_feats") is not None for it in kept) else "frames"
@@ -224,3 +242,51 @@ class Collator:
         else:
             batch["audio"] = [it["audio"] for it in kept]
         return batch
+
+    def _padded(self, rows: list[tuple[list[int], list[int]]]) -> dict:
+        """One sample per row: training pads right, generation pads left."""
+        length = max(len(p) + len(t) for p, t in rows)
+        n = len(rows)
+        ids = torch.full((n, length), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, length), dtype=torch.long)
+        labels = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
+        for i, (p, t) in enumerate(rows):
+            seq = torch.tensor(p + t, dtype=torch.long)
+            if self.train:
+                ids[i, : len(seq)], mask[i, : len(seq)] = seq, 1
+                labels[i, len(p) : len(seq)] = seq[len(p) :]
+            else:
+                ids[i, length - len(seq) :], mask[i, length - len(seq) :] = seq, 1
+        out = {"input_ids": ids, "attention_mask": mask}
+        if self.train:
+            out["labels"] = labels
+        return out
+
+    def _packed(self, rows: list[tuple[list[int], list[int]]]) -> dict:
+        """Samples end to end in rows of at most ``max_length`` tokens (``pack_rows``)."""
+        lengths = [len(p) + len(t) for p, t in rows]
+        layout = pack_rows(lengths, self.max_length)
+        length = max(sum(lengths[j] for j in row) for row in layout)
+        r = len(layout)
+        ids = torch.full((r, length), self.pad, dtype=torch.long)
+        mask = torch.zeros((r, length), dtype=torch.long)
+        labels = torch.full((r, length), IGNORE_INDEX, dtype=torch.long)
+        positions = torch.zeros((r, length), dtype=torch.long)
+        segment = torch.full((r, length), -1, dtype=torch.long)
+        sample_row = torch.zeros(len(rows), dtype=torch.long)
+        for i, row in enumerate(layout):
+            at = 0
+            for j in row:
+                p, t = rows[j]
+                end = at + len(p) + len(t)
+                ids[i, at:end] = torch.tensor(p + t, dtype=torch.long)
+                mask[i, at:end] = 1
+                # The prompt (never empty) is masked, so no label predicts across a sample boundary.
+                labels[i, at + len(p) : end] = torch.tensor(t, dtype=torch.long)
+                positions[i, at:end] = torch.arange(end - at)
+                segment[i, at:end] = j
+                sample_row[j] = i
+                at = end
+            positions[i, at:] = torch.arange(length - at)  # padding: a segment of its own
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "position_ids": positions,
+                "segment": segment, "sample_row": sample_row}

@@ -62,7 +62,11 @@ class AffectGPT(nn.Module):
         if len(self.tokenizer) > base.get_input_embeddings().weight.shape[0]:
             # Only the added placeholder rows are new; their embeddings are always replaced.
             base.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
-        self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing)
+        from .kernels import apply_kernels
+
+        # Before LoRA: the fused MLP forward calls the projections, which peft then wraps.
+        self.kernels = apply_kernels(base, cfg.llm.kernels, device)
+        self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing, cfg.llm.checkpoint_every)
         self.token_ids = modality_token_ids(self.tokenizer)
         llm_dim = base.config.hidden_size
         self.vision = VisionEncoder(cfg.vision, device, weights) if cfg.vision else None
@@ -168,7 +172,7 @@ class AffectGPT(nn.Module):
 
     def modality_embeddings(self, batch: dict, feats: dict) -> dict[str, list[torch.Tensor]]:
         """Per sample, per modality, the [n_tokens, llm_dim] rows to splice in (empty when absent)."""
-        n = batch["input_ids"].shape[0]
+        n = num_samples(batch)
         rows: dict[str, list[torch.Tensor]] = {k: [None] * n for k in ("video", "audio", "fusion")}
         present = batch["video_present"].to(self.device) if "video_present" in batch else torch.zeros(n, dtype=torch.bool)
         if feats.get("video") is not None:
@@ -201,6 +205,8 @@ class AffectGPT(nn.Module):
         emb_layer = self.llm.get_input_embeddings()
         emb = emb_layer(ids)
         rows = self.modality_embeddings(batch, feats)
+        if "sample_row" in batch:  # packed: a row's placeholders are its samples' runs, in order
+            rows = pack_modality_rows(rows, batch["sample_row"], ids.shape[0])
         out = emb.clone()
         for key, tid in self.token_ids.items():
             for i in range(ids.shape[0]):
@@ -208,7 +214,7 @@ class AffectGPT(nn.Module):
                 r = rows[key][i]
                 have = 0 if r is None else r.shape[0]
                 if pos.numel() != have:
-                    name = batch.get("names", ["?"] * ids.shape[0])[i]
+                    name = batch.get("names", ["?"] * ids.shape[0])[i] if "sample_row" not in batch else f"row {i}"
                     raise RuntimeError(f"sample {name!r}: {pos.numel()} {key} placeholders but {have} {key} tokens")
                 if have:
                     out[i, pos] = r.to(out.dtype)
@@ -217,19 +223,54 @@ class AffectGPT(nn.Module):
     # ----------------------------------------------------------------- train / generate
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over target tokens and their count."""
+        hidden, labels, target = self._target_hidden(batch)
+        head = self._base().get_output_embeddings()
+        if self.kernels == "liger":  # fused head + loss: the [tokens, vocab] logits never exist
+            from .kernels import fused_linear_cross_entropy
+
+            return fused_linear_cross_entropy(hidden, head, labels), target.sum()
+        loss_sum = F.cross_entropy(head(hidden).float(), labels, reduction="sum")
+        return loss_sum, target.sum()
+
+    def per_sample_loss(self, batch: dict) -> torch.Tensor:
+        """Summed target cross-entropy of each sample (in ``batch["names"]`` order), packed or not."""
+        hidden, labels, target = self._target_hidden(batch)
+        losses = F.cross_entropy(self._base().get_output_embeddings()(hidden).float(), labels, reduction="none")
+        if "segment" in batch:
+            owner = batch["segment"].to(self.device)[:, 1:][target]
+        else:
+            owner = torch.arange(target.shape[0], device=self.device).unsqueeze(1).expand_as(target)[target]
+        return torch.zeros(num_samples(batch), device=self.device).index_add_(0, owner, losses)
+
+    def _base(self):
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def _target_hidden(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Last hidden states at the positions that predict a target token, those tokens, and the
+        [rows, length-1] mask of them. Packed batches (``position_ids``) pass no attention mask:
+        transformers then keeps attention inside each run of position ids (block-diagonal causal
+        under SDPA/eager/flex, variable-length kernels under FlashAttention-2)."""
         labels = batch["labels"].to(self.device)
         target = labels[:, 1:] != IGNORE_INDEX
-        per_sample = target.sum(1)
+        self._check_targets(batch, target)
+        embeds = self.embed(batch, self.encode_media(batch))
+        if "position_ids" in batch:
+            kwargs = {"position_ids": batch["position_ids"].to(self.device), "attention_mask": None}
+        else:
+            kwargs = {"attention_mask": batch["attention_mask"].to(self.device)}
+        hidden = self._base().get_decoder()(inputs_embeds=embeds, use_cache=False, **kwargs).last_hidden_state
+        return hidden[:, :-1][target], labels[:, 1:][target], target
+
+    @staticmethod
+    def _check_targets(batch: dict, target: torch.Tensor) -> None:
+        if "segment" in batch:
+            seg = batch["segment"][:, 1:].to(target.device)[target]
+            per_sample = torch.bincount(seg, minlength=num_samples(batch))
+        else:
+            per_sample = target.sum(1)
         if (per_sample == 0).any():
             names = [batch["names"][i] for i in (per_sample == 0).nonzero().flatten().tolist()]
             raise RuntimeError(f"samples {names} have no target tokens (fully masked); refusing a silent zero loss")
-        embeds = self.embed(batch, self.encode_media(batch))
-        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-        hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device),
-                                    use_cache=False).last_hidden_state
-        logits = base.get_output_embeddings()(hidden[:, :-1][target]).float()
-        loss_sum = F.cross_entropy(logits, labels[:, 1:][target], reduction="sum")
-        return loss_sum, target.sum()
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 256, do_sample: bool = False, temperature: float = 1.0,
@@ -243,6 +284,23 @@ class AffectGPT(nn.Module):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device), **kwargs)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def num_samples(batch: dict) -> int:
+    """Samples in a batch: one per row, or ``len(sample_row)`` when packed."""
+    return len(batch["sample_row"]) if "sample_row" in batch else batch["input_ids"].shape[0]
+
+
+def pack_modality_rows(rows: dict[str, list], sample_row: torch.Tensor, n_rows: int) -> dict[str, list]:
+    """Per-sample modality tokens → per packed row, the row's samples' tokens concatenated in order."""
+    out: dict[str, list] = {}
+    for key, per_sample in rows.items():
+        grouped: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
+        for j, r in enumerate(sample_row.tolist()):
+            if per_sample[j] is not None and per_sample[j].shape[0]:
+                grouped[r].append(per_sample[j])
+        out[key] = [torch.cat(g) if g else None for g in grouped]
+    return out
 
 
 def audio_seconds_to_tokens(plan: TokenPlan, seconds: float) -> int:

@@ -30,7 +30,11 @@ class LLMConfig:
     tokenizer: str | None = None  # defaults to name_or_path
     dtype: str = "bfloat16"
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | auto (fa2 when installed on CUDA)
-    gradient_checkpointing: bool = False
+    # false | true (= full: recompute whole decoder blocks) | mlp (recompute only the MLP: its
+    # 3 x intermediate-width activations are most of a block's memory, its FLOPs a smaller share)
+    gradient_checkpointing: bool | str = False
+    checkpoint_every: int = 1  # checkpoint every k-th decoder block (1: all; 2: every other one)
+    kernels: str = "none"  # none | liger (fused RMSNorm, SwiGLU, RoPE and linear cross-entropy; CUDA + Triton)
     trust_remote_code: bool = False
     # Stored architecture (affectgpt/model/architectures/<name>.json or a .json path): random
     # weights are built from it; real weights must match it. None: the checkpoint's own config.
@@ -163,16 +167,11 @@ def load_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu"):
     return model
 
 
-def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool = False):
-    """Freeze the base model and add LoRA (plus modules_to_save). Returns the peft model."""
+def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool | str = False, checkpoint_every: int = 1):
+    """Freeze the base model, set gradient checkpointing and add LoRA (plus modules_to_save).
+    Returns the peft model."""
     model.requires_grad_(False)
-    if gradient_checkpointing:
-        # non-reentrant: recomputation works although the frozen embeddings need no grad
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+    set_gradient_checkpointing(model, gradient_checkpointing, checkpoint_every)
     if not lora.enabled:
         return model
     from peft import LoraConfig, get_peft_model
@@ -186,3 +185,54 @@ def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool = False):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, pcfg)
+
+
+CHECKPOINTING = {False: "none", None: "none", "none": "none", "false": "none", True: "full", "true": "full",
+                 "full": "full", "mlp": "mlp"}
+
+
+def checkpoint_mode(value) -> str:
+    """``model.llm.gradient_checkpointing`` → "none" | "full" | "mlp"."""
+    key = value.lower() if isinstance(value, str) else value
+    if key not in CHECKPOINTING:
+        raise ValueError(f"model.llm.gradient_checkpointing must be false, true/full or mlp, got {value!r}")
+    return CHECKPOINTING[key]
+
+
+def set_gradient_checkpointing(llm, mode, every: int = 1) -> None:
+    """Switch activation checkpointing of a (peft-wrapped) causal LM to ``mode`` on every
+    ``every``-th decoder block; non-reentrant, so recomputation works with a frozen embedding."""
+    from torch.utils.checkpoint import checkpoint
+
+    mode = checkpoint_mode(mode)
+    if int(every) < 1:
+        raise ValueError(f"model.llm.checkpoint_every must be >= 1, got {every!r}")
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    layers = base.get_decoder().layers
+    for layer in layers:  # undo an earlier mlp mode
+        if "_unckpt_forward" in vars(layer.mlp):
+            layer.mlp.forward = layer.mlp._unckpt_forward
+            del layer.mlp._unckpt_forward
+    new_names = hasattr(base, "activation_checkpointing_enable")  # transformers >= 5.x; the old ones warn
+    (base.activation_checkpointing_disable if new_names else base.gradient_checkpointing_disable)()
+    if mode == "full":
+        if new_names:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for i, layer in enumerate(layers):
+            layer.gradient_checkpointing = i % int(every) == 0
+    elif mode == "mlp":
+        for i, layer in enumerate(layers):
+            if i % int(every) == 0:
+                mlp = layer.mlp
+                mlp._unckpt_forward = inner = mlp.forward  # bound: LoRA or fused kernels inside still apply
+
+                def forward(x, _inner=inner, _mlp=mlp):
+                    if _mlp.training and torch.is_grad_enabled():
+                        return checkpoint(_inner, x, use_reentrant=False)
+                    return _inner(x)
+
+                mlp.forward = forward
+    if mode != "none":
+        base.config.use_cache = False
