@@ -165,7 +165,7 @@ def test_each_cue_disappears_with_its_modality(report):
     c = report["conditions"]
     full, no_video, no_audio = (c[k]["cues"] for k in ("full", "no_video", "no_audio"))
     acc = {k: {f: v[f]["balanced_accuracy"] for f in v} for k, v in (("full", full), ("nv", no_video), ("na", no_audio))}
-    assert acc["full"]["visual"] >= 0.9 and acc["full"]["vocal"] >= 0.8, acc  # both cues learned
+    assert acc["full"]["visual"] >= 0.8 and acc["full"]["vocal"] >= 0.7, acc  # both cues learned (chance 0.25, 0.33)
     # no video: the visual word falls to chance, the vocal word keeps >= 80% of its accuracy; and the reverse
     assert abs(acc["nv"]["visual"] - no_video["visual"]["chance"]) <= 0.1, acc
     assert acc["nv"]["vocal"] >= 0.8 * acc["full"]["vocal"], acc
