@@ -144,8 +144,9 @@ def report(short_run):
 
 
 # Losses of the short run above, recorded on the development machine (CPU float32, one thread per process:
-# conftest_training.env). Single steps must match to 1e-3 (relative): a change anywhere in data, prompts,
-# model or optimizer moves them. Windows of 50 steps must match to 5%: they catch what only shows once the
+# conftest_training.env). Single steps must match to 1e-4 (relative): a change anywhere in data, prompts,
+# model or optimizer moves them (measured: zeroed audio tokens move step 1 by 3.3e-4, LoRA off by 1.9e-3 and
+# step 20 by 16%). Windows of 50 steps must match to 5%: they catch what only shows once the
 # model learns (a modality that stops carrying information raises the plateau).
 REFERENCE_STEPS = {1: 6.98397, 2: 6.95838, 3: 6.93104, 5: 6.80628, 10: 6.58648, 20: 5.94474}
 REFERENCE_WINDOWS = {(1, 50): 5.7355, (51, 100): 3.7957, (101, 150): 2.559, (151, 200): 1.8575, (201, 250): 1.5145}
@@ -155,7 +156,7 @@ def test_losses_match_the_stored_reference(short_run):
     got = losses(short_run[0])
     assert len(got) == 250
     for step, want in REFERENCE_STEPS.items():
-        assert got[step - 1] == pytest.approx(want, rel=1e-3), (step, got[:10])
+        assert got[step - 1] == pytest.approx(want, rel=1e-4), (step, got[:20])
     for (a, b), want in REFERENCE_WINDOWS.items():
         mean = sum(got[a - 1 : b]) / (b - a + 1)
         assert mean == pytest.approx(want, rel=0.05), ((a, b), mean)
