@@ -238,8 +238,8 @@ def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None
     return texts, timing
 
 
-def make_collator(model, system: str | None = None) -> Collator:
-    return Collator(model.tokenizer, model.token_plan(), max_length=10**9, train=False, system=system)
+def make_collator(model, system: str | None = None, plan=None) -> Collator:
+    return Collator(model.tokenizer, plan or model.token_plan(), max_length=10**9, train=False, system=system)
 
 
 def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
@@ -250,10 +250,14 @@ def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
 
 
 def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_workers: int, system: str | None = None,
-                 visual: str = "frames"):
-    """Collated batches; media decode in ``num_workers`` DataLoader workers, ahead of generation."""
+                 visual: str = "frames", plan=None):
+    """Collated batches; media decode in ``num_workers`` DataLoader workers, ahead of generation.
+    ``plan``: the model's token plan by default; one with ``has_vision``/``has_audio`` off treats
+    every clip as one without that stream (the modality ablation)."""
+    plan = plan or model.token_plan()
     loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, model.token_plan(), task=task, visual=visual), batch_size=batch_size, collate_fn=make_collator(model, system),
+        ClipDataset(samples, plan, task=task, visual=visual), batch_size=batch_size,
+        collate_fn=make_collator(model, system, plan),
         num_workers=num_workers, worker_init_fn=worker_init, prefetch_factor=2 if num_workers else None)
     return iter(loader)
 
@@ -261,13 +265,14 @@ def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_w
 @torch.no_grad()
 def predict(model, samples: list[Sample], task: str = "describe", batch_size: int = 8, max_new_tokens: int = 256,
             progress: bool = False, num_workers: int = 0, system: str | None = None, visual: str = "frames",
-            **gen) -> list[dict]:
-    """Generate for each sample; a clip that fails to decode becomes an error row, never a swap."""
+            plan=None, **gen) -> list[dict]:
+    """Generate for each sample; a clip that fails to decode becomes an error row, never a swap.
+    ``plan``: see ``iter_batches``."""
     from tqdm import tqdm
 
     rows = []
     bar = tqdm(total=len(samples), disable=not progress, desc=f"generate ({task})", dynamic_ncols=True)
-    for batch in iter_batches(model, samples, task, batch_size, num_workers, system, visual):
+    for batch in iter_batches(model, samples, task, batch_size, num_workers, system, visual, plan):
         texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen) if batch.get("names") else []
         rows += rows_for(batch, texts, task)
         bar.update(len(batch["bad"]) + len(batch.get("names", [])))

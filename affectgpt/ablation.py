@@ -1,0 +1,278 @@
+"""Modality ablation: does the model read the video, the audio and the subtitle?
+
+``python -m affectgpt.ablation checkpoint=DIR manifest=FILE [drop=video,audio,subtitle] [output=FILE.json]``
+runs the manifest once with every modality and once with each modality in ``drop`` removed:
+
+- ``video`` / ``audio``: every clip is read as a clip without that stream (the token plan's
+  ``has_vision`` / ``has_audio`` off: no frames or waveform, no placeholders, the prompt says
+  "this clip has no video"), the same path a real clip without the stream takes;
+- ``subtitle``: the subtitle is replaced by an empty one ("This video has no subtitle.").
+
+Per condition it reports label F1 (exact match of the parsed emotion list) and, for the
+synthetic data, the accuracy of each cue family next to its chance level: the *visual* word
+(happy / sad / angry / none), the *vocal* word (calm / anxious / excited) and "frustrated",
+which needs both. Cue scores are balanced accuracies (the mean over the true classes of the
+share answered right), so any answer that ignores the clip (and names one class of the family)
+scores 1/K in expectation; that is the chance level. Plain accuracy and the best constant answer's accuracy are reported too. For
+the describe task it also reports the share of descriptions that contain each clue sentence
+exactly (any of the generator's paraphrases, filled with the clip's values).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from itertools import combinations
+from pathlib import Path
+
+DROPPABLE = ("video", "audio", "subtitle")
+
+
+# ----------------------------------------------------------------------------- scores
+def _family_answer(family: str, words: set[str]) -> str:
+    """What an emotion set says about one cue family: a class name, "none" or "several"."""
+    from .data.synthetic import AUDIO_WORDS, VISUAL_WORDS
+
+    if family == "frustrated":
+        return "yes" if "frustrated" in words else "no"
+    found = sorted(words & set(VISUAL_WORDS if family == "visual" else AUDIO_WORDS))
+    return found[0] if len(found) == 1 else ("none" if not found else "several")
+
+
+def cue_scores(predicted: list[list[str]], gold: list[tuple[str, ...]]) -> dict:
+    """Per cue family (visual, vocal, frustrated): balanced accuracy with its chance level 1/K,
+    plain accuracy with the best constant answer's, and the number of samples."""
+    out = {}
+    for family in ("visual", "vocal", "frustrated"):
+        key = "audio" if family == "vocal" else family
+        truth = [_family_answer(key, set(g)) for g in gold]
+        answer = [_family_answer(key, {w.lower() for w in p}) for p in predicted]
+        classes = sorted(set(truth))
+        recall = [sum(a == t for a, t in zip(answer, truth) if t == c) / truth.count(c) for c in classes]
+        out[family] = {"balanced_accuracy": sum(recall) / len(classes), "chance": 1 / len(classes),
+                       "accuracy": sum(a == t for a, t in zip(answer, truth)) / len(truth),
+                       "constant_accuracy": max(truth.count(c) for c in classes) / len(truth), "n": len(truth)}
+    return out
+
+
+def clue_sentences(sample) -> dict[str, tuple[str, ...]]:
+    """The sentences a correct description of a synthetic clip contains, per kind (any one of
+    each tuple's paraphrases will do); "frustration" only for clips that are frustrated."""
+    from .data import synthetic as syn
+
+    visual, audio = syn.cues_of(sample.emotions)
+    kind, hinted = syn.subtitle_kind(sample.subtitle, sample.emotions)
+    out = {"visual": syn._VISUAL_CLUES[visual], "audio": syn._AUDIO_CLUES[audio],
+           "subtitle": tuple(t.format(s=sample.subtitle, e=hinted) for t in syn._SUBTITLE_CLUES[kind])}
+    if "frustrated" in sample.emotions:
+        out["frustration"] = syn._FRUSTRATION
+    out["conclusion"] = (syn.conclusion(sample.emotions),)
+    return out
+
+
+def clue_shares(texts: list[str], samples) -> dict[str, dict]:
+    """Per sentence kind: the share of descriptions containing one of its correct sentences verbatim."""
+    hits: dict[str, list[bool]] = {}
+    for text, s in zip(texts, samples):
+        for kind, options in clue_sentences(s).items():
+            hits.setdefault(kind, []).append(any(o in text for o in options))
+    return {k: {"share": sum(v) / len(v), "n": len(v)} for k, v in hits.items()}
+
+
+def best_constant(gold: list[tuple[str, ...]]) -> dict:
+    """The emotion list that, answered for every sample, maximises label F1 (searched exhaustively
+    over sets of up to 4 of the gold words), and its F1."""
+    from .telemetry import label_prf
+
+    vocab = sorted({w for g in gold for w in g})
+    best = {"emotions": [], "f1": 0.0}
+    for k in range(1, min(4, len(vocab)) + 1):
+        for words in combinations(vocab, k):
+            f1 = label_prf([list(words)] * len(gold), [list(g) for g in gold])["f1"]
+            if f1 > best["f1"] + 1e-12:
+                best = {"emotions": list(words), "f1": f1}
+    return best
+
+
+def is_synthetic(samples) -> bool:
+    from .data.synthetic import cues_of, subtitle_kind
+
+    try:
+        for s in samples:
+            cues_of(s.emotions or ())
+            subtitle_kind(s.subtitle, s.emotions)
+    except ValueError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- conditions
+def without(samples, plan, drop: str):
+    """The samples and token plan of the condition that removes ``drop`` ("full": nothing)."""
+    if drop == "full":
+        return samples, plan
+    if drop == "video":
+        return samples, replace(plan, has_vision=False)
+    if drop == "audio":
+        return samples, replace(plan, has_audio=False)
+    if drop == "subtitle":
+        return [replace(s, subtitle="") for s in samples], plan
+    raise ValueError(f"drop: unknown modality {drop!r}; expected some of {', '.join(DROPPABLE)}")
+
+
+def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_size: int = 16,
+                       max_new_tokens: int = 96, progress: bool = False) -> dict:
+    """Generate for every sample with ``drop`` removed; label F1, cue scores and clue shares."""
+    from .inference import predict
+    from .telemetry import label_prf
+
+    inputs, plan = without(samples, model.token_plan(), drop)
+    if not (plan.has_vision or plan.has_audio):
+        raise ValueError("removing this modality leaves the model neither video nor audio")
+    rows = {r["name"]: r for r in predict(model, inputs, task=task, batch_size=batch_size, plan=plan,
+                                           max_new_tokens=max_new_tokens, progress=progress)}
+    errors = [r for r in rows.values() if r.get("error")]
+    if errors:
+        raise RuntimeError(f"{len(errors)} clips failed under drop={drop}, first: {errors[0]['name']}: {errors[0]['error']}")
+    predicted = [rows[s.name]["emotions"] for s in samples]
+    gold = [tuple(s.emotions) for s in samples]
+    result = {"label": label_prf(predicted, [list(g) for g in gold])}
+    if is_synthetic(samples):
+        result["cues"] = cue_scores(predicted, gold)
+        if task == "describe":
+            result["clues"] = clue_shares([rows[s.name]["description"] for s in samples], samples)
+    return result
+
+
+def untrained_copy(checkpoint: str | Path, device: str = "cpu"):
+    """The model a checkpoint describes with freshly initialised adapters and LoRA (nothing trained loaded)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from .model.build import build_model
+
+    cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    model = build_model(cfg.model, device=device)
+    return model.eval()
+
+
+def run_ablation(model, samples, drop=DROPPABLE, task: str = "describe", batch_size: int = 16,
+                 max_new_tokens: int = 96, progress: bool = False) -> dict:
+    """``{"task", "n", "conditions": {"full": ..., "no_video": ...}, "best_constant": ...}``."""
+    missing = [s.name for s in samples if s.emotions is None]
+    if missing:
+        raise ValueError(f"{len(missing)} samples have no gold emotions (first {missing[0]!r}); nothing to score")
+    conditions = {}
+    for d in ("full", *drop):
+        key = "full" if d == "full" else f"no_{d}"
+        conditions[key] = evaluate_condition(model, samples, d, task, batch_size, max_new_tokens, progress)
+    return {"task": task, "n": len(samples), "conditions": conditions,
+            "best_constant": best_constant([tuple(s.emotions) for s in samples])}
+
+
+def format_table(report: dict) -> str:
+    """One row per condition: label F1, each cue family's balanced accuracy (chance), clue shares."""
+    conds = report["conditions"]
+    cues = "cues" in conds["full"]
+    head = f"{'condition':<12} {'label F1':>8}"
+    if cues:
+        head += "".join(f" {f + ' (chance)':>22}" for f in ("visual", "vocal", "frustrated"))
+    clue_kinds = list(conds["full"].get("clues", {}))
+    head += "".join(f" {k[:10]:>10}" for k in clue_kinds)
+    lines = [f"task {report['task']}, {report['n']} clips; cue columns: balanced accuracy; "
+             f"clue columns: share of descriptions with the exact sentence", head]
+    for name, c in conds.items():
+        row = f"{name:<12} {c['label']['f1']:>8.3f}"
+        if cues:
+            row += "".join(f" {c['cues'][f]['balanced_accuracy']:>14.3f} ({c['cues'][f]['chance']:.2f})"
+                           for f in ("visual", "vocal", "frustrated"))
+        row += "".join(f" {c['clues'][k]['share']:>10.3f}" for k in clue_kinds if "clues" in c)
+        lines.append(row)
+    bc = report["best_constant"]
+    lines.append(f"{'constant':<12} {bc['f1']:>8.3f}   (always {', '.join(bc['emotions'])})")
+    if "untrained" in report:
+        lines.append(f"{'untrained':<12} {report['untrained']['label']['f1']:>8.3f}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+@dataclass
+class Args:
+    checkpoint: str
+    manifest: str
+    drop: tuple[str, ...] = DROPPABLE
+    output: str | None = None
+    task: str = "describe"
+    batch_size: int = 16
+    max_new_tokens: int | None = None  # None: 96 for describe, 24 for labels
+    max_samples: int = 0  # 0 = all
+    untrained: bool = False  # also score the untrained model (fresh adapters and LoRA)
+    device: str = "cpu"
+
+
+def parse_args(argv: list[str]) -> Args:
+    """``key=value`` arguments (Hydra-override style) → Args; ValueError names the bad argument."""
+    known = {f: f for f in Args.__dataclass_fields__}
+    kw: dict = {}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key not in known:
+            raise ValueError(f"argument {arg!r}: expected key=value with key one of {', '.join(known)}")
+        kw[key] = value
+    for key in ("checkpoint", "manifest"):
+        if not kw.get(key):
+            raise ValueError(f"{key}=... is required")
+    if "drop" in kw:
+        kw["drop"] = tuple(d.strip() for d in kw["drop"].split(",") if d.strip())
+        bad = [d for d in kw["drop"] if d not in DROPPABLE]
+        if bad:
+            raise ValueError(f"drop={','.join(bad)}: expected some of {','.join(DROPPABLE)}")
+    for key in ("batch_size", "max_new_tokens", "max_samples"):
+        if key in kw:
+            try:
+                kw[key] = int(kw[key])
+            except ValueError:
+                raise ValueError(f"{key}={kw[key]}: expected an integer") from None
+    if "untrained" in kw:
+        if kw["untrained"] not in ("true", "false"):
+            raise ValueError(f"untrained={kw['untrained']}: expected true or false")
+        kw["untrained"] = kw["untrained"] == "true"
+    if kw.get("task", "describe") not in ("describe", "labels"):
+        raise ValueError(f"task={kw['task']}: expected describe or labels")
+    return Args(**kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        from .data.manifest import read_manifest
+        from .inference import load_model
+
+        samples = read_manifest(args.manifest)
+        samples = samples[: args.max_samples] if args.max_samples else samples
+        model = load_model(args.checkpoint, device=args.device).model
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    gen = dict(task=args.task, batch_size=args.batch_size, progress=True,
+               max_new_tokens=args.max_new_tokens or (96 if args.task == "describe" else 24))
+    try:
+        report = run_ablation(model, samples, args.drop, **gen)
+    except ValueError as e:
+        print(f"error: {args.manifest}: {e}", file=sys.stderr)
+        return 2
+    if args.untrained:
+        report["untrained"] = evaluate_condition(untrained_copy(args.checkpoint, args.device), samples, "full", **gen)
+    report.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest))
+    print(format_table(report))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"report -> {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
