@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
+from .cli import Command, UsageError, compose
+
 DROPPABLE = ("video", "audio", "subtitle")
 
 
@@ -212,36 +214,22 @@ class Args:
     device: str = "cpu"
 
 
+ABLATION = Command(prog="python -m affectgpt.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
+                   verbatim=("checkpoint", "manifest", "output"), required=("checkpoint", "manifest"))
+
+
 def parse_args(argv: list[str]) -> Args:
-    """``key=value`` arguments (Hydra-override style) → Args; ValueError names the bad argument."""
-    known = {f: f for f in Args.__dataclass_fields__}
-    kw: dict = {}
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in known:
-            raise ValueError(f"argument {arg!r}: expected key=value with key one of {', '.join(known)}")
-        kw[key] = value
-    for key in ("checkpoint", "manifest"):
-        if not kw.get(key):
-            raise ValueError(f"{key}=... is required")
-    if "drop" in kw:
-        kw["drop"] = tuple(d.strip() for d in kw["drop"].split(",") if d.strip())
-        bad = [d for d in kw["drop"] if d not in DROPPABLE]
-        if bad:
-            raise ValueError(f"drop={','.join(bad)}: expected some of {','.join(DROPPABLE)}")
-    for key in ("batch_size", "max_new_tokens", "max_samples"):
-        if key in kw:
-            try:
-                kw[key] = int(kw[key])
-            except ValueError:
-                raise ValueError(f"{key}={kw[key]}: expected an integer") from None
-    if "untrained" in kw:
-        if kw["untrained"] not in ("true", "false"):
-            raise ValueError(f"untrained={kw['untrained']}: expected true or false")
-        kw["untrained"] = kw["untrained"] == "true"
-    if kw.get("task", "describe") not in ("describe", "labels"):
-        raise ValueError(f"task={kw['task']}: expected describe or labels")
-    return Args(**kw)
+    """``key=value`` arguments (conf/ablation.yaml) → Args; UsageError (a ValueError) names the bad argument."""
+    cfg = compose(ABLATION, argv)
+    drop = tuple(str(d).strip() for d in cfg.drop if str(d).strip())
+    bad = [d for d in drop if d not in DROPPABLE]
+    if bad:
+        raise UsageError(f"drop={','.join(bad)}: expected some of {','.join(DROPPABLE)}")
+    if cfg.task not in ("describe", "labels"):
+        raise UsageError(f"task={cfg.task}: expected describe or labels")
+    return Args(checkpoint=cfg.checkpoint, manifest=cfg.manifest, drop=drop, output=cfg.output, task=cfg.task,
+                batch_size=int(cfg.batch_size), max_new_tokens=cfg.max_new_tokens, max_samples=int(cfg.max_samples),
+                untrained=bool(cfg.untrained), device=str(cfg.device))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ TRAIN_VERBATIM = ("output_dir", "data.root", "data.train_manifest", "data.val_ma
                   "model.audio.model", "wandb.name")
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """A bad command line or input named by the user: one line on stderr, exit code 2."""
 
 

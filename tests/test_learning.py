@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest_training import ROOT, env, losses
+from conftest import ROOT, env, losses
 
 from affectgpt import ablation
 
@@ -92,7 +92,7 @@ def _tiny_plan():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["manifest=m.jsonl"], "checkpoint=... is required"),
+    (["manifest=m.jsonl"], "missing argument checkpoint=..."),
     (["checkpoint=c", "manifest=m", "drop=video,face"], "drop=face"),
     (["checkpoint=c", "manifest=m", "colour=red"], "argument 'colour=red'"),
     (["checkpoint=c", "manifest=m", "batch_size=two"], "batch_size=two"),
