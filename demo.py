@@ -244,7 +244,7 @@ def build_app(session: Session):
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        import gradio as gr  # noqa: F401
+        import gradio as gr
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
     import infer

@@ -25,7 +25,8 @@ def training_datasets(cfg: dict) -> list[str]:
     if kind == "synthetic":
         return ["affectgpt-synthetic"]
     if kind == "sources":
-        names = [s.get("name") or s.get("format") for s in (data.get("train_sources") or []) + (data.get("val_sources") or [])]
+        sources = (data.get("train_sources") or []) + (data.get("val_sources") or [])
+        names = [s.get("name") or s.get("format") for s in sources]
         return list(dict.fromkeys(n for n in names if n))
     return list(dict.fromkeys(Path(data[k]).stem for k in ("train_manifest", "val_manifest") if data.get(k)))
 
@@ -97,13 +98,15 @@ def model_card(meta: dict, cfg: dict, state: dict, metrics: dict | None, metrics
            f"- Audio encoder (frozen, Whisper): `{a['model']}`, long audio: {a.get('long_audio')}" if a
            else "- Audio encoder: none",
            f"- Video adapter: {va.get('kind')}, {va.get('num_query_tokens')} queries, width {va.get('hidden_size')}, "
-           f"{va.get('num_layers')} layers -> {plan.get('video_tokens', '?')} LLM tokens" if v else "- Video adapter: none",
+           f"{va.get('num_layers')} layers -> {plan.get('video_tokens', '?')} LLM tokens"
+           if v else "- Video adapter: none",
            f"- Audio adapter: {aa.get('kind')}, {aa.get('queries_per_window')} queries per "
            f"{aa.get('window_seconds')} s window, width {aa.get('hidden_size')}, {aa.get('num_layers')} layers"
            if a else "- Audio adapter: none",
            f"- LLM: `{llm['base']}` ({llm['dtype']}, vocabulary {llm['vocab_size']})",
            f"- LoRA: r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, target modules "
-           f"{', '.join(lora['target_modules'])}; fully trained: {', '.join(lora.get('modules_to_save') or []) or 'none'}",
+           f"{', '.join(lora['target_modules'])}; fully trained: "
+           f"{', '.join(lora.get('modules_to_save') or []) or 'none'}",
            "", "## Training", "",
            f"- Data: {data.get('kind')} ({', '.join(datasets)})"
            + (f"; train manifest `{data['train_manifest']}`" if data.get("train_manifest") else ""),

@@ -13,7 +13,6 @@ import time
 import urllib.request
 
 import pytest
-
 from test_export import ENV, ROOT, run, shared_artifacts
 
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -174,7 +173,8 @@ def test_the_page_shows_what_the_cli_prints_and_survives_a_corrupt_file(page, ar
 
 
 def test_bad_arguments_exit_2_with_one_line():
-    for args, needle in ((["checkpoint=x", "port=99999"], "port=99999"), (["nonsense=1"], "nonsense"), ([], "checkpoint")):
+    cases = ((["checkpoint=x", "port=99999"], "port=99999"), (["nonsense=1"], "nonsense"), ([], "checkpoint"))
+    for args, needle in cases:
         r = subprocess.run([sys.executable, "demo.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 2, r.stderr

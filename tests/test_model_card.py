@@ -6,7 +6,6 @@ import shlex
 
 import pytest
 import yaml
-
 from test_export import run, shared_artifacts
 
 
@@ -38,7 +37,8 @@ def test_card_fields_match_the_checkpoint(artifacts, kind):
     assert f"LoRA: r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}" in body
     assert ", ".join(lora["target_modules"]) in body
     assert f"`{cfg['model']['vision']['model']}`" in body and f"`{cfg['model']['audio']['model']}`" in body
-    assert f"Steps: {state['step']} of {cfg['trainer']['max_steps']} planned, batch {cfg['trainer']['batch_size']}" in body
+    trainer = cfg["trainer"]
+    assert f"Steps: {state['step']} of {trainer['max_steps']} planned, batch {trainer['batch_size']}" in body
     assert f"| exact-match label f1 | {metrics['exact']['f1']:.3f} |" in body
     assert f"| scorer M-avg F1 | {metrics['scorer']['label']['m_avg_f1']:.3f} |" in body
     assert f"| samples | {metrics['exact']['n']} |" in body
@@ -62,7 +62,8 @@ def test_datasets_and_base_model_from_other_configs():
     sources = {"data": {"kind": "sources", "train_sources": [{"name": "mercaptionplus"}, {"name": "emer"}],
                         "val_sources": [{"name": "ovmerd"}, {"name": "emer"}]}}
     assert training_datasets(sources) == ["mercaptionplus", "emer", "ovmerd"]
-    manifest = {"data": {"kind": "manifest", "train_manifest": "/d/mer_train.jsonl", "val_manifest": "/d/mer_val.jsonl"}}
+    manifest = {"data": {"kind": "manifest", "train_manifest": "/d/mer_train.jsonl",
+                         "val_manifest": "/d/mer_val.jsonl"}}
     assert training_datasets(manifest) == ["mer_train", "mer_val"]
     front = yaml.safe_load(front_matter({"kind": "merged", "llm": {"base": "Qwen/Qwen2.5-7B-Instruct"}}, ["ovmerd"])
                            .strip("-\n"))

@@ -52,7 +52,8 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]], title: s
         for i, c in enumerate(chance):
             ax.hlines(c, i - 0.42, i + 0.42, colors="black", linestyles="dashed", lw=1,
                       label="chance" if i == 0 else None)
-    ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+    tilt = len(groups) > 6
+    ax.set_xticks(range(len(groups)), groups, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set(title=title, ylabel=ylabel, ylim=(0, 1.08))
     ax.grid(axis="y", alpha=0.3)
 
@@ -126,7 +127,8 @@ def benchmark_figure(result: dict):
           "score per test set", ylabel="score")
     if len(ckpts) > 1:
         axes[0].legend(fontsize=7)
-    means = [sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals)) for vals in scores.values()]
+    present = [[v for v in vals if v is not None] for vals in scores.values()]
+    means = [sum(vs) / len(vs) if vs else 0.0 for vs in present]
     axes[1].plot(range(len(ckpts)), means, marker="o")
     for i, m in enumerate(means):
         axes[1].annotate(f"{m:.3f}", (i, m), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
