@@ -50,9 +50,15 @@ def front_matter(meta: dict, datasets: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _metrics_lines(metrics: dict | None, where: Path) -> list[str]:
+def _metrics_lines(metrics: dict | None, where: Path, state: dict) -> list[str]:
     if not metrics:
         return [f"No validation metrics: `{where}` was not found (the run did not evaluate)."]
+    last = [h for h in state.get("history", []) if h.get("val_f1") is not None]
+    f1 = (metrics.get("exact") or {}).get("f1")
+    stale = []
+    if last and f1 is not None and abs(last[-1]["val_f1"] - f1) > 1e-9:  # metrics.json is per run, not per checkpoint
+        stale = ["", f"Note: this checkpoint's last validation (step {last[-1]['step']}) gave label F1 "
+                     f"{last[-1]['val_f1']:.3f}, not {f1:.3f}: the file belongs to another checkpoint of the run."]
     lines = [f"From `{where}` (validation split, greedy decoding; fractions in 0..1):", "",
              "| metric | value |", "|---|---:|"]
     exact = metrics.get("exact") or {}
@@ -72,7 +78,7 @@ def _metrics_lines(metrics: dict | None, where: Path) -> list[str]:
         lines.append(f"| clue F1 ({clue.get('method')}) | {clue['f1']:.3f} |")
     if metrics.get("skipped"):
         lines.append(f"| skipped | {metrics['skipped']} |")
-    return lines
+    return lines + stale
 
 
 def model_card(meta: dict, cfg: dict, state: dict, metrics: dict | None, metrics_path: Path, artifact: str) -> str:
@@ -117,7 +123,7 @@ def model_card(meta: dict, cfg: dict, state: dict, metrics: dict | None, metrics
            f"{tr.get('weight_decay')}, precision {tr.get('mixed_precision')}, seed {cfg.get('seed')}",
            f"- Checkpoint: `{meta.get('source', {}).get('checkpoint')}` (trainable weights sha256 "
            f"`{meta.get('source', {}).get('trainable_sha256', '')[:16]}…`)",
-           "", "## Evaluation", "", *_metrics_lines(metrics, metrics_path),
+           "", "## Evaluation", "", *_metrics_lines(metrics, metrics_path, state),
            "", "## Use", "", "```bash",
            f'python infer.py {ckpt_arg} video=clip.mp4 subtitle="What the person says."',
            f"python infer.py {ckpt_arg} manifest=test.jsonl output=predictions.jsonl score=true",

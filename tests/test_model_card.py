@@ -43,6 +43,7 @@ def test_card_fields_match_the_checkpoint(artifacts, kind):
     assert f"| scorer M-avg F1 | {metrics['scorer']['label']['m_avg_f1']:.3f} |" in body
     assert f"| samples | {metrics['exact']['n']} |" in body
     assert "## Intended use and limits" in body and "synthetic" in body
+    assert "belongs to another checkpoint" not in body  # metrics.json is this checkpoint's own evaluation
 
 
 def test_the_cards_infer_command_runs(artifacts):
@@ -68,3 +69,14 @@ def test_datasets_and_base_model_from_other_configs():
     front = yaml.safe_load(front_matter({"kind": "merged", "llm": {"base": "Qwen/Qwen2.5-7B-Instruct"}}, ["ovmerd"])
                            .strip("-\n"))
     assert front["base_model"] == "Qwen/Qwen2.5-7B-Instruct" and front["library_name"] == "transformers"
+
+
+def test_metrics_of_another_checkpoint_are_flagged():
+    from affectgpt.model_card import _metrics_lines
+
+    metrics = {"exact": {"f1": 0.9, "precision": 0.9, "recall": 0.9, "n": 10}}
+    state = {"history": [{"step": 100, "val_f1": 0.5}, {"step": 100, "loss": 1.0}]}
+    lines = _metrics_lines(metrics, "run/metrics.json", state)
+    assert "| exact-match label f1 | 0.900 |" in lines
+    assert lines[-1].startswith("Note: this checkpoint's last validation (step 100) gave label F1 0.500, not 0.900")
+    assert not any("Note" in ln for ln in _metrics_lines(metrics, "m", {"history": [{"step": 9, "val_f1": 0.9}]}))
