@@ -130,6 +130,7 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     from safetensors.torch import save_file
 
     from .inference import load_checkpoint_model
+    from .model_card import write_model_card
 
     checkpoint, output = Path(checkpoint), Path(output)
     model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
@@ -165,6 +166,7 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
         raise RuntimeError(f"{output}: export would contain pickle files {pickles}")
     meta["files"] = {str(p.relative_to(tmp)): sha256(p) for p in [tmp / ADAPTERS, *weights]}
     (tmp / META).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    write_model_card(tmp, meta, checkpoint, output)  # README.md: the Hugging Face model card
     if output.exists():
         if not (output / META).is_file():
             shutil.rmtree(tmp)

@@ -59,15 +59,30 @@ def init_wandb(wcfg, output_dir: Path, config: dict):
     return wandb.init(project=wcfg.project, name=wcfg.name, mode=mode, dir=str(output_dir), config=config)
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    """loss, learning rate and validation F1 over steps, as one PNG."""
+VALIDATION_SERIES = (("val_f1", "label F1 (exact)"), ("val_precision", "label P"), ("val_recall", "label R"),
+                     ("val_m_avg_f1", "scorer M-avg F1"), ("val_wheel_l1_f1", "scorer wheel L1 F1"),
+                     ("val_clue_f1", "clue F1"))
+
+
+def validation_record(step: int, metrics: dict) -> dict:
+    """The history entry of one evaluation: the metrics ``curves.png`` draws (``val_f1`` always present)."""
+    exact = metrics.get("exact") or {}
+    scorer = metrics.get("scorer") or {}
+    label, clue = scorer.get("label") or {}, scorer.get("clue") or {}
+    row = {"step": step, "val_f1": exact.get("f1"), "val_precision": exact.get("precision"),
+           "val_recall": exact.get("recall"), "val_m_avg_f1": label.get("m_avg_f1"),
+           "val_wheel_l1_f1": label.get("wheel_l1_f1"), "val_clue_f1": clue.get("f1")}
+    return {k: v for k, v in row.items() if v is not None or k in ("step", "val_f1")}
+
+
+def curves_figure(history: list[dict]):
+    """loss, learning rate and every validation metric in ``VALIDATION_SERIES`` over steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [h for h in history if "loss" in h]
-    val = [h for h in history if h.get("val_f1") is not None]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
     axes[0].set(title="training loss (per target token)", xlabel="step")
@@ -75,11 +90,24 @@ def plot_curves(history: list[dict], path: Path) -> None:
         axes[0].set_yscale("log")
     axes[1].plot([h["step"] for h in train], [h["lr"] for h in train], lw=1)
     axes[1].set(title="learning rate (first group)", xlabel="step")
-    axes[2].plot([h["step"] for h in val], [h["val_f1"] for h in val], marker="o")
-    axes[2].set(title="validation label F1", xlabel="step", ylim=(0, 1.02))
+    for key, label in VALIDATION_SERIES:
+        val = [h for h in history if h.get(key) is not None]
+        if val:
+            axes[2].plot([h["step"] for h in val], [h[key] for h in val], marker="o", ms=3, label=label)
+    if axes[2].lines:
+        axes[2].legend(fontsize=7, loc="lower right")
+    axes[2].set(title="validation metrics", xlabel="step", ylim=(0, 1.02))
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """``curves_figure`` as one PNG, replaced whole."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)

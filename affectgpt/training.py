@@ -382,7 +382,7 @@ class TrainRecipe:
             return
         f1 = (metrics.get("exact") or {}).get("f1")
         log.info("step %d validation: %s", self.state["step"], json.dumps(metrics.get("exact", {})))
-        self.state["history"].append({"step": self.state["step"], "val_f1": f1})
+        self.state["history"].append(telemetry.validation_record(self.state["step"], metrics))
         if self.tracker is not None and f1 is not None:
             self.tracker.log({"val/f1": f1}, step=self.state["step"])
         telemetry.plot_curves(self.state["history"], self.out / "curves.png")

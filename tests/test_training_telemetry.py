@@ -35,3 +35,18 @@ def test_label_prf_by_hand():
     m = telemetry.label_prf([["Happy", "calm"], []], [["happy", "anxious"], ["sad"]])
     # sample 1: P 1/2, R 1/2; sample 2: P 0 (nothing predicted), R 0 -> P = R = 0.25
     assert m == {"precision": 0.25, "recall": 0.25, "f1": 0.25, "n": 2}
+
+
+def test_curves_draw_every_validation_metric():
+    metrics = {"exact": {"precision": 0.4, "recall": 0.6, "f1": 0.48, "n": 2},
+               "scorer": {"label": {"m_avg_f1": 0.55, "wheel_l1_f1": 0.7}, "clue": {"f1": None}}}
+    row = telemetry.validation_record(20, metrics)
+    assert row == {"step": 20, "val_f1": 0.48, "val_precision": 0.4, "val_recall": 0.6, "val_m_avg_f1": 0.55,
+                   "val_wheel_l1_f1": 0.7}
+    assert telemetry.validation_record(5, {"exact": None, "skipped": "ZeRO-3"}) == {"step": 5, "val_f1": None}
+    history = [{"step": s, "loss": 1.0 / s, "lr": 1e-3} for s in range(1, 21)] + [
+        telemetry.validation_record(10, {"exact": {"f1": 0.2, "precision": 0.1, "recall": 0.3}}), row]
+    ax = telemetry.curves_figure(history).axes[2]
+    drawn = {ln.get_label(): list(ln.get_ydata()) for ln in ax.lines}
+    assert drawn == {"label F1 (exact)": [0.2, 0.48], "label P": [0.1, 0.4], "label R": [0.3, 0.6],
+                     "scorer M-avg F1": [0.55], "scorer wheel L1 F1": [0.7]}

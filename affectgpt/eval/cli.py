@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clue", default="auto", choices=("auto", "minilm", "lexical"), help="clue matching method")
     ap.add_argument("--task", default="open", choices=TASKS)
     ap.add_argument("--out", default=None, help="write the metrics JSON here")
+    ap.add_argument("--plot", nargs="?", const="", default=None, metavar="FILE",
+                    help="draw the label, per-wheel and clue bars to FILE (.png/.svg/.pdf); "
+                         "bare --plot: beside --out, as its .png")
     return ap
 
 
@@ -47,6 +50,9 @@ def format_table(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.plot == "" and not args.out:
+        print("error: a bare --plot goes beside --out; give --out M.json or --plot FILE", file=sys.stderr)
+        return 2
     try:
         preds = read_records(args.pred)
         golds = read_records(args.gold)
@@ -59,4 +65,14 @@ def main(argv=None) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot is not None:
+        from .plots import plot_scores
+
+        dest = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
+        try:
+            plot_scores({Path(args.pred).stem: result}, dest)
+        except (OSError, ValueError) as e:
+            print(f"error: {dest}: cannot draw the plot ({e})", file=sys.stderr)
+            return 2
+        print(f"plot -> {dest}", file=sys.stderr)
     return 0
