@@ -11,15 +11,15 @@ Options: conf/demo.yaml.
 
 from __future__ import annotations
 
-import contextlib
 import html
-import io
 import os
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from affectgpt.cli import Command, UsageError, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
@@ -36,25 +36,16 @@ _TEXTUAL = re.compile(r"\b(subtitles?|says|said|words?|sentence|text|statement|u
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+DEMO = Command(prog="python demo.py", config="demo", doc=__doc__, verbatim=("checkpoint",), required=("checkpoint",))
 
 
-def parse_args(argv: list[str]):
-    """conf/demo.yaml with Hydra-style ``key=value`` overrides; exit 2 with one line on a bad one."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+def fail(message: str):
+    """Bad arguments or an unusable checkpoint: exit code 2 with this one line."""
+    raise UsageError(message)
 
-    try:
-        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("demo", overrides=list(argv))
-        OmegaConf.to_container(cfg, throw_on_missing=True)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
-        fail(f"{str(e).splitlines()[0]} (usage: python demo.py checkpoint=DIR [host=127.0.0.1 port=7860])")
-    if not isinstance(cfg.port, int) or not 0 < cfg.port < 65536:
+
+def check_args(cfg):
+    if not 0 < cfg.port < 65536:
         fail(f"port={cfg.port}: expected an integer in 1..65535")
     return cfg
 
@@ -131,14 +122,11 @@ class InputError(Exception):
 
 
 def cli_check(check, *args):
-    """Run one of infer.py's checks; the exit-2 line it prints becomes an InputError with that text."""
-    buf = io.StringIO()
+    """Run one of infer.py's checks; the line it would exit 2 with becomes an InputError with that text."""
     try:
-        with contextlib.redirect_stderr(buf):
-            return check(*args)
-    except SystemExit:
-        lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("error: ")]
-        raise InputError(lines[-1][len("error: "):] if lines else "invalid input") from None
+        return check(*args)
+    except UsageError as e:
+        raise InputError(str(e)) from None
 
 
 @dataclass
@@ -241,8 +229,12 @@ def build_app(session: Session):
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None) -> int:
+    return run(DEMO, serve, argv)
+
+
+def serve(cfg) -> None:
+    check_args(cfg)
     try:
         import gradio as gr
     except ImportError:
@@ -279,4 +271,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

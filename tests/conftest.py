@@ -255,3 +255,54 @@ def tiny_llm(tmp_path_factory):
     torch.manual_seed(0)
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(d)
     return d
+
+
+# ----------------------------------------------------------------------------- tiny models built in process
+TEXTS = [
+    ("The man frowns and his voice is loud.", "He looks angry and speaks loudly.", ["angry"]),
+    ("She smiles.", "She smiles warmly; her tone is calm.", ["happy", "calm"]),
+    ("I lost my keys again.", "His mouth turns down and his voice trembles.", ["sad", "anxious"]),
+]
+
+
+def write_text_manifest(root: Path) -> None:
+    """A train.jsonl with text only: the tiny BPE tokenizer is trained on it (no media needed here)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "train.jsonl").open("w") as f:
+        for i, (sub, desc, emo) in enumerate(TEXTS * 3):
+            row = {"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": sub, "description": desc, "emotions": emo}
+            f.write(json.dumps(row) + "\n")
+
+
+def tiny_cfg(data_root, *extra):
+    """The tiny model's config (conf/train.yaml, model=tiny) with its assets under ``data_root``."""
+    from affectgpt.model.summary import compose as compose_model
+
+    return compose_model(["model=tiny", f"data.root={data_root}", *extra]).model
+
+
+def build(cfg, **kw):
+    """build_model from a fixed seed."""
+    import torch
+
+    from affectgpt.model.build import build_model
+
+    torch.manual_seed(0)
+    return build_model(cfg, **kw)
+
+
+def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(True, True, False),
+               seconds=(1.3, 0, 2.0)):
+    """Collator items: a describe and a labels sample, with and without audio or video."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i, (a, v, s) in enumerate(zip(with_audio, with_video, seconds, strict=True)):
+        sub, desc, emo = TEXTS[i % len(TEXTS)]
+        items.append({"name": f"clip{i}", "subtitle": sub, "task": "describe" if i % 2 == 0 else "labels",
+                      "target": desc if i % 2 == 0 else "The character's emotional state is " + " and ".join(emo) + ".",
+                      "error": None,
+                      "frames": torch.rand(n_frames, 3, size, size, generator=g) if v else None,
+                      "audio": (torch.randn(int(s * 16000), generator=g) * 0.1) if a else None})
+    return items

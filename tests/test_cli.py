@@ -8,9 +8,9 @@ import json
 import shutil
 
 import pytest
-from conftest import run_python
 
 from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
+from conftest import run_python
 
 INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_model import build, make_items, tiny_cfg, write_text_manifest
+
+from conftest import build, make_items, tiny_cfg, write_text_manifest
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import time
 import urllib.request
 
 import pytest
-from test_export import ENV, ROOT, run, shared_artifacts
+
+from conftest import ENV, ROOT, run_python
 
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -55,11 +56,6 @@ def browser_paths():
         pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
                     f"(found chromium={chromium}, chromedriver={driver})")
     return chromium, driver
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
 
 
 def free_port() -> int:
@@ -138,7 +134,7 @@ def upload_and_run(driver, clip, subtitle=""):
 
 
 def cli(checkpoint, *args) -> subprocess.CompletedProcess:
-    return run(["infer.py", f"checkpoint={checkpoint}", *args])
+    return run_python(["infer.py", f"checkpoint={checkpoint}", *args])
 
 
 def library_answer(checkpoint, clip, subtitle) -> dict:

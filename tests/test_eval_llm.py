@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LLM_TEXTS as TEXTS
 
 from affectgpt.eval import score
 from affectgpt.eval.llm import LLMExtractor, parse_answer
+from conftest import LLM_TEXTS as TEXTS
 
 
 def test_parse_answer():

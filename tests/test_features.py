@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
-from conftest import SMALL, compose, data_root, run
 
 from affectgpt import features as F
+from conftest import SMALL, compose, data_root, run
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,8 @@ import shlex
 
 import pytest
 import yaml
-from test_export import run, shared_artifacts
 
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+from conftest import run_python
 
 
 def card(folder):
@@ -52,7 +48,7 @@ def test_the_cards_infer_command_runs(artifacts):
     clip = artifacts["data"] / json.loads((artifacts["data"] / "test.jsonl").read_text().splitlines()[0])["video"]
     args = [a.replace("video=clip.mp4", f"video={clip}") for a in shlex.split(line)[1:]] + ["max_new_tokens=4"]
     assert args[:2] == ["infer.py", f"checkpoint={artifacts['adapter']}"]
-    r = run(args)
+    r = run_python(args)
     assert r.returncode == 0, r.stderr[-2000:]
     assert set(json.loads(r.stdout)) == {"name", "description", "emotions", "task"}
 

@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest_training import REFERENCE_STEPS, cache_arg, data_root, losses, max_weight_diff, reference_run, run, \
-    train_cmd, weights
-from test_model import build, make_items, tiny_cfg, write_text_manifest
+
+from conftest import (
+    REFERENCE_STEPS,
+    build,
+    cache_arg,
+    data_root,
+    losses,
+    make_items,
+    max_weight_diff,
+    reference_run,
+    run,
+    tiny_cfg,
+    train_cmd,
+    weights,
+    write_text_manifest,
+)
 
 
 def test_pack_rows_is_first_fit_in_data_order():

@@ -8,8 +8,21 @@ import subprocess
 import time
 
 import pytest
-from conftest import (REFERENCE_STEPS, ROOT, cache_arg, compose, data_root, env, losses, max_weight_diff,
-                               reference_run, run, train_cmd, weights)
+
+from conftest import (
+    REFERENCE_STEPS,
+    ROOT,
+    cache_arg,
+    compose,
+    data_root,
+    env,
+    losses,
+    max_weight_diff,
+    reference_run,
+    run,
+    train_cmd,
+    weights,
+)
 
 STEPS = REFERENCE_STEPS
 

@@ -7,7 +7,18 @@ import sys
 import time
 
 import pytest
-from conftest import REFERENCE_STEPS, cache_arg, data_root, losses, max_weight_diff, reference_run, run, train_cmd, weights
+
+from conftest import (
+    REFERENCE_STEPS,
+    cache_arg,
+    data_root,
+    losses,
+    max_weight_diff,
+    reference_run,
+    run,
+    train_cmd,
+    weights,
+)
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

@@ -3,14 +3,14 @@ answers for every set, an error row for a broken clip, resuming, two checkpoints
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from unibench_fixtures import NAMES, build_process_root
 
 from conftest import ENV, ROOT
-from unibench_fixtures import NAMES, build_process_root
 
 SMALL = ["check_sizes=false", "max_new_tokens=4", "batch_size=2", "num_workers=0", "device=cpu"]
 

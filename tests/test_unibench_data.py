@@ -6,10 +6,16 @@ import pickle
 
 import numpy as np
 import pytest
-
-from affectgpt.data.unibench import (LAYOUTS, UnsafePickleError, find_sets, load_label_npz, read_jsonl_set,
-                                     read_process_set)
 from unibench_fixtures import GOLD, NAMES, build_process_root, write_label_npz
+
+from affectgpt.data.unibench import (
+    LAYOUTS,
+    UnsafePickleError,
+    find_sets,
+    load_label_npz,
+    read_jsonl_set,
+    read_process_set,
+)
 
 
 @pytest.fixture(scope="module")

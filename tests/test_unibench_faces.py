@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest_training import compose, data_root
 
 from affectgpt import features as F
+from conftest import compose, data_root
 
 
 @pytest.fixture(scope="module")

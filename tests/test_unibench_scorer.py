@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from affectgpt.eval.unibench import (SETS, ew_f1, hit_rate, load_predictions, main, score_unibench,
-                                     sentiment_scores, weighted_f1)
+from affectgpt.eval.unibench import (
+    SETS,
+    ew_f1,
+    hit_rate,
+    load_predictions,
+    main,
+    score_unibench,
+    sentiment_scores,
+    weighted_f1,
+)
 from affectgpt.eval.valence import sentiment_of, word_valence
 
 ROOT = Path(__file__).resolve().parents[1]
