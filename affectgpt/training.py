@@ -28,6 +28,7 @@ from .data.collate import ClipDataset, Collator, worker_init
 from .data.manifest import Sample, read_manifest
 
 log = logging.getLogger("affectgpt.train")
+STOP_FILE = "STOP"  # in output_dir: stop with a checkpoint at the next step, as SIGUSR1 does
 
 
 def load_split(data_cfg: DictConfig, split: str) -> list[Sample]:
@@ -262,6 +263,8 @@ class TrainRecipe:
         self.save(f"step-{self.state['step']}")
         metrics = {} if stopped else self.evaluate()
         if stopped:
+            if self.is_main:  # consumed: the resumed run must not stop at once
+                (self.out / STOP_FILE).unlink(missing_ok=True)
             log.info("stopped at step %d (%s); resume with trainer.resume=auto", self.state["step"], stopped)
         else:
             self._log_eval(metrics)
@@ -301,7 +304,7 @@ class TrainRecipe:
         loss_all, n, tokens, bad, stop = par.sum([loss_local, sum(len(b["names"]) for b in micro),
                                                   sum(int(b["attention_mask"].sum()) for b in micro),
                                                   float(not math.isfinite(loss_local)),
-                                                  float(self.stop_signal is not None or late)])
+                                                  float(self._stop_requested(late))])
         if bad:
             self.bad_steps += 1
             why = (f"non-finite loss at step {self.state['step'] + 1} ({self.bad_steps} in a row, samples "
@@ -328,7 +331,7 @@ class TrainRecipe:
                                       "wall_s": round(time.time() - self.started, 3)})  # since this process started
         self._report(lr)
         if self.stop_requested and step < t.max_steps:
-            return "signal or trainer.stop_after_minutes"
+            return "SIGUSR1, a STOP file or trainer.stop_after_minutes"
         if t.stop_at_step and t.stop_at_step <= step < t.max_steps:
             return "trainer.stop_at_step"
         if t.save_every and step % t.save_every == 0 and step < t.max_steps:
@@ -370,6 +373,11 @@ class TrainRecipe:
 
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum  # acted on at the next step boundary, on every rank at once
+
+    def _stop_requested(self, late: bool) -> bool:
+        """SIGUSR1 to any rank, the time limit, or a file ``STOP`` in output_dir (seen by rank 0; for
+        launchers that cannot forward a signal to their workers, as scripts/slurm_train.sh)."""
+        return self.stop_signal is not None or late or (self.is_main and (self.out / STOP_FILE).exists())
 
     def _report(self, lr: float) -> None:
         if not self.is_main:
