@@ -16,12 +16,15 @@ exactly the model plain training would train.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+
+log = logging.getLogger("affectgpt.train")
 
 
 def make_accelerator(cfg: DictConfig):
@@ -177,6 +180,9 @@ class DeepSpeedParallel(Parallel):
     def building(self):
         plugin = self.accelerator.state.deepspeed_plugin
         if self.zero_stage != 3 or plugin.zero3_init_flag:
+            if self.zero_stage == 3:
+                log.warning("zero3_init_flag: the LLM is built partitioned (zero.Init); adapters and LoRA then start "
+                            "from other random values than in plain training with the same seed")
             yield
             return
         from transformers.integrations import deepspeed as hf_ds
@@ -230,7 +236,8 @@ class DeepSpeedParallel(Parallel):
         params = {n for n, p in module.named_parameters() if p.requires_grad}
         off = [n for n in params if not torch.equal(restored[n], state[n].to(restored[n].dtype))]
         if off:
-            raise RuntimeError(f"{source}: DeepSpeed's checkpoint disagrees with {source}/trainable.safetensors on {off[:10]}")
+            raise RuntimeError(f"{source}: DeepSpeed's checkpoint disagrees with {source}/trainable.safetensors "
+                               f"on {off[:10]}")
         buffers = dict(module.named_buffers())
         with torch.no_grad():
             for name in expected - params:

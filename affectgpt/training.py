@@ -312,7 +312,8 @@ class TrainRecipe:
             par.skip(self.model, self.optimizer, why)
             log.warning("%s; step skipped", why)
             if self.bad_steps >= t.max_bad_steps:
-                raise RuntimeError(f"{self.bad_steps} non-finite losses in a row (trainer.max_bad_steps={t.max_bad_steps})")
+                raise RuntimeError(f"{self.bad_steps} non-finite losses in a row "
+                                   f"(trainer.max_bad_steps={t.max_bad_steps})")
             return False
         self.bad_steps = 0
         self.grad_norm = par.step(self.model, self.optimizer, t.grad_clip)

@@ -37,8 +37,8 @@ class Step:
     name: str
     argv: list[str]
     train_out: Path | None = None  # training output folder: losses and samples/s come from its checkpoints
-    clips: int = 0                 # clips processed, for clips/s (features, inference)
-    json_stdout: bool = False      # the last stdout line must be one JSON object
+    clips: int = 0  # clips processed, for clips/s (features, inference)
+    json_stdout: bool = False  # the last stdout line must be one JSON object
 
 
 @dataclass
@@ -58,17 +58,52 @@ class Row:
 def sizes(dry: bool) -> dict:
     """Model, steps and data per mode: tiny shapes for the CPU rehearsal, the real ones on the GPU."""
     if dry:
-        return dict(mid=["model=tiny", "trainer.mixed_precision=no", "trainer.num_workers=0", "trainer.batch_size=4",
-                         "trainer.warmup_steps=2", "trainer.standardize_samples=16", "features.shard_size=8"],
-                    big=["model=tiny", "trainer.num_workers=0", "trainer.batch_size=4", "trainer.standardize_samples=16"],
-                    data=["data.n_train=16", "data.n_val=4", "data.n_test=2"], steps=4, online_steps=2, big_steps=2,
-                    eval=["eval.max_samples=2", "eval.max_new_tokens=2"], gen=["max_new_tokens=4"], n_train=16, n_test=2)
-    return dict(mid=["experiment=affectgpt-mid", "model.init=random", "trainer.warmup_steps=20", "trainer.save_every=0",
-                     "trainer.eval_every=0", "trainer.num_workers=8"],
-                big=["experiment=affectgpt-7b", "model.init=random", "trainer.warmup_steps=2", "trainer.save_every=0",
-                     "trainer.eval_every=0", "trainer.num_workers=8"],
-                data=["data.n_train=256", "data.n_val=16", "data.n_test=16"], steps=200, online_steps=40, big_steps=10,
-                eval=["eval.max_samples=16", "eval.max_new_tokens=32"], gen=["max_new_tokens=64"], n_train=256, n_test=16)
+        return dict(
+            mid=[
+                "model=tiny",
+                "trainer.mixed_precision=no",
+                "trainer.num_workers=0",
+                "trainer.batch_size=4",
+                "trainer.warmup_steps=2",
+                "trainer.standardize_samples=16",
+                "features.shard_size=8",
+            ],
+            big=["model=tiny", "trainer.num_workers=0", "trainer.batch_size=4", "trainer.standardize_samples=16"],
+            data=["data.n_train=16", "data.n_val=4", "data.n_test=2"],
+            steps=4,
+            online_steps=2,
+            big_steps=2,
+            eval=["eval.max_samples=2", "eval.max_new_tokens=2"],
+            gen=["max_new_tokens=4"],
+            n_train=16,
+            n_test=2,
+        )
+    return dict(
+        mid=[
+            "experiment=affectgpt-mid",
+            "model.init=random",
+            "trainer.warmup_steps=20",
+            "trainer.save_every=0",
+            "trainer.eval_every=0",
+            "trainer.num_workers=8",
+        ],
+        big=[
+            "experiment=affectgpt-7b",
+            "model.init=random",
+            "trainer.warmup_steps=2",
+            "trainer.save_every=0",
+            "trainer.eval_every=0",
+            "trainer.num_workers=8",
+        ],
+        data=["data.n_train=256", "data.n_val=16", "data.n_test=16"],
+        steps=200,
+        online_steps=40,
+        big_steps=10,
+        eval=["eval.max_samples=16", "eval.max_new_tokens=32"],
+        gen=["max_new_tokens=64"],
+        n_train=256,
+        n_test=16,
+    )
 
 
 def plan(dry: bool, work: Path) -> list[Step]:
@@ -82,34 +117,123 @@ def plan(dry: bool, work: Path) -> list[Step]:
     clip = data / "clips" / "syn_test_00001.mp4"
     steps = [
         Step("features", [py, "-m", "affectgpt.features", *s["mid"], *common], clips=s["n_train"]),
-        Step("train mid, cached", [*launch, single, "train.py", *s["mid"], *common, f"trainer.max_steps={s['steps']}",
-                                   f"output_dir={work / 'mid-cached'}", "trainer.resume=null"],
-             train_out=work / "mid-cached"),
-        Step("train mid, stop half way", [*launch, single, "train.py", *s["mid"], *common,
-                                          f"trainer.max_steps={s['steps']}", f"trainer.stop_at_step={s['steps'] // 2}",
-                                          f"output_dir={work / 'mid-resumed'}", "trainer.resume=null"],
-             train_out=work / "mid-resumed"),
-        Step("train mid, resume=auto", [*launch, single, "train.py", *s["mid"], *common,
-                                        f"trainer.max_steps={s['steps']}", f"output_dir={work / 'mid-resumed'}",
-                                        "trainer.resume=auto"], train_out=work / "mid-resumed"),
-        Step("train mid, online encoders", [*launch, single, "train.py", *s["mid"], *common, "features.cache_dir=null",
-                                            f"trainer.max_steps={s['online_steps']}", f"output_dir={work / 'mid-online'}",
-                                            "trainer.resume=null"], train_out=work / "mid-online"),
-        Step("train 7b, ZeRO-2", [*launch, zero2, "--num_processes", "1", "train.py", *s["big"], *common,
-                                  f"trainer.max_steps={s['big_steps']}", f"output_dir={work / 'big-zero2'}",
-                                  "trainer.resume=null"], train_out=work / "big-zero2"),
-        Step("infer one clip", [py, "infer.py", f"checkpoint={ckpt}", f"video={clip}", *s["gen"]], clips=1,
-             json_stdout=True),
-        Step("infer manifest, batch 16", [py, "infer.py", f"checkpoint={ckpt}", f"manifest={data / 'test.jsonl'}",
-                                          f"output={work / 'test-predictions.jsonl'}", "batch_size=16", *s["gen"]],
-             clips=s["n_test"]),
-        Step("export merge=true", [py, "-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={export}", "merge=true"]),
-        Step("infer from the export", [py, "infer.py", f"checkpoint={export}", f"video={clip}", *s["gen"]], clips=1,
-             json_stdout=True),
+        Step(
+            "train mid, cached",
+            [
+                *launch,
+                single,
+                "train.py",
+                *s["mid"],
+                *common,
+                f"trainer.max_steps={s['steps']}",
+                f"output_dir={work / 'mid-cached'}",
+                "trainer.resume=null",
+            ],
+            train_out=work / "mid-cached",
+        ),
+        Step(
+            "train mid, stop half way",
+            [
+                *launch,
+                single,
+                "train.py",
+                *s["mid"],
+                *common,
+                f"trainer.max_steps={s['steps']}",
+                f"trainer.stop_at_step={s['steps'] // 2}",
+                f"output_dir={work / 'mid-resumed'}",
+                "trainer.resume=null",
+            ],
+            train_out=work / "mid-resumed",
+        ),
+        Step(
+            "train mid, resume=auto",
+            [
+                *launch,
+                single,
+                "train.py",
+                *s["mid"],
+                *common,
+                f"trainer.max_steps={s['steps']}",
+                f"output_dir={work / 'mid-resumed'}",
+                "trainer.resume=auto",
+            ],
+            train_out=work / "mid-resumed",
+        ),
+        Step(
+            "train mid, online encoders",
+            [
+                *launch,
+                single,
+                "train.py",
+                *s["mid"],
+                *common,
+                "features.cache_dir=null",
+                f"trainer.max_steps={s['online_steps']}",
+                f"output_dir={work / 'mid-online'}",
+                "trainer.resume=null",
+            ],
+            train_out=work / "mid-online",
+        ),
+        Step(
+            "train 7b, ZeRO-2",
+            [
+                *launch,
+                zero2,
+                "--num_processes",
+                "1",
+                "train.py",
+                *s["big"],
+                *common,
+                f"trainer.max_steps={s['big_steps']}",
+                f"output_dir={work / 'big-zero2'}",
+                "trainer.resume=null",
+            ],
+            train_out=work / "big-zero2",
+        ),
+        Step(
+            "infer one clip",
+            [py, "infer.py", f"checkpoint={ckpt}", f"video={clip}", *s["gen"]],
+            clips=1,
+            json_stdout=True,
+        ),
+        Step(
+            "infer manifest, batch 16",
+            [
+                py,
+                "infer.py",
+                f"checkpoint={ckpt}",
+                f"manifest={data / 'test.jsonl'}",
+                f"output={work / 'test-predictions.jsonl'}",
+                "batch_size=16",
+                *s["gen"],
+            ],
+            clips=s["n_test"],
+        ),
+        Step(
+            "export merge=true", [py, "-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={export}", "merge=true"]
+        ),
+        Step(
+            "infer from the export",
+            [py, "infer.py", f"checkpoint={export}", f"video={clip}", *s["gen"]],
+            clips=1,
+            json_stdout=True,
+        ),
     ]
     if bench_present():  # written in parallel with this script: run it only where the tree has it
-        steps.append(Step("MER-UniBench runner", [py, "-m", "affectgpt.bench", f"checkpoint={ckpt}",
-                                                   f"output={work / 'bench'}", *os.environ.get("BENCH_ARGS", "").split()]))
+        steps.append(
+            Step(
+                "MER-UniBench runner",
+                [
+                    py,
+                    "-m",
+                    "affectgpt.bench",
+                    f"checkpoint={ckpt}",
+                    f"output={work / 'bench'}",
+                    *os.environ.get("BENCH_ARGS", "").split(),
+                ],
+            )
+        )
     return steps
 
 
@@ -134,8 +258,11 @@ class GpuMemory:
 
     def _poll(self):
         while not self._stop.wait(0.2):
-            r = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode == 0 and r.stdout.strip():
                 used = max(float(x) for x in r.stdout.split())
                 self.peak = used if self.peak is None else max(self.peak, used)
@@ -179,8 +306,13 @@ def run_step(step: Step, logs: Path, env: dict) -> Row:
         _, status, usage = os.wait4(proc.pid, 0)  # this command's own peak RSS (Linux: KiB), with its children's
     wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
-    row = Row(step.name, " ".join(_short(a) for a in step.argv), rc, round(wall, 2),
-              peak_mem_mib=gpu.peak if gpu.peak is not None else round(usage.ru_maxrss / 1024, 1))
+    row = Row(
+        step.name,
+        " ".join(_short(a) for a in step.argv),
+        rc,
+        round(wall, 2),
+        peak_mem_mib=gpu.peak if gpu.peak is not None else round(usage.ru_maxrss / 1024, 1),
+    )
     if step.train_out is not None:
         row.losses, row.samples_per_s = train_stats(step.train_out)
         if row.losses:
@@ -210,22 +342,36 @@ def _last_line(log: Path) -> str:
 def checks(rows: list[Row]) -> list[tuple[str, bool]]:
     by = {r.name: r for r in rows}
     cached, resumed = by["train mid, cached"], by["train mid, resume=auto"]
-    out = [("every command exits 0", all(r.rc == 0 for r in rows)),
-           ("the mid run's loss falls", bool(cached.losses) and cached.last_loss < cached.first_loss),
-           ("resumed losses equal the uninterrupted ones", bool(cached.losses) and len(resumed.losses) == len(cached.losses)
-            and max(abs(a - b) for a, b in zip(cached.losses, resumed.losses)) <= 1e-6),
-           ("infer prints JSON from the checkpoint and from the export",
-            all(by[n].rc == 0 and by[n].note.startswith("JSON") for n in ("infer one clip", "infer from the export")))]
+    out = [
+        ("every command exits 0", all(r.rc == 0 for r in rows)),
+        ("the mid run's loss falls", bool(cached.losses) and cached.last_loss < cached.first_loss),
+        (
+            "resumed losses equal the uninterrupted ones",
+            bool(cached.losses)
+            and len(resumed.losses) == len(cached.losses)
+            and max(abs(a - b) for a, b in zip(cached.losses, resumed.losses)) <= 1e-6,
+        ),
+        (
+            "infer prints JSON from the checkpoint and from the export",
+            all(by[n].rc == 0 and by[n].note.startswith("JSON") for n in ("infer one clip", "infer from the export")),
+        ),
+    ]
     return out
 
 
 def table(rows: list[Row], verdicts: list[tuple[str, bool]], header: list[str]) -> str:
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    lines = [*header, "", "| command | exit | wall s | samples/s | peak mem MiB | first loss | last loss | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        *header,
+        "",
+        "| command | exit | wall s | samples/s | peak mem MiB | first loss | last loss | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.rc} | {r.wall_s:.1f} | {fmt(r.samples_per_s, '.2f')} | "
-                     f"{fmt(r.peak_mem_mib, '.0f')} | {fmt(r.first_loss, '.4f')} | {fmt(r.last_loss, '.4f')} | {r.note} |")
+        lines.append(
+            f"| {r.name} | {r.rc} | {r.wall_s:.1f} | {fmt(r.samples_per_s, '.2f')} | "
+            f"{fmt(r.peak_mem_mib, '.0f')} | {fmt(r.first_loss, '.4f')} | {fmt(r.last_loss, '.4f')} | {r.note} |"
+        )
     lines += ["", *(f"- [{'x' if ok else ' '}] {text}" for text, ok in verdicts)]
     return "\n".join(lines) + "\n"
 
@@ -242,10 +388,14 @@ def environment_header(dry: bool) -> list[str]:
             versions.append(f"{name} {__import__(name).__version__}")
         except Exception:  # noqa: BLE001 - absent or broken: the table says so
             versions.append(f"{name} absent")
-    return [f"# gpu_e2e{' (dry run: tiny shapes on CPU)' if dry else ''}", "",
-            f"- device: {card}; Python {platform.python_version()}", f"- {', '.join(versions)}",
-            f"- video decoder: {decoders()}",
-            f"- MER-UniBench runner: {'run' if bench_present() else 'not in this tree (skipped)'}"]
+    return [
+        f"# gpu_e2e{' (dry run: tiny shapes on CPU)' if dry else ''}",
+        "",
+        f"- device: {card}; Python {platform.python_version()}",
+        f"- {', '.join(versions)}",
+        f"- video decoder: {decoders()}",
+        f"- MER-UniBench runner: {'run' if bench_present() else 'not in this tree (skipped)'}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,8 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or args.out / f"{stem}-work"
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     if args.dry_run:
         env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
     rows = []
@@ -274,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, verdicts, environment_header(args.dry_run))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.md").write_text(text)
-    (args.out / f"{stem}.json").write_text(json.dumps({"rows": [asdict(r) for r in rows],
-                                                       "checks": dict(verdicts)}, indent=1, default=str))
+    (args.out / f"{stem}.json").write_text(
+        json.dumps({"rows": [asdict(r) for r in rows], "checks": dict(verdicts)}, indent=1, default=str)
+    )
     print(text)
     return 0 if all(ok for _, ok in verdicts) else 1
 

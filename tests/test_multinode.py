@@ -12,9 +12,20 @@ import sys
 import time
 from pathlib import Path
 
-from conftest_training import (REFERENCE_STEPS, ROOT, SMALL, cache_arg, data_root, env, losses, max_weight_diff,
-                               reference_run, train_cmd, weights)
 import pytest
+from conftest_training import (
+    REFERENCE_STEPS,
+    ROOT,
+    SMALL,
+    cache_arg,
+    data_root,
+    env,
+    losses,
+    max_weight_diff,
+    reference_run,
+    train_cmd,
+    weights,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,33 +67,85 @@ def test_two_node_groups_match_one_process_and_resume_across_launchers(tmp_path,
     """torchrun --nnodes 2 trains to step 4 (one checkpoint); accelerate launch with conf/accelerate/multi_node.yaml
     resumes it to step 8. Global batch 2 x 2 ranks = the reference's 4. Tolerance 5e-3 on the losses: the same
     samples and token-weighted loss, but each rank draws its own Q-Former dropout masks."""
-    out = tmp_path / "run"
-    args = train_cmd(out, data, *REFERENCE_STEPS, cache_arg(data), "trainer.batch_size=2")[1:]
+    from safetensors import safe_open
+
+    out, cache = (
+        tmp_path / "run",
+        tmp_path / "features",
+    )  # a fresh cache: extracted by both ranks, shard i on rank i % 2
+    args = train_cmd(out, data, *REFERENCE_STEPS, f"features.cache_dir={cache}", "trainer.batch_size=2",
+                     "trainer.save_every=0")[1:]  # one checkpoint: the stop's
     port = free_port()
-    run_nodes([[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(r),
-                "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port), *args,
-                "trainer.stop_at_step=4"] for r in (0, 1)], tmp_path / "torchrun")
+    run_nodes(
+        [
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node_rank",
+                str(r),
+                "--nproc_per_node",
+                "1",
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                str(port),
+                *args,
+                "trainer.stop_at_step=4",
+            ]
+            for r in (0, 1)
+        ],
+        tmp_path / "torchrun",
+    )
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-4"]
+    shards = sorted(cache.glob("train-*.safetensors"))
+    assert len(shards) == 2 and all(safe_open(str(s), "pt").keys() for s in shards)
     port = free_port()
-    logs = run_nodes([[sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                       "conf/accelerate/multi_node.yaml", "--num_machines", "2", "--machine_rank", str(r),
-                       "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-                       *args, "trainer.resume=auto"] for r in (0, 1)], tmp_path / "accelerate")
+    logs = run_nodes(
+        [
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                "conf/accelerate/multi_node.yaml",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(r),
+                "--num_processes",
+                "2",
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                str(port),
+                *args,
+                "trainer.resume=auto",
+            ]
+            for r in (0, 1)
+        ],
+        tmp_path / "accelerate",
+    )
     assert "resumed from" in logs[0] and "at step 4" in logs[0]
     a, b = losses(reference), losses(out)
     assert len(b) == 8 and max(abs(x - y) for x, y in zip(a, b)) < 5e-3, (a, b)
     assert max_weight_diff(weights(reference), weights(out)) < 2e-2
     state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())
     assert state["samples_seen"] == 32 and (state["epoch"], state["batch_in_epoch"]) == (1, 4)
-    assert len(json.loads((out / "checkpoints" / "final" / "rng.json").read_text())) == 2
+    assert len(json.loads((out / "checkpoints" / "final" / "rng.json").read_text())) == 2  # every rank's generators
+    assert json.loads((out / "metrics.json").read_text())["exact"]["n"] == 2  # sharded eval, gathered on rank 0
 
 
 STUBS = {  # the three SLURM commands slurm_train.sh calls, for two "nodes" on this machine
     "squeue": 'echo "30:00"\n',
     "scontrol": 'case "$1" in show) echo 127.0.0.1; echo 127.0.0.2 ;; requeue) echo "$2" >> "$REQUEUED" ;; esac\n',
-    "srun": ('while [ "${1#--}" != "$1" ]; do shift; done\n'  # srun's own options
-             'pids=(); for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i "$@" & pids+=($!); done\n'
-             'rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc\n'),
+    "srun": (
+        'while [ "${1#--}" != "$1" ]; do shift; done\n'  # srun's own options
+        'pids=(); for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i "$@" & pids+=($!); done\n'
+        'rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc\n'
+    ),
 }
 
 
@@ -93,12 +156,28 @@ def test_slurm_script_sigusr1_checkpoints_then_requeues(tmp_path, data):
         (bin_dir / name).write_text("#!/bin/bash\n" + body)
         (bin_dir / name).chmod(0o755)
     out, requeued = tmp_path / "job", tmp_path / "requeued"
-    job_env = {**env(), "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "OUTPUT_DIR": str(out),
-               "SLURM_JOB_ID": "4242", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[1-2]", "GPUS_PER_NODE": "1",
-               "MASTER_PORT": str(free_port()), "REQUEUED": str(requeued)}
+    job_env = {
+        **env(),
+        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OUTPUT_DIR": str(out),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "GPUS_PER_NODE": "1",
+        "MASTER_PORT": str(free_port()),
+        "REQUEUED": str(requeued),
+    }
     log = tmp_path / "job.log"
-    cmd = ["bash", "scripts/slurm_train.sh", f"data.root={data}", *SMALL, cache_arg(data), "trainer.batch_size=2",
-           "trainer.max_steps=400", "trainer.warmup_steps=2"]
+    cmd = [
+        "bash",
+        "scripts/slurm_train.sh",
+        f"data.root={data}",
+        *SMALL,
+        cache_arg(data),
+        "trainer.batch_size=2",
+        "trainer.max_steps=400",
+        "trainer.warmup_steps=2",
+    ]
     with open(log, "w") as f:
         job = subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=f, stderr=subprocess.STDOUT)
         try:

@@ -50,8 +50,17 @@ def test_zero3_equals_plain_training_and_resumes_exactly(tmp_path, data, referen
     metrics = json.loads((whole / "metrics.json").read_text())  # evaluation ran under ZeRO-3
     assert metrics["exact"]["n"] == 2 and "skipped" not in metrics
 
-    r = run(train_cmd(resumed, data, *REFERENCE_STEPS, cache_arg(data), ZERO3,
-                      f"trainer.resume={whole / 'checkpoints' / 'step-4'}"), timeout=400)
+    r = run(
+        train_cmd(
+            resumed,
+            data,
+            *REFERENCE_STEPS,
+            cache_arg(data),
+            ZERO3,
+            f"trainer.resume={whole / 'checkpoints' / 'step-4'}",
+        ),
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stdout + r.stderr and "at step 4" in r.stdout + r.stderr
     assert losses(resumed) == zero3  # exact: the same floats
