@@ -32,7 +32,7 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-conf/accelerate/multi_node.yaml}   # or conf/accelerate/deepspeed_zero3.yaml
 STOP_MARGIN_MINUTES=${STOP_MARGIN_MINUTES:-15}
 LIMIT_MINUTES=$(squeue -h -j "$SLURM_JOB_ID" -o %L | awk -F'[-:]' '{ if (NF==4) print $1*1440+$2*60+$3; else if (NF==3) print $1*60+$2; else print $1 }')
-MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk "NR == 1")  # awk reads all: no SIGPIPE under pipefail
 MASTER_PORT=${MASTER_PORT:-29500}
 export OUTPUT_DIR GPUS_PER_NODE ACCELERATE_CONFIG MASTER_ADDR MASTER_PORT
 export STOP_AFTER=$((LIMIT_MINUTES - STOP_MARGIN_MINUTES))

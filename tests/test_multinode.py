@@ -166,6 +166,7 @@ def test_slurm_script_sigusr1_checkpoints_then_requeues(tmp_path, data):
         "GPUS_PER_NODE": "1",
         "MASTER_PORT": str(free_port()),
         "REQUEUED": str(requeued),
+        "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "job.log"
     cmd = [
@@ -181,12 +182,12 @@ def test_slurm_script_sigusr1_checkpoints_then_requeues(tmp_path, data):
     with open(log, "w") as f:
         job = subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=f, stderr=subprocess.STDOUT)
         try:
-            deadline = time.time() + 240
+            deadline = time.time() + 600
             while "loss=" not in log.read_text() and job.poll() is None and time.time() < deadline:
                 time.sleep(0.5)  # the progress bar shows a loss once rank 0 has finished a step
             assert job.poll() is None, log.read_text()[-3000:]
             job.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 delivers to the batch shell
-            rc = job.wait(240)
+            rc = job.wait(600)
         finally:
             if job.poll() is None:
                 job.kill()
