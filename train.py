@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
     setup_logging(Path(cfg.output_dir))
     recipe = TrainRecipe(cfg)
     recipe.setup()
-    metrics = recipe.train()
+    metrics = recipe.train()["metrics"]
     if recipe.is_main and metrics.get("exact"):
         print(f"validation label F1 {metrics['exact']['f1']:.3f} -> {recipe.out / 'metrics.json'}")
 

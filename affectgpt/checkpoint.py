@@ -234,19 +234,3 @@ def load_deepspeed_state(engine, folder: Path) -> None:
     if loaded is None:
         raise RuntimeError(f"{path}: DeepSpeed found no checkpoint with tag {DEEPSPEED_TAG!r}")
 
-
-def gather_trainable(model, accelerator, deepspeed: bool) -> dict[str, torch.Tensor]:
-    """Trainable weights on CPU (every rank calls it). Under ZeRO-3 only the trainable parameters
-    are gathered, never the frozen LLM."""
-    module = accelerator.unwrap_model(model)
-    plugin = accelerator.state.deepspeed_plugin
-    state = {k: v.detach().cpu() for k, v in module.trainable_state_dict().items()}
-    if deepspeed and plugin is not None and int(plugin.zero_stage) == 3:
-        # The optimizer's fp32 copy, gathered from every rank's partition. Unlike GatheredParameters this
-        # leaves the module's parameters alone, so ZeRO-3's recorded fetch order stays valid.
-        from deepspeed.utils import safe_get_full_fp32_param
-
-        for name, p in module.named_parameters():
-            if p.requires_grad:
-                state[name] = safe_get_full_fp32_param(p).detach().to("cpu", p.dtype)
-    return state

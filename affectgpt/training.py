@@ -13,31 +13,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
+from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from . import telemetry
-from .distributed import gather_objects, make_accelerator, make_optimizer, zero_stage
+from .distributed import make_optimizer, make_parallel
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
+STOP_FILE = "STOP"  # in output_dir: stop with a checkpoint at the next step, as SIGUSR1 does
 
 
 class ResumableBatches(torch.utils.data.Sampler):
@@ -70,7 +62,9 @@ class ResumableBatches(torch.utils.data.Sampler):
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float):
-    """Linear warmup then cosine decay to min_ratio × base lr."""
+    """Linear warmup then cosine decay to min_ratio × base lr. After the warmup it equals transformers'
+    ``get_cosine_with_min_lr_schedule_with_warmup``; during it, that one starts at 0 (a first step
+    with lr 0) where this one starts at 1/warmup, so it is kept (tests/test_training.py shows both)."""
 
     def f(step: int) -> float:
         if step < warmup:
@@ -81,20 +75,12 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
     return f
 
 
-def param_groups(model, tcfg: DictConfig) -> list[dict]:
-    """Adapters, LoRA and fully trained LLM modules get their own learning rates; no weight decay on
-    biases, norms, 1-d params."""
-    groups: dict[tuple[str, bool], list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        kind = ("llm_extra" if "modules_to_save" in name else "llm") if name.startswith("llm.") else "adapter"
-        decay = p.ndim >= 2 and "norm" not in name
-        groups.setdefault((kind, decay), []).append(p)
-    lrs = {"adapter": tcfg.lr_adapter or tcfg.lr, "llm": tcfg.lr_lora or tcfg.lr,
-           "llm_extra": tcfg.get("lr_llm_extra") or tcfg.lr_lora or tcfg.lr}
-    return [{"params": ps, "lr": lrs[k], "weight_decay": tcfg.weight_decay if d else 0.0, "name": f"{k}{'' if d else '_nodecay'}"}
-            for (k, d), ps in sorted(groups.items())]
+def param_groups(model, t: DictConfig) -> list[dict]:
+    """The model's optimizer groups with the trainer's learning rates (adapters, LoRA, fully trained LLM modules)."""
+    adapter, lora = t.lr_adapter or t.lr, t.lr_lora or t.lr
+    rates = {"video_adapter": adapter, "audio_adapter": adapter, "fusion": adapter, "llm": lora,
+             "llm_extra": t.get("lr_llm_extra") or lora}
+    return model.param_groups(t.lr, rates, weight_decay=t.weight_decay)
 
 
 class TrainRecipe:
@@ -107,10 +93,10 @@ class TrainRecipe:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         t = self.cfg.trainer
-        self.accelerator, self.deepspeed = make_accelerator(self.cfg)
-        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
-        self.is_main = self.accelerator.is_main_process
-        seed_everything(self.cfg.seed)  # identical initialisation on every rank
+        self.parallel = make_parallel(self.cfg)
+        self.accelerator, self.deepspeed = self.parallel.accelerator, self.parallel.deepspeed
+        self.rank, self.world, self.is_main = self.parallel.rank, self.parallel.world, self.parallel.is_main
+        set_seed(self.cfg.seed)  # identical initialisation on every rank
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
@@ -119,7 +105,8 @@ class TrainRecipe:
         with self.accelerator.main_process_first():  # the synthetic data and tiny weights are written once
             self.train_samples = load_split(self.cfg.data, "train")
             self.val_samples = load_split(self.cfg.data, "val")
-            self._setup_model()
+            with self.parallel.building():
+                self._setup_model()
         self._setup_data()
         self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
         resume = ckpt.resolve_resume(t.resume, self.out)
@@ -128,8 +115,9 @@ class TrainRecipe:
         self.optimizer = make_optimizer(param_groups(self.model, t), t, self.accelerator, self.cfg.device)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         # Not prepared: Accelerate would step it once per process per step.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio))
-        seed_everything(self.cfg.seed + 7919 * self.rank)  # dropout differs across ranks, not across restarts
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps,
+                                                                                     t.min_lr_ratio))
+        set_seed(self.cfg.seed + 7919 * self.rank)  # dropout differs across ranks, not across restarts
         if resume is not None:
             self._resume(resume)
         self.tracker = telemetry.init_wandb(self.cfg.wandb, self.out, OmegaConf.to_container(self.cfg, resolve=True)) \
@@ -204,12 +192,8 @@ class TrainRecipe:
         log.info("feature statistics fixed from %d training clips", n)
 
     def _resume(self, folder: Path) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        if self.deepspeed:
-            ckpt.load_deepspeed_state(self.model, folder)
-        else:
-            ckpt.load_optimizer_scheduler(folder, self.optimizer)
-        model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
+        self.parallel.load_optimizer(self.model, self.optimizer, folder)
+        self.parallel.load_trainable(self.model, ckpt.load_trainable(folder), source=str(folder))
         ckpt.load_optimizer_scheduler(folder, scheduler=self.scheduler)
         self.state = ckpt.load_trainer_state(folder)
         ckpt.set_rng_state(ckpt.load_rng(folder, self.rank, self.world))
@@ -217,6 +201,106 @@ class TrainRecipe:
                  self.state["batch_in_epoch"])
 
     # ------------------------------------------------------------------ train
+    def train(self) -> dict:
+        """Steps to ``trainer.max_steps`` or to an early stop (SIGUSR1, ``stop_after_minutes``,
+        ``stop_at_step``); either way ends with a checkpoint and returns ``{"step", "stopped",
+        "metrics"}`` (``stopped`` None and validation metrics at the end; the reason and {} on a stop)."""
+        from tqdm import tqdm
+
+        t = self.cfg.trainer
+        # SIGUSR1 (SLURM: #SBATCH --signal=USR1@120): checkpoint at the next step, then exit. SIGTERM keeps
+        # its default, so a launcher tearing down a failed job is never held up.
+        signal.signal(signal.SIGUSR1, self._on_signal)
+        batches = self._batches()
+        self.bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train",
+                        dynamic_ncols=True)
+        self.meter, self.bad_steps, stopped = telemetry.Throughput(), 0, None
+        self._train_mode()
+        while self.state["step"] < t.max_steps and stopped is None:
+            if self._train_step(self._micro_batches(batches)):
+                stopped = self._after_step(self.state["step"])
+        self.bar.close()
+        self.save(f"step-{self.state['step']}")
+        metrics = {} if stopped else self.evaluate()
+        if stopped:
+            if self.is_main:  # consumed: the resumed run must not stop at once
+                (self.out / STOP_FILE).unlink(missing_ok=True)
+            log.info("stopped at step %d (%s); resume with trainer.resume=auto", self.state["step"], stopped)
+        else:
+            self._log_eval(metrics)
+            self.save("final")
+            if self.is_main:
+                (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if self.is_main and self.tracker is not None:
+            self.tracker.finish()
+        return {"step": self.state["step"], "stopped": stopped, "metrics": metrics}
+
+    def _micro_batches(self, batches) -> list[dict]:
+        """The step's ``grad_accum`` micro-batches; clips that failed to load are counted and logged."""
+        micro = []
+        while len(micro) < self.cfg.trainer.grad_accum:
+            b = next(batches)
+            self._count_bad(b)
+            if b["names"]:
+                micro.append(b)
+        return micro
+
+    def _train_step(self, micro: list[dict]) -> bool:
+        """Forward and backward over the micro-batches, one collective for the loss, the counts and
+        the stop / non-finite flags, then the optimizer step. False when a non-finite loss (on any
+        rank) skipped the step. The only other collective is the loss normaliser, which the
+        backward passes need first: the step's target tokens over all ranks."""
+        t, par = self.cfg.trainer, self.parallel
+        total = par.sum([sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)])[0]
+        loss_local = 0.0
+        for i, b in enumerate(micro):
+            last = i == len(micro) - 1
+            with par.accumulating(self.model, last):
+                loss_sum, _ = self.model(b)
+                # DDP and DeepSpeed average gradients over ranks: x world makes it a sum over the global batch.
+                par.backward(self.model, loss_sum / total * self.world, last)
+            loss_local += loss_sum.item()
+        late = bool(t.stop_after_minutes) and time.time() - self.started > 60 * t.stop_after_minutes
+        loss_all, n, tokens, bad, stop = par.sum([loss_local, sum(len(b["names"]) for b in micro),
+                                                  sum(int(b["attention_mask"].sum()) for b in micro),
+                                                  float(not math.isfinite(loss_local)),
+                                                  float(self._stop_requested(late))])
+        if bad:
+            self.bad_steps += 1
+            why = (f"non-finite loss at step {self.state['step'] + 1} ({self.bad_steps} in a row, samples "
+                   f"{[name for b in micro for name in b['names']]})")
+            par.skip(self.model, self.optimizer, why)
+            log.warning("%s; step skipped", why)
+            if self.bad_steps >= t.max_bad_steps:
+                raise RuntimeError(f"{self.bad_steps} non-finite losses in a row "
+                                   f"(trainer.max_bad_steps={t.max_bad_steps})")
+            return False
+        self.bad_steps = 0
+        self.grad_norm = par.step(self.model, self.optimizer, t.grad_clip)
+        self.scheduler.step()
+        self.state["step"] += 1
+        self.state["samples_seen"] += int(n)
+        self.meter.update(int(n), int(tokens))
+        self.step_loss, self.stop_requested = loss_all / total, bool(stop)
+        return True
+
+    def _after_step(self, step: int) -> str | None:
+        """Log the step, then save or evaluate when due; the reason to stop early, if any."""
+        t = self.cfg.trainer
+        lr = self.scheduler.get_last_lr()[0]
+        self.state["history"].append({"step": step, "loss": self.step_loss, "lr": lr,
+                                      "wall_s": round(time.time() - self.started, 3)})  # since this process started
+        self._report(lr)
+        if self.stop_requested and step < t.max_steps:
+            return "SIGUSR1, a STOP file or trainer.stop_after_minutes"
+        if t.stop_at_step and t.stop_at_step <= step < t.max_steps:
+            return "trainer.stop_at_step"
+        if t.save_every and step % t.save_every == 0 and step < t.max_steps:
+            self.save(f"step-{step}")
+        if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
+            self._log_eval(self.evaluate())
+        return None
+
     def _batches(self):
         """Micro-batches forever, epoch after epoch, from the saved position."""
         while True:
@@ -240,20 +324,6 @@ class TrainRecipe:
             raise RuntimeError(f"{self.state['bad_samples']} of {seen} samples failed to load "
                                f"(> data.max_bad_fraction={limit}); see the warnings above for names and causes")
 
-    def _sum(self, values: list[float]) -> list[float]:
-        """Element-wise sum over ranks (one collective)."""
-        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        return self.accelerator.reduce(t, "sum").tolist() if self.world > 1 else t.tolist()
-
-    def _backward(self, loss: torch.Tensor, last: bool) -> None:
-        if self.deepspeed:  # DeepSpeed steps inside its engine at the accumulation boundary
-            self.model.set_gradient_accumulation_boundary(last)
-            self.model.backward(loss, scale_wrt_gas=False)  # already normalised by the step's target tokens
-            if last:
-                self.model.step()
-        else:
-            self.accelerator.backward(loss)
-
     def _train_mode(self) -> None:
         """Adapters and LoRA in train mode; the frozen encoders stay in eval (their outputs must equal the cache's)."""
         self.model.train()
@@ -265,116 +335,24 @@ class TrainRecipe:
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum  # acted on at the next step boundary, on every rank at once
 
-    def _train_step(self, micro: list[dict]) -> dict | None:
-        """One optimizer step over the micro-batches (gradient accumulation): the loss is summed
-        over target tokens and divided by the step's target tokens on all ranks. Returns this
-        rank's summed loss, the global target count and the gradient norm; None when a loss was
-        not finite (gradients dropped, no step taken)."""
-        t = self.cfg.trainer
-        n_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-        total = self._sum([n_tok])[0]  # target tokens of the whole step, all ranks
-        loss_local, finite = 0.0, True
-        for i, b in enumerate(micro):
-            last = i == len(micro) - 1
-            with nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
-                loss_sum, _ = self.model(b)
-                finite = self._sum([0.0 if math.isfinite(loss_sum.item()) else 1.0])[0] == 0
-                if not finite:
-                    if self.deepspeed and i > 0:
-                        raise RuntimeError(f"non-finite loss in micro-batch {i} of step {self.state['step'] + 1} "
-                                           f"(samples {b['names']}); under DeepSpeed a partly accumulated step "
-                                           f"cannot be skipped")
-                    if not self.deepspeed:
-                        self.accelerator.backward(loss_sum * 0.0)  # completes DDP's reduction; gradients dropped below
-                    break
-                # DDP and DeepSpeed average gradients over ranks: × world makes it a sum over the global batch.
-                self._backward(loss_sum / total * self.world, last)
-            loss_local += loss_sum.item()
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
-        grad_norm = None
-        if t.grad_clip and not self.deepspeed:  # DeepSpeed clips inside its step (gradient_clipping)
-            grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), t.grad_clip))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.state["step"] += 1
-        return {"loss_sum": loss_local, "target_tokens": total, "grad_norm": grad_norm}
+    def _stop_requested(self, late: bool) -> bool:
+        """SIGUSR1 to any rank, the time limit, or a file ``STOP`` in output_dir (seen by rank 0; for
+        launchers that cannot forward a signal to their workers, as scripts/slurm_train.sh)."""
+        return self.stop_signal is not None or late or (self.is_main and (self.out / STOP_FILE).exists())
 
-    def train(self) -> dict:
-        t = self.cfg.trainer
-        from tqdm import tqdm
-
-        # SIGUSR1 (SLURM: #SBATCH --signal=USR1@120): checkpoint at the next step, then exit. SIGTERM keeps
-        # its default, so a launcher tearing down a failed job is never held up.
-        signal.signal(signal.SIGUSR1, self._on_signal)
-        batches = self._batches()
-        bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train", dynamic_ncols=True)
-        meter, bad_steps = telemetry.Throughput(), 0
-        self._train_mode()
-        while self.state["step"] < t.max_steps:
-            micro = []
-            while len(micro) < t.grad_accum:
-                b = next(batches)
-                self._count_bad(b)
-                if b["names"]:
-                    micro.append(b)
-            done = self._train_step(micro)
-            if done is None:
-                bad_steps += 1
-                log.warning("non-finite loss at step %d (%d in a row, samples %s); step skipped",
-                            self.state["step"] + 1, bad_steps, [n for b in micro for n in b["names"]])
-                if bad_steps >= t.max_bad_steps:
-                    raise RuntimeError(f"{bad_steps} non-finite losses in a row (trainer.max_bad_steps={t.max_bad_steps})")
-                continue
-            bad_steps = 0
-            loss_local, total, grad_norm = done["loss_sum"], done["target_tokens"], done["grad_norm"]
-            n_local = sum(len(b["names"]) for b in micro)
-            tok_local = sum(int(b["attention_mask"].sum()) for b in micro)
-            late = bool(t.stop_after_minutes) and time.time() - self.started > 60 * t.stop_after_minutes
-            loss_all, n, tokens, stop = self._sum([loss_local, n_local, tok_local, float(self.stop_signal is not None or late)])
-            loss_value = loss_all / total
-            self.state["samples_seen"] += int(n)
-            meter.update(int(n), int(tokens))
-            lr = self.scheduler.get_last_lr()[0]
-            self.state["history"].append({"step": self.state["step"], "loss": loss_value, "lr": lr,
-                                          "wall_s": round(time.time() - self.started, 3)})  # since this process started
-            self._report(bar, meter, loss_value, lr, grad_norm)
-            step = self.state["step"]
-            if stop or (t.stop_at_step and step >= t.stop_at_step and step < t.max_steps):
-                self.save(f"step-{step}")
-                log.info("stopped at step %d (%s); resume with trainer.resume=auto", step,
-                         "signal or trainer.stop_after_minutes" if stop else "trainer.stop_at_step")
-                bar.close()
-                return {}
-            if t.save_every and step % t.save_every == 0 and step < t.max_steps:
-                self.save(f"step-{step}")
-            if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
-                self._log_eval(self.evaluate())
-        bar.close()
-        self.save(f"step-{self.state['step']}")
-        metrics = self.evaluate()
-        self._log_eval(metrics)
-        self.save("final")
-        if self.is_main:
-            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            if self.tracker is not None:
-                self.tracker.finish()
-        return metrics
-
-    def _report(self, bar, meter, loss: float, lr: float, grad_norm: float | None) -> None:
+    def _report(self, lr: float) -> None:
         if not self.is_main:
             return
-        sps, tps = meter.rates()
+        sps, tps = self.meter.rates()
         mem = telemetry.peak_memory_mb(self.accelerator.device)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}", tps=f"{tps:.0f}", mem=f"{mem:.0f}M")
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{self.step_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}", tps=f"{tps:.0f}",
+                             mem=f"{mem:.0f}M")
         if self.tracker is not None and self.state["step"] % self.cfg.trainer.log_every == 0:
-            row = {"train/loss": loss, "train/lr": lr, "train/samples_per_s": sps, "train/tokens_per_s": tps,
+            row = {"train/loss": self.step_loss, "train/lr": lr, "train/samples_per_s": sps, "train/tokens_per_s": tps,
                    "train/peak_memory_mb": mem}
-            if grad_norm is not None:
-                row["train/grad_norm"] = grad_norm
+            if self.grad_norm is not None:
+                row["train/grad_norm"] = self.grad_norm
             self.tracker.log(row, step=self.state["step"])
 
     def _log_eval(self, metrics: dict) -> None:
@@ -390,21 +368,20 @@ class TrainRecipe:
     # ------------------------------------------------------------------ checkpoint and eval
     def save(self, name: str) -> None:
         """All ranks enter; rank 0 writes. Weights are gathered first under ZeRO-3."""
-        acc = self.accelerator
+        acc, par = self.accelerator, self.parallel
         folder = self.out / "checkpoints" / name
         acc.wait_for_everyone()
         tmp = ckpt.temp_folder(folder)
         if self.is_main:
             ckpt.begin(folder)
         acc.wait_for_everyone()
-        if self.deepspeed:
-            ckpt.save_deepspeed_state(self.model, tmp)
-        trainable = ckpt.gather_trainable(self.model, acc, self.deepspeed)
-        rngs = gather_objects(acc, ckpt.rng_state())
+        optimizer = par.save_optimizer(self.model, self.optimizer, tmp)
+        trainable = par.trainable_state(self.model)
+        rngs = par.gather(ckpt.rng_state())
         if self.is_main:
             model = acc.unwrap_model(self.model)
             ckpt.write_files(tmp, trainable, OmegaConf.to_yaml(self.cfg, resolve=True), dict(self.state), rngs,
-                             optimizer=None if self.deepspeed else self.optimizer, scheduler=self.scheduler,
+                             optimizer=optimizer, scheduler=self.scheduler,
                              tokenizer=model.tokenizer if name == "final" else None)
             ckpt.commit(tmp, folder)
             if name != "final":
@@ -416,22 +393,21 @@ class TrainRecipe:
     def evaluate(self) -> dict:
         """Scorer metrics on the validation split, generated in shards across ranks; the result on
         rank 0 ({} elsewhere). Restores every generator it touches, so evaluating changes nothing
-        about training."""
+        about training. Under ZeRO-3 every rank gets a shard of the same length, and transformers
+        keeps the ranks generating in step (``synced_gpus``), so their parameter gathers pair up."""
         from .inference import predict
 
-        if self.deepspeed and zero_stage(self.accelerator) == 3:
-            # Ranks generating different lengths would wait on each other's parameter gathers, and
-            # transformers would partition the scorer's own models too.
-            log.warning("ZeRO-3: no in-training evaluation; score the saved checkpoint with infer.py (score=true)")
-            return {"exact": None, "skipped": "ZeRO-3"}
         rng = ckpt.rng_state()
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         samples = self.val_samples[: self.cfg.eval.max_samples] if self.cfg.eval.max_samples else self.val_samples
-        preds = predict(model, samples[self.rank :: self.world], task="describe", batch_size=self.cfg.eval.batch_size,
+        shard = samples[self.rank :: self.world]
+        if self.parallel.zero_stage == 3 and samples:  # padding; the duplicate rows are dropped below
+            shard = (shard or samples[:1]) + (shard or samples[:1])[-1:] * (-(-len(samples) // self.world) - len(shard))
+        preds = predict(model, shard, task="describe", batch_size=self.cfg.eval.batch_size,
                         max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main,
                         visual=self.cfg.data.get("visual", "frames"))
         self._train_mode()
         ckpt.set_rng_state(rng)
-        preds = [p for part in gather_objects(self.accelerator, preds) for p in part]
-        return telemetry.evaluate_predictions(preds, samples) if self.is_main else {}
+        rows = {p["name"]: p for part in self.parallel.gather(preds) for p in part}
+        return telemetry.evaluate_predictions(list(rows.values()), samples) if self.is_main else {}

@@ -535,7 +535,8 @@ def bench_recipe(model, row: Row, ctx: Ctx):
     that knows the recipe's attributes. Call ``release_recipe`` after the row."""
     from omegaconf import OmegaConf
 
-    from affectgpt.distributed import make_optimizer
+    from affectgpt import telemetry
+    from affectgpt.distributed import Parallel, make_optimizer
     from affectgpt.training import TrainRecipe, lr_lambda, param_groups
 
     t = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
@@ -544,8 +545,10 @@ def bench_recipe(model, row: Row, ctx: Ctx):
     cfg = OmegaConf.create({"trainer": t, "device": ctx.device.type, "seed": 0,
                             "output_dir": str(Path(ctx.args.work) / "recipe")})
     recipe = TrainRecipe(cfg)
-    recipe.accelerator, recipe.deepspeed = ctx.accelerator(cfg), False
+    recipe.parallel = Parallel(ctx.accelerator(cfg))
+    recipe.accelerator, recipe.deepspeed = recipe.parallel.accelerator, False
     recipe.rank, recipe.world, recipe.is_main = 0, 1, True
+    recipe.meter, recipe.bad_steps = telemetry.Throughput(), 0
     optimizer = make_optimizer(param_groups(model, t), t, recipe.accelerator, ctx.device.type)
     recipe.model, recipe.optimizer = recipe.accelerator.prepare(model, optimizer)
     recipe.scheduler = torch.optim.lr_scheduler.LambdaLR(recipe.optimizer, lr_lambda(0, t.max_steps, t.min_lr_ratio))
@@ -555,10 +558,9 @@ def bench_recipe(model, row: Row, ctx: Ctx):
 
 def recipe_step(recipe, micro: list[dict]) -> float:
     """One optimizer step of the recipe; the step's mean target loss."""
-    done = recipe._train_step(micro)
-    if done is None:
+    if not recipe._train_step(micro):
         raise RuntimeError("the recipe skipped the step: non-finite loss")
-    return done["loss_sum"] / done["target_tokens"]
+    return recipe.step_loss
 
 
 def release_recipe(recipe) -> None:

@@ -7,12 +7,19 @@
 # fetches, for CPython 3.12 on manylinux x86-64, one version of each package this project needs
 # that is missing there, and builds the sdist-only pure-Python ones into py3-none-any wheels.
 #
-# Left out on purpose: wandb (about 20 MB, optional: GPU runs use WANDB_MODE=disabled and the code
-# must import it lazily), av / PyAV (about 40 MB, only used to write synthetic clips), torch and
-# friends (already there). The versions are the ones the development venv was tested with.
+# The 64 MiB plan (everything carried to that machine, the tree included, must fit in 64 MiB):
+#   av (PyAV) 18.1.0       34.1 MiB  carried: affectgpt.data.media decodes audio with it, writes the
+#                                    synthetic clips with it, and decodes frames where decord is absent
+#   decord 0.6.0           13.0 MiB  left out (WITH_DECORD=1 adds it): media falls back to PyAV for
+#                                    frames, so the GPU run uses PyAV alone; gpu_e2e's table says which ran
+#   the rest               ~15 MiB   (open_clip, peft, hydra, whisper, deepspeed, pydantic, timm, ...)
+#   => about 50 MiB of wheels + under 1 MiB of tree. The script refuses a total over MAX_MIB (60).
+# Also left out: wandb (about 20 MB, optional: GPU runs use WANDB_MODE=disabled and the code imports
+# it lazily), torch and friends (already there). The versions are the ones the development venv was
+# tested with.
 #
 # Usage:  scripts/make_gpu_wheels.sh            (writes .whl/, prints sizes and the total)
-#         PYTHON=python3.12 scripts/make_gpu_wheels.sh
+#         PYTHON=python3.12 WITH_DECORD=1 MAX_MIB=64 scripts/make_gpu_wheels.sh
 # On the GPU machine, start the command with:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit;
@@ -29,7 +36,7 @@ BINARY=(
     ftfy==6.3.1
     wcwidth==0.9.4
     more-itertools==11.2.1
-    decord==0.6.0
+    av==18.1.0
     hydra-core==1.3.8
     omegaconf==2.3.1
     pydantic==2.14.4
@@ -56,6 +63,11 @@ SDIST=(
     antlr4-python3-runtime==4.9.3
     deepspeed==0.19.8
 )
+
+if [ "${WITH_DECORD:-0}" = 1 ]; then
+    BINARY+=(decord==0.6.0)
+fi
+MAX_MIB=${MAX_MIB:-60}
 
 PLATFORMS=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
@@ -103,3 +115,7 @@ for f in "${wheels[@]}"; do
     awk -v b="$size" -v f="$f" 'BEGIN{printf "%9.1f KiB  %s\n", b/1024, f}'
 done
 awk -v b="$total" -v n="${#wheels[@]}" 'BEGIN{printf "total: %.1f MiB in %d wheels\n", b/1048576, n}'
+if [ "$total" -gt $((MAX_MIB * 1048576)) ]; then
+    echo "error: the wheels take more than MAX_MIB=$MAX_MIB MiB; the device tool carries 64 MiB with the tree" >&2
+    exit 1
+fi

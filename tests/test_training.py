@@ -179,3 +179,42 @@ def test_every_shipped_cluster_config_loads(tmp_path):
         conf = ds.DeepSpeedConfig(filled)
         assert conf.train_batch_size == 8 and conf.gradient_clipping == 1.0
         assert conf.zero_optimization_stage == (2 if name == "zero2.json" else 3)
+
+
+# ------------------------------------------------------------------------------------------- library equivalents
+def test_accelerate_set_seed_gives_the_hand_written_seeding_streams():
+    """training.py seeds with accelerate's set_seed; it draws what seeding each generator by hand drew."""
+    import random
+
+    import numpy as np
+    import torch
+    from accelerate.utils import set_seed
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    for seed in (0, 7919, 2**31 + 5):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        by_hand = draws()
+        set_seed(seed)
+        assert draws() == by_hand
+
+
+def test_lr_schedule_against_transformers_cosine_with_min_lr():
+    """Equal from the warmup to max_steps; in the warmup transformers' starts at 0 (a wasted first step) where
+    ours starts at 1/warmup, and past max_steps (a resumed run with a larger budget) theirs climbs again."""
+    import torch
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    from affectgpt.training import lr_lambda
+
+    warmup, total, ratio = 5, 40, 0.1
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    theirs = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total, min_lr_rate=ratio).lr_lambdas[0]
+    ours = lr_lambda(warmup, total, ratio)
+    assert all(abs(ours(s) - theirs(s)) < 1e-12 for s in range(warmup, total + 1))
+    assert [ours(s) for s in range(warmup)] == [theirs(s + 1) for s in range(warmup)]
+    assert theirs(0) == 0.0 and ours(0) == 1 / warmup
+    assert ours(total + 5) == ratio < theirs(total + 5)

@@ -134,19 +134,26 @@ class AffectGPT(nn.Module):
         """Optimizer groups of the trainable parameters, one per module in ``PARAM_GROUPS`` and
         decay kind: ``{"params", "lr", "weight_decay", "name"}`` with names like ``"llm"`` and
         ``"video_adapter_nodecay"``. ``lr_by_group`` maps a module to its learning rate (missing or
-        None: ``lr``); biases, norms and other 1-d parameters get no weight decay."""
+        None: ``lr``); ``"llm_extra"`` (peft ``modules_to_save``, trained fully) falls back to ``"llm"``'s.
+        Biases, norms and other 1-d parameters get no weight decay."""
         lr_by_group = dict(lr_by_group or {})
-        unknown = sorted(set(lr_by_group) - set(PARAM_GROUPS))
+        unknown = sorted(set(lr_by_group) - set(PARAM_GROUPS) - {"llm_extra"})
         if unknown:
             raise ValueError(f"learning rates for unknown parameter groups {unknown}; groups are {list(PARAM_GROUPS)}")
         groups: dict[tuple[str, bool], list] = {}
         for name, p in self.named_parameters():
             if p.requires_grad:
                 decay = p.ndim >= 2 and "norm" not in name
-                groups.setdefault((param_group_of(name), decay), []).append(p)
-        return [{"params": ps, "lr": lr_by_group.get(g) or lr, "weight_decay": weight_decay if decay else 0.0,
+                group = param_group_of(name)
+                if group == "llm" and "modules_to_save" in name:  # fully trained LLM modules: "llm_extra"
+                    group = "llm_extra"
+                groups.setdefault((group, decay), []).append(p)
+        order = (*PARAM_GROUPS, "llm_extra")
+        rate = {g: lr_by_group.get(g) or lr for g in PARAM_GROUPS}
+        rate["llm_extra"] = lr_by_group.get("llm_extra") or rate["llm"]
+        return [{"params": ps, "lr": rate[g], "weight_decay": weight_decay if decay else 0.0,
                  "name": g if decay else f"{g}_nodecay"}
-                for (g, decay), ps in sorted(groups.items(), key=lambda kv: (PARAM_GROUPS.index(kv[0][0]), not kv[0][1]))]
+                for (g, decay), ps in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), not kv[0][1]))]
 
     # ----------------------------------------------------------------- encoding
     @property
