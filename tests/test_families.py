@@ -178,7 +178,7 @@ def test_prompt_pad_rows_and_lora_targets(name, data, folders, tmp_path):
     tok, base = model.tokenizer, model.llm.get_base_model()
     # placeholders appended after the family's own ids; a pad token without any new id
     assert len(tok) == len(plain) + 3 and all(tok.convert_tokens_to_ids(t) >= len(plain) for t in MODALITY_TOKENS.values())
-    assert tok.get_vocab() | {} == {**plain.get_vocab(), **{t: tok.convert_tokens_to_ids(t) for t in MODALITY_TOKENS.values()}}
+    assert tok.get_vocab() == {**plain.get_vocab(), **{t: tok.convert_tokens_to_ids(t) for t in MODALITY_TOKENS.values()}}
     expected_pad = fam.specials.get("pad") or {"llama3": "<|finetune_right_pad_id|>", "mistral": "<unk>",
                                                "phi3": "<|endoftext|>"}[name]
     assert tok.pad_token == expected_pad and tok.pad_token_id < len(plain)
@@ -384,3 +384,19 @@ def test_exports_merged_and_adapter_infer_the_same_json_as_the_checkpoint(traine
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged" / "llm")
     assert merged.config.model_type == trained.fam.model_type and not hasattr(merged, "peft_config")
     assert (merged.get_output_embeddings().weight is merged.get_input_embeddings().weight) == trained.fam.tied
+
+
+def test_the_tiny_llms_trainable_norm_is_for_the_tiny_llm_only(data, folders, tmp_path):
+    from affectgpt.model.build import model_config
+
+    tiny = model_config(compose(tmp_path, data).model)
+    real = model_config(family_cfg(data, folders["llama3"], tmp_path).model)
+    assert tiny.llm.lora.modules_to_save == ["model.norm"] and real.llm.lora.modules_to_save == []
+    assert tiny.llm.lora.target_modules == real.llm.lora.target_modules == "auto"
+
+
+def test_gguf_cli_names_a_missing_file(tmp_path):
+    from affectgpt.model.gguf import main
+
+    assert main([str(tmp_path / "none.gguf"), str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
