@@ -62,7 +62,8 @@ def resolve_attn_implementation(requested: str, device: str | torch.device = "cp
     if requested == "auto":
         import importlib.util
 
-        return "flash_attention_2" if importlib.util.find_spec("flash_attn") and str(device).startswith("cuda") else None
+        fa2 = importlib.util.find_spec("flash_attn") and str(device).startswith("cuda")
+        return "flash_attention_2" if fa2 else None
     if requested not in ("sdpa", "eager", "flash_attention_2"):
         raise ValueError(f"attn_implementation must be sdpa|eager|flash_attention_2|auto, got {requested!r}")
     if requested == "flash_attention_2":
@@ -253,7 +254,7 @@ class AddedTokenRows(nn.Module):
             for weight, rows in tables:
                 if weight.shape[0] != self.start + rows.shape[0]:
                     raise RuntimeError(f"embedding table has {weight.shape[0]} rows, expected {self.start} + "
-                                       f"{rows.shape[0]} added ones (a partitioned ZeRO-3 weight cannot be restored here)")
+                                       f"{rows.shape[0]} added ones (not restorable into a ZeRO-3 partition)")
                 weight[self.start:].copy_(rows)
 
 
