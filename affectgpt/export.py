@@ -9,7 +9,9 @@ Both kinds hold:
   size, mean/std, audio policy), the prompt (system prompt, questions, chat template, modality
   tokens), the token plan, generation defaults, and sha256 of every weight file;
 - ``adapters.safetensors``: the modality adapters (Q-Formers / pooling heads, projections,
-  fixed feature statistics), every tensor of their ``state_dict``;
+  fixed feature statistics), every tensor of their ``state_dict``; in an adapter bundle also the
+  embedding rows added for placeholder tokens the base vocabulary lacks (``added_rows.*``; a
+  merged LLM holds them in its own table);
 - ``tokenizer/``: the tokenizer files (with the added modality placeholder tokens).
 
 Adapter bundle (``merge=false``): ``llm_adapter/`` is a peft adapter folder
@@ -41,7 +43,7 @@ FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
 META = "affectgpt.json"
 ADAPTERS = "adapters.safetensors"
-ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion")
+ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
 DEFAULT_GENERATION = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
 
 
@@ -148,14 +150,16 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.tokenizer.save_pretrained(tmp / "tokenizer")
-    save_file(adapter_state(model), str(tmp / ADAPTERS), metadata={"format": FORMAT})
+    state = {k: v for k, v in adapter_state(model).items() if not (merge and k.startswith("added_rows."))}
+    save_file(state, str(tmp / ADAPTERS), metadata={"format": FORMAT})
     if merge:
         merged = model.llm.merge_and_unload()  # LoRA folded into the base weights, modules_to_save swapped in
         merged.save_pretrained(tmp / "llm")  # safetensors by default in transformers 5
         model.tokenizer.save_pretrained(tmp / "llm")  # so AutoTokenizer.from_pretrained("llm") works alone
         weights = sorted((tmp / "llm").glob("*.safetensors"))
     else:
-        model.llm.save_pretrained(tmp / "llm_adapter")
+        # LoRA only: the added embedding rows are in adapters.safetensors, not a copy of the whole table
+        model.llm.save_pretrained(tmp / "llm_adapter", save_embedding_layers=False)
         weights = [tmp / "llm_adapter" / "adapter_model.safetensors"]
         if not weights[0].is_file() or not (tmp / "llm_adapter" / "adapter_config.json").is_file():
             raise RuntimeError(f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors")

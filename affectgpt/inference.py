@@ -93,6 +93,8 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     if not adapters.is_file():
         raise FileNotFoundError(f"{adapters}: missing (incomplete export)")
     load_adapter_state(model, load_file(str(adapters)), str(adapters))
+    if model.added_rows is not None:  # the rows the export saved, not the ones this build computed
+        model.added_rows.write(model.llm)
     model.to(device)
     model.eval()
     check_against_record(model, meta, meta_path)

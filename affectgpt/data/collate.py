@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.tokenizer import end_of_turn_id
 from .frames import resize_crop
 from .manifest import Sample
 from .media import VISUAL_INPUTS, MediaError, face_file, load_faces, load_media
-from .prompts import build_messages, pick_task, target_text
+from .prompts import build_messages, pick_task, render_prompt, target_text
 
 IGNORE_INDEX = -100
 
@@ -182,14 +183,14 @@ class Collator:
             raise ValueError("data.packing applies to training batches only (generation pads left, one clip per row)")
         self.tok, self.plan, self.max_length, self.train = tokenizer, plan, max_length, train
         self.on_overflow, self.system, self.packing = on_overflow, system, packing
-        self.eos = tokenizer.eos_token_id
+        self.eos = end_of_turn_id(tokenizer)  # a target ends as the template ends an assistant turn
         self.pad = tokenizer.pad_token_id
 
     def prompt_ids(self, subtitle: str, task: str, n_video: int, n_audio: int) -> list[int]:
         n_fusion = self.plan.fusion_tokens if (n_video or n_audio) else 0
         kwargs = {} if self.system is None else {"system": self.system}
         msgs = build_messages(subtitle, task, n_video, n_audio, n_fusion, **kwargs)
-        text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        text = render_prompt(self.tok, msgs)
         return self.tok(text, add_special_tokens=False).input_ids
 
     def encode(self, item: dict) -> tuple[list[int], list[int]]:

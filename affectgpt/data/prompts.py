@@ -1,6 +1,6 @@
 """Prompts: a sample + task → chat messages with modality placeholders, and the target text.
 
-The prompt goes through the tokenizer's own chat template. Modality tokens are runs of one
+The prompt goes through the tokenizer's own chat template (``render_prompt``). Modality tokens are runs of one
 placeholder token each (see ``affectgpt.model.tokenizer.MODALITY_TOKENS``); the model swaps
 their embeddings for adapter outputs. A clip without audio (or video) says so in words and has
 no placeholder for it.
@@ -66,6 +66,37 @@ def build_messages(subtitle: str, task: str, n_video: int, n_audio: int, n_fusio
     msgs = [{"role": "system", "content": system}] if system else []
     msgs.append({"role": "user", "content": user_message(subtitle, task, n_video, n_audio, n_fusion)})
     return msgs
+
+
+def render_prompt(tok, messages: list[dict]) -> str:
+    """The prompt text through the tokenizer's own chat template, ending with the assistant turn's
+    opening (``add_generation_prompt``; reasoning templates get ``enable_thinking=False``, so Qwen3
+    answers directly). A template that refuses a system message (Gemma 2, Mistral v0.1 raise) or
+    silently drops it (Phi-3-mini's original) gets the system text merged into the first user turn."""
+    from jinja2 import TemplateError
+
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+    try:
+        text = _render(tok, messages)
+        if system is None or system in text:
+            return text
+    except TemplateError:
+        if system is None:
+            raise
+    return _render(tok, merge_system(messages))
+
+
+def _render(tok, messages: list[dict]) -> str:
+    return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+
+
+def merge_system(messages: list[dict]) -> list[dict]:
+    """The system message's text put before the first user message's (blank line between)."""
+    system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+    if not rest or rest[0]["role"] != "user":
+        raise ValueError("a system message can only be merged into a following user message")
+    rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    return rest
 
 
 def pick_task(describe_ratio: float, seed: int, epoch: int, index: int, has_description: bool, has_emotions: bool) -> str:

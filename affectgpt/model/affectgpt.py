@@ -15,9 +15,10 @@ from torch import nn
 
 from ..data.collate import IGNORE_INDEX, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
+from .kernels import apply_kernels, fused_linear_cross_entropy
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
-from .llm import LLMConfig, build_base_llm, random_tokenizer_source, wrap_lora
-from .tokenizer import load_tokenizer, modality_token_ids
+from .llm import LLMConfig, add_token_rows, build_base_llm, output_logits, random_tokenizer_source, wrap_lora
+from .tokenizer import load_tokenizer, modality_token_ids, stop_token_ids
 
 
 @dataclass
@@ -59,15 +60,13 @@ class AffectGPT(nn.Module):
         tok_source = (cfg.llm.tokenizer or cfg.llm.name_or_path) if weights == "pretrained" else random_tokenizer_source(cfg.llm)
         self.tokenizer = load_tokenizer(tok_source, cfg.llm.trust_remote_code)
         base = build_base_llm(cfg.llm, device, weights)
-        if len(self.tokenizer) > base.get_input_embeddings().weight.shape[0]:
-            # Only the added placeholder rows are new; their embeddings are always replaced.
-            base.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
-        from .kernels import apply_kernels
-
+        # Rows for placeholder tokens the vocabulary lacks: fixed, saved with the trainable state.
+        self.added_rows = add_token_rows(base, self.tokenizer)
         # Before LoRA: the fused MLP forward calls the projections, which peft then wraps.
         self.kernels = apply_kernels(base, cfg.llm.kernels, device)
         self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing, cfg.llm.checkpoint_every)
         self.token_ids = modality_token_ids(self.tokenizer)
+        self.stop_ids = stop_token_ids(self.tokenizer, getattr(base.generation_config, "eos_token_id", None))
         llm_dim = base.config.hidden_size
         self.vision = VisionEncoder(cfg.vision, device, weights) if cfg.vision else None
         self.audio = AudioEncoder(cfg.audio, device, weights) if cfg.audio else None
@@ -109,9 +108,10 @@ class AffectGPT(nn.Module):
         )
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every trainable parameter plus the adapters' fixed feature statistics (buffers)."""
+        """Every trainable parameter plus the adapters' fixed feature statistics and the embedding
+        rows added for placeholder tokens (buffers)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
-        names |= {n for n, _ in self.named_buffers() if ".standardizer." in n}
+        names |= {n for n, _ in self.named_buffers() if ".standardizer." in n or n.startswith("added_rows.")}
         return {n: t.detach() for n, t in self.state_dict().items() if n in names}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -125,9 +125,14 @@ class AffectGPT(nn.Module):
         bad = [k for k in state if own[k].shape != state[k].shape]
         if bad:
             raise RuntimeError(f"{source}: shape mismatch for {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:10]]}")
+        # Added rows equal to the built ones need no write (so a ZeRO-3 resume never touches the partitioned table).
+        rows_differ = any(not torch.equal(own[k], v.to(own[k].device, own[k].dtype)) for k, v in state.items()
+                          if k.startswith("added_rows."))
         with torch.no_grad():
             for k, v in state.items():
                 own[k].copy_(v)
+        if rows_differ:
+            self.added_rows.write(self.llm)
 
     def param_groups(self, lr: float, lr_by_group: dict[str, float | None] | None = None,
                      weight_decay: float = 0.0) -> list[dict]:
@@ -231,18 +236,16 @@ class AffectGPT(nn.Module):
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over target tokens and their count."""
         hidden, labels, target = self._target_hidden(batch)
-        head = self._base().get_output_embeddings()
         if self.kernels == "liger":  # fused head + loss: the [tokens, vocab] logits never exist
-            from .kernels import fused_linear_cross_entropy
-
+            head = self._base().get_output_embeddings()
             return fused_linear_cross_entropy(hidden, head, labels), target.sum()
-        loss_sum = F.cross_entropy(head(hidden).float(), labels, reduction="sum")
+        loss_sum = F.cross_entropy(output_logits(self._base(), hidden).float(), labels, reduction="sum")
         return loss_sum, target.sum()
 
     def per_sample_loss(self, batch: dict) -> torch.Tensor:
         """Summed target cross-entropy of each sample (in ``batch["names"]`` order), packed or not."""
         hidden, labels, target = self._target_hidden(batch)
-        losses = F.cross_entropy(self._base().get_output_embeddings()(hidden).float(), labels, reduction="none")
+        losses = F.cross_entropy(output_logits(self._base(), hidden).float(), labels, reduction="none")
         if "segment" in batch:
             owner = batch["segment"].to(self.device)[:, 1:][target]
         else:
@@ -284,7 +287,8 @@ class AffectGPT(nn.Module):
                  top_p: float = 1.0, num_beams: int = 1) -> list[str]:
         embeds = self.embed(batch, self.encode_media(batch))
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
-                      eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
+                      eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
+                      suppress_tokens=sorted(set(self.token_ids.values())))  # a placeholder is never an answer
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
         else:

@@ -41,7 +41,21 @@ def load_architecture(name: str) -> dict:
 def check_architecture(expected: dict, found: dict, expected_from: str, found_from: str) -> None:
     """Every stored field must be present in the checkpoint's config with the same value.
 
-    Raises ValueError listing each differing field (expected vs found) and both sources."""
+    An LLM record (it has ``model_type``) is compared after both sides pass through transformers'
+    config class of that family, so a legacy ``config.json`` (``rope_theta`` at the top) and one
+    written by transformers 5 (``rope_parameters``) compare equal for any family. Raises ValueError
+    listing each differing field (expected vs found) and both sources."""
+    if "model_type" in expected:
+        if found.get("model_type") != expected["model_type"]:
+            raise ValueError(f"{found_from} does not match the architecture {expected_from}: model_type: expected "
+                             f"{expected['model_type']!r}, found {found.get('model_type', '<absent>')!r}")
+        norm_expected, norm_found = normalized_llm_config(expected), normalized_llm_config(found)
+        # fields the config class folds into others (rope_theta into rope_parameters) are compared there
+        keys = [k for k in expected if k in norm_expected]
+        if any(k.startswith("rope") for k in expected) and "rope_parameters" not in keys:
+            keys.append("rope_parameters")
+        expected = {k: norm_expected[k] for k in keys}
+        found = {k: norm_found.get(k, "<absent>") for k in keys}
     diffs = []
     for key, want in expected.items():
         have = found.get(key, "<absent>")
@@ -51,3 +65,12 @@ def check_architecture(expected: dict, found: dict, expected_from: str, found_fr
             diffs.append(f"{key}: expected {want!r}, found {have!r}")
     if diffs:
         raise ValueError(f"{found_from} does not match the architecture {expected_from}: " + "; ".join(diffs))
+
+
+def normalized_llm_config(fields: dict) -> dict:
+    """``fields`` (a config.json's or a stored record's) as the family's config class writes them."""
+    from transformers import AutoConfig
+
+    fields = {k: v for k, v in fields.items() if k not in ("transformers_version", "dtype", "torch_dtype")}
+    model_type = fields.pop("model_type")
+    return AutoConfig.for_model(model_type, **fields).to_dict()

@@ -10,7 +10,7 @@ from .affectgpt import AffectGPT, ModelConfig
 from .encoders import AudioConfig, VisionConfig
 from .llm import LLMConfig, LoraSettings
 
-_META_KEYS = {"name", "tiny_assets", "tiny_seed", "tiny_tokenizer", "tiny_corpus", "architecture"}
+_META_KEYS = {"name", "tiny_assets", "tiny_seed", "tiny_tokenizer", "tiny_corpus", "tiny_llm_lora", "architecture"}
 
 
 def _make(cls, d: dict | None, where: str):
@@ -47,7 +47,9 @@ def to_plain(cfg) -> dict:
 
 
 def model_config(d) -> ModelConfig:
-    d = {k: v for k, v in to_plain(d).items() if k not in _META_KEYS}
+    from .tiny import apply_tiny_llm_lora
+
+    d = {k: v for k, v in apply_tiny_llm_lora(to_plain(d)).items() if k not in _META_KEYS}
     unknown = sorted(set(d) - {f.name for f in fields(ModelConfig)})
     if unknown:
         raise ValueError(f"model config: unknown keys {unknown}")

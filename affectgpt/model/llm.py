@@ -1,4 +1,10 @@
-"""The language model: any ``AutoModelForCausalLM``, base weights frozen, LoRA through peft."""
+"""The language model: any ``AutoModelForCausalLM``, base weights frozen, LoRA through peft.
+
+Family-neutral: LoRA targets are found by module type (``lora_target_modules``), rows added for
+placeholder tokens keep a tied embedding tied and are held by ``AddedTokenRows`` (saved and
+restored with the trainable weights), and ``output_logits`` applies the family's own final
+logit transform (Gemma 2's soft-capping) so the training loss sees the logits generation sees.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import torch
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from torch import nn
+
+AUTO_TARGETS = "auto"
 
 
 @dataclass
@@ -18,9 +26,11 @@ class LoraSettings:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    # "auto": every linear layer of the decoder blocks, found by module type (q/k/v/o + MLP for
+    # Llama/Qwen/Gemma/Mistral, qkv_proj + gate_up_proj for Phi-3, c_attn/c_fc for GPT-2); or a list of names.
+    target_modules: list[str] | str = AUTO_TARGETS
     # Extra base modules trained in full and saved with the adapter (peft modules_to_save),
-    # e.g. ["norm"] for the final norm of a randomly initialised tiny LLM.
+    # e.g. ["model.norm"] for the final norm of the randomly initialised tiny LLM only.
     modules_to_save: list[str] = field(default_factory=list)
 
 
@@ -29,7 +39,8 @@ class LLMConfig:
     name_or_path: str = "Qwen/Qwen2.5-7B-Instruct"
     tokenizer: str | None = None  # defaults to name_or_path
     dtype: str = "bfloat16"
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | auto (fa2 when installed on CUDA)
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | auto (fa2 on CUDA when installed, else
+    # sdpa where the family supports it, else eager)
     # false | true (= full: recompute whole decoder blocks) | mlp (recompute only the MLP: its
     # 3 x intermediate-width activations are most of a block's memory, its FLOPs a smaller share)
     gradient_checkpointing: bool | str = False
@@ -48,13 +59,15 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def resolve_attn_implementation(requested: str, device: str | torch.device = "cpu") -> str:
+def resolve_attn_implementation(requested: str, device: str | torch.device = "cpu") -> str | None:
     """``auto``: flash_attention_2 when flash-attn is installed and the model runs on CUDA, else
-    sdpa. An explicit flash_attention_2 without the package is an error, not a silent fallback."""
+    None: transformers' own choice, sdpa where the family supports it and eager where not (Gemma 2).
+    An explicit flash_attention_2 without the package is an error, not a silent fallback."""
     if requested == "auto":
         import importlib.util
 
-        return "flash_attention_2" if importlib.util.find_spec("flash_attn") and str(device).startswith("cuda") else "sdpa"
+        fa2 = importlib.util.find_spec("flash_attn") and str(device).startswith("cuda")
+        return "flash_attention_2" if fa2 else None
     if requested not in ("sdpa", "eager", "flash_attention_2"):
         raise ValueError(f"attn_implementation must be sdpa|eager|flash_attention_2|auto, got {requested!r}")
     if requested == "flash_attention_2":
@@ -82,11 +95,7 @@ def checkpoint_config(name_or_path: str) -> tuple[dict, str]:
         path = cached_file(name_or_path, "config.json")
         if path is None:
             raise FileNotFoundError(f"{name_or_path}: no config.json (not a local folder and not in the hub cache)")
-    cfg = json.loads(open(path, encoding="utf-8").read())
-    # transformers 5 writes rope_theta inside rope_parameters; older files have it at the top.
-    if "rope_theta" not in cfg and isinstance(cfg.get("rope_parameters"), dict) and "rope_theta" in cfg["rope_parameters"]:
-        cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
-    return cfg, path
+    return json.loads(open(path, encoding="utf-8").read()), path
 
 
 def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
@@ -180,7 +189,7 @@ def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool | str = Fa
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        target_modules=lora_target_modules(model) if lora.target_modules == AUTO_TARGETS else list(lora.target_modules),
         modules_to_save=list(lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
@@ -236,3 +245,87 @@ def set_gradient_checkpointing(llm, mode, every: int = 1) -> None:
                 mlp.forward = forward
     if mode != "none":
         base.config.use_cache = False
+
+
+def lora_target_modules(model) -> list[str]:
+    """Names (last component) of the linear layers inside the decoder's blocks: attention and MLP
+    projections of any family, whatever it calls them; embeddings and the output head excluded."""
+    import re
+
+    from transformers.pytorch_utils import Conv1D
+
+    decoder = model.get_decoder()
+    names = sorted({name.rsplit(".", 1)[-1] for name, m in decoder.named_modules()
+                    if isinstance(m, (nn.Linear, Conv1D)) and re.search(r"\.\d+\.", f".{name}")})
+    if not names:
+        raise ValueError(f"{type(model).__name__}: no linear layers found in the decoder blocks for LoRA; "
+                         "set model.llm.lora.target_modules to a list of module names")
+    return names
+
+
+def output_logits(base, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits as the family's own forward computes them from the last hidden states: the output
+    head, then Gemma 2's final soft-capping, Cohere's logit_scale, Granite's logits_scaling."""
+    logits = base.get_output_embeddings()(hidden)
+    cfg = base.config
+    if getattr(cfg, "final_logit_softcapping", None):
+        cap = cfg.final_logit_softcapping
+        logits = torch.tanh(logits / cap) * cap
+    if getattr(cfg, "logit_scale", None) is not None and not isinstance(cfg.logit_scale, bool):
+        logits = logits * cfg.logit_scale
+    if getattr(cfg, "logits_scaling", None):
+        logits = logits / cfg.logits_scaling
+    return logits
+
+
+def embeddings_tied(model) -> bool:
+    head = model.get_output_embeddings()
+    return head is not None and head.weight is model.get_input_embeddings().weight
+
+
+class AddedTokenRows(nn.Module):
+    """The rows of the embedding table (and of an untied output head) for tokens the base
+    vocabulary lacks (the modality placeholders). Fixed, never trained: the mean of the pretrained
+    rows, computed in float32 (no random draw). Kept here as buffers so the trainable state and the
+    adapter bundle save them and a load writes them back: the model that infers is the one that trained."""
+
+    def __init__(self, start: int, input_rows: torch.Tensor, output_rows: torch.Tensor | None):
+        super().__init__()
+        self.start = start
+        self.register_buffer("input", input_rows.detach().clone())
+        self.register_buffer("output", None if output_rows is None else output_rows.detach().clone())
+
+    def write(self, llm) -> None:
+        """Copy the held rows into the LLM's tables (after a load replaced the buffers)."""
+        tables = [(llm.get_input_embeddings().weight, self.input)]
+        if self.output is not None:
+            tables.append((llm.get_output_embeddings().weight, self.output))
+        with torch.no_grad():
+            for weight, rows in tables:
+                if weight.shape[0] != self.start + rows.shape[0]:
+                    raise RuntimeError(f"embedding table has {weight.shape[0]} rows, expected {self.start} + "
+                                       f"{rows.shape[0]} added ones (not restorable into a ZeRO-3 partition)")
+                weight[self.start:].copy_(rows)
+
+
+def add_token_rows(base, tokenizer) -> AddedTokenRows | None:
+    """Grow the embedding table to the tokenizer (only when it holds more tokens than rows), keep a
+    tied head tied, set the new rows to the mean of the old ones; None when no row was added."""
+    start = base.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= start:
+        return None
+    tied = embeddings_tied(base)
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if tied != embeddings_tied(base):
+        raise RuntimeError(f"{type(base).__name__}: resizing the embedding table untied the output head")
+    tables = [base.get_input_embeddings().weight]
+    head = base.get_output_embeddings()
+    if head is not None and not tied:
+        if head.weight.shape[0] != len(tokenizer):
+            raise RuntimeError(f"{type(base).__name__}: output head has {head.weight.shape[0]} rows after resizing "
+                               f"to {len(tokenizer)} tokens")
+        tables.append(head.weight)
+    with torch.no_grad():
+        for weight in tables:
+            weight[start:] = weight[:start].float().mean(0).to(weight.dtype)
+    return AddedTokenRows(start, tables[0][start:], tables[1][start:] if len(tables) > 1 else None)

@@ -71,6 +71,19 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
     return root
 
 
+def apply_tiny_llm_lora(plain: dict) -> dict:
+    """The tiny model config's ``tiny_llm_lora`` settings (a trainable final norm) merged into
+    ``llm.lora`` only while ``llm.name_or_path`` is the tiny random LLM under ``tiny_assets``: a real
+    LLM named in the same config gets the plain settings of ``llm.lora``."""
+    extras, assets = plain.get("tiny_llm_lora"), plain.get("tiny_assets")
+    llm = plain.get("llm") or {}
+    if not extras or not assets or not llm.get("name_or_path"):
+        return plain
+    if Path(llm["name_or_path"]).resolve() != (Path(assets) / "llm").resolve():
+        return plain
+    return {**plain, "llm": {**llm, "lora": {**(llm.get("lora") or {}), **extras}}}
+
+
 def _write_clip(path: Path, seed: int) -> None:
     import open_clip
 

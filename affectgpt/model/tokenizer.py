@@ -73,7 +73,8 @@ def build_qwen25_tokenizer(out_dir: str | Path) -> Path:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """Load a tokenizer by hub name, folder, or ``builtin:qwen2.5``; add the modality tokens."""
+    """Load a tokenizer by hub name, folder, or ``builtin:qwen2.5``; add the modality tokens the
+    vocabulary lacks and give it a pad token when it has none (an existing token: no id moves)."""
     from transformers import AutoTokenizer
 
     if name_or_path == BUILTIN_QWEN25:
@@ -91,10 +92,57 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     missing = [t for t in MODALITY_TOKENS.values() if t not in tok.get_vocab()]
     if missing:
         tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    ensure_pad_token(tok, name_or_path)
     return tok
+
+
+# Existing tokens that families use for padding, in order of preference (Gemma, Llama-3.1, Qwen, ...).
+PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
+
+
+def ensure_pad_token(tok, where: str = "tokenizer") -> None:
+    """Give a tokenizer without a pad token one of its own tokens (a pad-like special token, else
+    ``unk``, else ``eos``). Padding positions are masked and never labelled, so any existing token
+    works, and choosing one keeps every id and the embedding table as they are."""
+    if tok.pad_token is not None:
+        return
+    vocab = tok.get_vocab()
+    found = next((t for t in PAD_CANDIDATES if t in vocab), None) or tok.unk_token or tok.eos_token
+    if found is None:
+        raise ValueError(f"{where}: the tokenizer has no pad, unk or eos token to pad with")
+    size = len(tok)
+    tok.pad_token = found
+    if len(tok) != size or tok.pad_token_id is None or tok.pad_token_id >= size:
+        raise RuntimeError(f"{where}: setting pad_token={found!r} changed the vocabulary")
 
 
 def modality_token_ids(tok) -> dict[str, int]:
     return {k: tok.convert_tokens_to_ids(v) for k, v in MODALITY_TOKENS.items()}
+
+
+_TURN_PROBE = "AffectGPT-end-of-turn-probe"
+
+
+def end_of_turn_id(tok) -> int:
+    """The token the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``,
+    ``<end_of_turn>``, ``<|end|>``, ``</s>``): the first token after an assistant message's text in
+    the template's own rendering; the tokenizer's eos when the template closes turns with plain text."""
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _TURN_PROBE}]
+    text = tok.apply_chat_template(msgs, tokenize=False, enable_thinking=False)
+    if _TURN_PROBE not in text:
+        raise ValueError(f"the tokenizer's chat template drops assistant messages; rendered {text[:200]!r}")
+    after = tok(text.split(_TURN_PROBE, 1)[1], add_special_tokens=False).input_ids
+    special = set(tok.all_special_ids) | {int(i) for i in tok.added_tokens_decoder}
+    if after and after[0] in special:
+        return after[0]
+    if tok.eos_token_id is None:
+        raise ValueError("the chat template ends assistant turns without a special token and the tokenizer has no eos")
+    return tok.eos_token_id
+
+
+def stop_token_ids(tok, generation_eos=None) -> list[int]:
+    """Ids that end generation: the template's end-of-turn token, the tokenizer's eos and the
+    model's own ``generation_config.eos_token_id`` (an int or a list), without repeats."""
+    extra = generation_eos if isinstance(generation_eos, (list, tuple)) else [generation_eos]
+    ids = [end_of_turn_id(tok), tok.eos_token_id, *extra]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
