@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest_training import cache_arg, compose, data_root
+from conftest import cache_arg, compose, data_root
 
 # ----------------------------------------------------------------------------- chat templates
 # Meta-Llama-3-8B-Instruct (tokenizer_config.json): headers, <|eot_id|> ends every turn.

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_training import (
+from conftest import (
     REFERENCE_STEPS,
     ROOT,
     SMALL,
