@@ -18,10 +18,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from affectgpt.cli import Command, UsageError, run
+from affectgpt.plan import DEFAULT_GENERATION, DTYPES, TASKS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-TASKS = ("describe", "labels")
-DTYPES = ("float32", "bfloat16", "float16")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output",
                           "score_output"))
@@ -46,7 +45,7 @@ def resolve_device(name: str) -> str:
 
 def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
     """Command line over the artifact's defaults over greedy/256; sampling knobs need do_sample."""
-    gen = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    gen = dict(DEFAULT_GENERATION)
     gen.update({k: v for k, v in defaults.items() if k in gen})
     gen.update({k: cfg[k] for k in gen if cfg.get(k) is not None})
     if not gen["do_sample"]:

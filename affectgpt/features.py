@@ -32,6 +32,7 @@ import torch
 from .cli import TRAIN_VERBATIM, Command, UsageError, run
 from .data.collate import ClipDataset
 from .data.manifest import Sample
+from .plan import SAMPLE_RATE
 
 log = logging.getLogger("affectgpt.features")
 IDENTITY = "identity.json"
@@ -64,7 +65,7 @@ def encoder_identity(model, dtype: str = "float32", visual: str = "frames") -> d
     """What the cached features depend on. Equal identities give equal features."""
     plan = model.token_plan()
     ident: dict = {"version": CACHE_VERSION, "dtype": dtype,
-                   "decode": {"frames": plan.frames, "sample_rate": 16000, "audio_max_samples": plan.audio_max_samples}}
+                   "decode": {"frames": plan.frames, "sample_rate": SAMPLE_RATE, "audio_max_samples": plan.audio_max_samples}}
     if visual != "frames":  # face crops instead of frames (data.visual); frame caches keep their old identity
         ident["decode"]["visual"] = visual
     if model.vision is not None:

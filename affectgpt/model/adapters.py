@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ENCODER_FRAMES_PER_SECOND = 50  # Whisper: 20 ms per output frame
+from ..plan import ENCODER_FRAMES_PER_SECOND
+
 
 
 @dataclass

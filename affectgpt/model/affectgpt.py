@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.collate import IGNORE_INDEX, TokenPlan
+from ..plan import IGNORE_INDEX, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
 from .kernels import apply_kernels, fused_linear_cross_entropy
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder

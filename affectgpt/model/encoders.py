@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.frames import resize_crop
+from ..plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
 
-SAMPLE_RATE = 16000
 WHISPER_HOP = 160  # samples per mel frame
-WHISPER_FRAME_SAMPLES = 320  # samples per encoder output frame (conv stride 2): 20 ms
 WHISPER_CHUNK_SECONDS = 30
 OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "configs" / "open_clip"
 
