@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .plan import DEFAULT_GENERATION, MODALITY_TOKENS
+
 FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
 META = "affectgpt.json"

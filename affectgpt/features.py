@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 def _extract_command(cfg) -> int:
     from accelerate import PartialState
 
-    from .model.build import build_model
     from .data.splits import load_split
+    from .model.build import build_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:

@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from . import telemetry
-from .distributed import make_optimizer, make_parallel
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split
+from .distributed import make_optimizer, make_parallel
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")

@@ -64,8 +64,8 @@ def extraction_rate(overrides: list[str], cache: Path) -> dict:
     import torch
 
     from affectgpt import features as F
-    from affectgpt.model.build import build_model
     from affectgpt.data.splits import load_split
+    from affectgpt.model.build import build_model
 
     cfg = compose(overrides + [f"features.cache_dir={cache}"])
     samples = load_split(cfg.data, "train")

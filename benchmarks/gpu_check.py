@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from affectgpt.model.llm import checkpoint_mode, set_gradient_checkpointing  # noqa: E402
+
 CONF_MODEL = ROOT / "conf" / "model"
 GIB = 1024**3
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import cache_arg, compose, data_root
 
 # ----------------------------------------------------------------------------- chat templates
@@ -167,11 +168,12 @@ def build(data, folder, tmp_path):
 # ----------------------------------------------------------------------------- no training needed
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_prompt_pad_rows_and_lora_targets(name, data, folders, tmp_path):
+    from transformers import AutoTokenizer
+
     from affectgpt.data.collate import Collator
     from affectgpt.data.prompts import SYSTEM_PROMPT, build_messages, render_prompt
     from affectgpt.model.llm import embeddings_tied
     from affectgpt.model.tokenizer import MODALITY_TOKENS, end_of_turn_id
-    from transformers import AutoTokenizer
 
     fam = BY_NAME[name]
     plain = AutoTokenizer.from_pretrained(folders[name])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import REFERENCE_STEPS, cache_arg, data_root, losses, reference_run, run, train_cmd, weights
 
 pytest.importorskip("deepspeed")

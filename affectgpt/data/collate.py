@@ -10,8 +10,6 @@ of ``max_length`` (see ``pack_rows``), with per-sample position ids that restart
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..plan import IGNORE_INDEX, SAMPLE_RATE, TokenPlan
@@ -19,6 +17,7 @@ from .frames import resize_crop
 from .manifest import Sample
 from .media import VISUAL_INPUTS, MediaError, face_file, load_faces, load_media
 from .prompts import build_messages, end_of_turn_id, pick_task, render_prompt, target_text
+
 
 class SampleError(ValueError):
     """A sample that cannot become a training example; the message names it."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .metrics import label_metrics

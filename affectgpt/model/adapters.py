@@ -30,7 +30,6 @@ from torch import nn
 from ..plan import ENCODER_FRAMES_PER_SECOND
 
 
-
 @dataclass
 class AdapterConfig:
     kind: str = "qformer"  # qformer | attention | mean

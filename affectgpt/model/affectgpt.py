@@ -15,8 +15,8 @@ from torch import nn
 
 from ..plan import IGNORE_INDEX, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
-from .kernels import apply_kernels, fused_linear_cross_entropy
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
+from .kernels import apply_kernels, fused_linear_cross_entropy
 from .llm import LLMConfig, add_token_rows, build_base_llm, output_logits, random_tokenizer_source, wrap_lora
 from .tokenizer import load_tokenizer, modality_token_ids, stop_token_ids
 
