@@ -51,9 +51,9 @@ def cue_scores(predicted: list[list[str]], gold: list[tuple[str, ...]]) -> dict:
         truth = [_family_answer(key, set(g)) for g in gold]
         answer = [_family_answer(key, {w.lower() for w in p}) for p in predicted]
         classes = sorted(set(truth))
-        recall = [sum(a == t for a, t in zip(answer, truth) if t == c) / truth.count(c) for c in classes]
+        recall = [sum(a == t for a, t in zip(answer, truth, strict=False) if t == c) / truth.count(c) for c in classes]
         out[family] = {"balanced_accuracy": sum(recall) / len(classes), "chance": 1 / len(classes),
-                       "accuracy": sum(a == t for a, t in zip(answer, truth)) / len(truth),
+                       "accuracy": sum(a == t for a, t in zip(answer, truth, strict=False)) / len(truth),
                        "constant_accuracy": max(truth.count(c) for c in classes) / len(truth), "n": len(truth)}
     return out
 
@@ -76,7 +76,7 @@ def clue_sentences(sample) -> dict[str, tuple[str, ...]]:
 def clue_shares(texts: list[str], samples) -> dict[str, dict]:
     """Per sentence kind: the share of descriptions containing one of its correct sentences verbatim."""
     hits: dict[str, list[bool]] = {}
-    for text, s in zip(texts, samples):
+    for text, s in zip(texts, samples, strict=False):
         for kind, options in clue_sentences(s).items():
             hits.setdefault(kind, []).append(any(o in text for o in options))
     return {k: {"share": sum(v) / len(v), "n": len(v)} for k, v in hits.items()}

@@ -196,12 +196,12 @@ def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: d
             with_video = [it for it in ok if it["frames"] is not None]
             if with_video and model.vision is not None:
                 feats = model.vision(torch.stack([it["frames"] for it in with_video]).to(model.device))
-                for it, f in zip(with_video, feats):
+                for it, f in zip(with_video, feats, strict=True):
                     tensors[f"{it['name']}/video"] = f.to("cpu", dtype).contiguous()
             with_audio = [it for it in ok if it["audio"] is not None]
             if with_audio and model.audio is not None:
                 feats = model.audio([it["audio"].to(model.device) for it in with_audio])
-                for it, f in zip(with_audio, feats):
+                for it, f in zip(with_audio, feats, strict=False):
                     tensors[f"{it['name']}/audio"] = f.to("cpu", dtype).contiguous()
             by_name = {s.name: s for s in part}
             for it in items:

@@ -104,7 +104,7 @@ def make_collator(model, system: str | None = None, plan=None) -> Collator:
 
 def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
     rows = [{"name": n, "task": task, "error": e} for n, e in batch["bad"]]
-    for name, text in zip(batch.get("names", []), texts):
+    for name, text in zip(batch.get("names", []), texts, strict=False):
         rows.append({"name": name, "task": task, "description": text, "emotions": emotions_from_text(text)})
     return rows
 

@@ -60,7 +60,7 @@ def interleaved(models: dict, sample, samples, gen, args, repeat: int, manifest_
     """Median per kind, the kinds measured in turn so that a noisy neighbour hits both alike."""
     singles = {k: [] for k in models}
     rates = {k: [] for k in models}
-    for k, (model, system) in models.items():
+    for _k, (model, system) in models.items():
         clip_once(model, sample, gen, system)  # warm-up
     for _ in range(repeat):
         for k, (model, system) in models.items():

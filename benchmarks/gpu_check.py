@@ -486,7 +486,7 @@ def step_flops(model, micro: list[dict], online: bool, audio_seconds: float) -> 
     total = 0.0
     for batch in micro:
         tokens, targets = sample_lengths(batch)
-        total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets))
+        total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets, strict=False))
         if online:
             shapes = encoder_shapes(model, int(audio_seconds * 16000))
             total += sum(encoder_forward_flops(e) * items for e, items in shapes) * len(tokens)
@@ -586,7 +586,7 @@ def train_row(row: Row, ctx: Ctx, res: Result) -> None:
         if fake[0]:
             fake[0] = False
             raise torch.OutOfMemoryError("fake out-of-memory (--dry-run check of the OOM handling)")
-        return recipe_step(recipe, micro)
+        return recipe_step(recipe, micro)  # noqa: F821 - step() only runs before the `del recipe` below
 
     try:
         step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
@@ -683,15 +683,22 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
     for i in range(1 + a.infer_repeats):  # the first is warmup
         with ctx.amp():
             enc_s, embeds = timed(lambda: model.embed(batch, model.encode_media(batch)))
-            pre_s, _ = timed(lambda: model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1))
-            gen1_s, _ = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **one_token))
-            gen_s, ids = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs))
+            # B023: each lambda is called at once by timed(), inside this iteration
+            pre_s, _ = timed(
+                lambda: model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)  # noqa: B023
+            )
+            gen1_s, _ = timed(
+                lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **one_token)  # noqa: B023
+            )
+            gen_s, ids = timed(
+                lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)  # noqa: B023
+            )
         e2e_s, (ids2, _texts) = timed(end_to_end)
         if ids.shape[-1] != a.new_tokens or ids2.shape[-1] != a.new_tokens:
             raise RuntimeError(f"generate returned {ids.shape[-1]} tokens, expected {a.new_tokens}")
         if i:
             runs.append((enc_s, pre_s, gen1_s, gen_s, e2e_s))
-    enc_s, pre_s, gen1_s, gen_s, e2e_s = (sorted(col)[len(col) // 2] for col in zip(*runs))
+    enc_s, pre_s, gen1_s, gen_s, e2e_s = (sorted(col)[len(col) // 2] for col in zip(*runs, strict=True))
     # Decode rate: the tokens after the first, over generate(N) minus generate(1) (prefill + first token).
     decode_tps = (a.new_tokens - 1) / (gen_s - gen1_s) if gen_s > gen1_s else None
     res.batch, res.seq = 1, int(mask.shape[1])

@@ -134,8 +134,10 @@ def test_mer2025_layout_joins_tracks_and_picks_the_subtitle_language(mer2025_dir
 
 
 def test_tracks_neutral_partial_rows_audio_and_descriptions_by_language(tmp_path):
-    t2 = write_csv(tmp_path / "track2_train_mercaptionplus.csv", ["name", "openset"], [["a", "[]"], ["b", "['Happy', 'excited']"], ["b", "x"]])
-    t3 = write_csv(tmp_path / "track3_train_mercaptionplus.csv", ["name", "reason"], [["b", "he smiles"], ["c", "she frowns"], ["", "?"]])
+    write_csv(tmp_path / "track2_train_mercaptionplus.csv", ["name", "openset"],
+              [["a", "[]"], ["b", "['Happy', 'excited']"], ["b", "x"]])
+    write_csv(tmp_path / "track3_train_mercaptionplus.csv", ["name", "reason"],
+              [["b", "he smiles"], ["c", "she frowns"], ["", "?"]])
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "c.wav").write_bytes(b"RIFF")
     samples, report = read_mer2025(tmp_path)

@@ -98,7 +98,7 @@ def test_manifest_text_contract(medium):
 
 
 def test_subtitle_shares_and_not_a_shortcut(medium):
-    for split, samples in medium.items():
+    for _split, samples in medium.items():
         kinds = collections.Counter(syn.subtitle_kind(s.subtitle, s.emotions)[0] for s in samples)
         n = len(samples)
         assert kinds["neutral"] == round(n * 0.5)

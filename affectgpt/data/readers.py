@@ -373,7 +373,7 @@ def mix_epoch(sources: list[Source], epoch: int, seed: int, epoch_size: int | No
         epoch_size = sum(len(s.samples) for s in sources)
     rng = np.random.default_rng([seed, epoch])
     picked: list[Sample] = []
-    for src, n in zip(sources, epoch_counts(sources, epoch_size)):
+    for src, n in zip(sources, epoch_counts(sources, epoch_size), strict=False):
         if n == 0:
             continue
         size = len(src.samples)

@@ -211,7 +211,7 @@ def _plan_split(seed: int, split: str, n: int, root: Path, size: int, fps: int, 
     kinds = _subtitle_kinds(rng, n)
     clip_seeds = np.random.SeedSequence([seed, split_id, 1]).generate_state(max(n, 1))
     samples, specs = [], []
-    for i, ((visual, audio), kind) in enumerate(zip(cues, kinds)):
+    for i, ((visual, audio), kind) in enumerate(zip(cues, kinds, strict=False)):
         name = f"syn_{split}_{i + 1:05d}"
         words = labels_for(visual, audio)
         if kind == "neutral":
@@ -389,7 +389,7 @@ def generate(root: Path, seed: int = 0, n_train: int = 400, n_val: int = 100, n_
     if min(n_train, n_val, n_test) < 0 or fps <= 0 or seconds <= 0 or sample_rate < 8000:
         raise ValueError(f"invalid synthetic dataset parameters: {params}")
     plans = {split: _plan_split(seed, split, n, root, size, fps, seconds, sample_rate)
-             for split, n in zip(SPLITS, (n_train, n_val, n_test))}
+             for split, n in zip(SPLITS, (n_train, n_val, n_test), strict=False)}
     specs = [spec for _, split_specs in plans.values() for spec in split_specs]
     (root / "clips").mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, max(1, len(specs) // 16))

@@ -135,7 +135,7 @@ def weighted_f1(y: list[bool], yhat: list[bool]) -> float:
     """scikit-learn's ``f1_score(y, yhat, average="weighted")``: per-class F1 weighted by true support."""
     total = 0.0
     for c in sorted(set(y) | set(yhat)):
-        tp = sum(1 for a, b in zip(y, yhat) if a == c and b == c)
+        tp = sum(1 for a, b in zip(y, yhat, strict=False) if a == c and b == c)
         n_pred, n_true = sum(1 for b in yhat if b == c), sum(1 for a in y if a == c)
         p = tp / n_pred if n_pred else 0.0
         r = tp / n_true if n_true else 0.0
@@ -153,7 +153,7 @@ def sentiment_scores(gold: list[float], sentiments: list[str | None]) -> dict:
             continue
         y.append(g > 0)
         yhat.append(SENTIMENT_VALUE.get(word, 0) > 0)
-    acc = sum(a == b for a, b in zip(y, yhat)) / len(y) if y else 0.0
+    acc = sum(a == b for a, b in zip(y, yhat, strict=True)) / len(y) if y else 0.0
     return {"score": weighted_f1(y, yhat), "accuracy": acc, "kept": len(y), "unmapped_sentiments": unmapped}
 
 
@@ -199,23 +199,23 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         from .valence import sentiment_of
 
         labels = [parse_labels(extract_emotions(r)) if r else [] for r in reasons]
-        sentiments = [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons)] if need_sentiment \
+        sentiments = [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons, strict=True)] if need_sentiment \
             else [None] * len(names)
         return labels, sentiments
     if mode == "llm":
         if llm is None:
             raise ValueError("--labels llm needs --llm PATH (a local Hugging Face causal LM folder)")
         labels = [parse_labels(x) for x in llm.extract([r or "" for r in reasons])]
-        labels = [lab if r else [] for lab, r in zip(labels, reasons)]
+        labels = [lab if r else [] for lab, r in zip(labels, reasons, strict=False)]
         sentiments = llm.sentiments(labels) if need_sentiment else [None] * len(names)
-        return labels, [s if r else None for s, r in zip(sentiments, reasons)]
+        return labels, [s if r else None for s, r in zip(sentiments, reasons, strict=False)]
     raise ValueError(f"unknown labels mode {mode!r}; expected one of {LABEL_MODES}")
 
 
 def agreement(rows: dict[str, dict], names: list[str], labels: list[list[str]], sentiments: list) -> dict:
     """Share of samples whose label set (and sentiment word) equals the row's ``openset`` (``sentiment``)."""
     same_labels = same_sent = n_labels = n_sent = 0
-    for n, lab, sent in zip(names, labels, sentiments):
+    for n, lab, sent in zip(names, labels, sentiments, strict=False):
         row = rows.get(n) or {}
         if row.get("openset") is not None:
             n_labels += 1

@@ -277,7 +277,7 @@ class AudioEncoder(nn.Module):
             n_mel = 2 * self.num_frames(longest)
             mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_mel * WHISPER_HOP).to(dev), self.n_mels)[:, :n_mel] for c in chunks])
             out = self._encode_cropped(mels.to(dtype))
-        return [o[: self.num_frames(c.shape[0])] for o, c in zip(out, chunks)]
+        return [o[: self.num_frames(c.shape[0])] for o, c in zip(out, chunks, strict=True)]
 
     def _encode_cropped(self, mel: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
@@ -300,6 +300,6 @@ class AudioEncoder(nn.Module):
                 owners.append(i)
         encoded = self._encode_chunks(pieces)
         out: list[list[torch.Tensor]] = [[] for _ in waves]
-        for i, e in zip(owners, encoded):
+        for i, e in zip(owners, encoded, strict=False):
             out[i].append(e)
         return [torch.cat(parts, 0) for parts in out]

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-from torch import nn
 
 AUTO_TARGETS = "auto"
 
