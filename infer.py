@@ -96,15 +96,17 @@ def check_inputs(cfg: DictConfig):
 
 def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> None:
     t = timing
-    lines = [f"profile ({where})",
-             f"  load      {load_s:8.3f} s",
-             f"  decode    {t.get('decode_s', 0):8.3f} s   media decode + frame resize",
-             f"  prompt    {t.get('prompt_s', 0):8.3f} s   chat template + tokenize ({t.get('prompt_tokens', 0)} tokens)",
-             f"  encode    {t.get('encode_s', 0):8.3f} s   frozen vision + audio encoders",
-             f"  prefill   {t.get('prefill_s', 0):8.3f} s   adapters + prompt pass -> first token",
-             f"  generate  {t.get('generate_s', 0):8.3f} s   {t.get('tokens', 0)} tokens, "
-             f"{t.get('tokens_per_s', 0):.1f} tokens/s after the first",
-             f"  total     {total_s:8.3f} s"]
+    lines = [
+        f"profile ({where})",
+        f"  load      {load_s:8.3f} s",
+        f"  decode    {t.get('decode_s', 0):8.3f} s   media decode + frame resize",
+        f"  prompt    {t.get('prompt_s', 0):8.3f} s   chat template + tokenize ({t.get('prompt_tokens', 0)} tokens)",
+        f"  encode    {t.get('encode_s', 0):8.3f} s   frozen vision + audio encoders",
+        f"  prefill   {t.get('prefill_s', 0):8.3f} s   adapters + prompt pass -> first token",
+        f"  generate  {t.get('generate_s', 0):8.3f} s   {t.get('tokens', 0)} tokens, "
+        f"{t.get('tokens_per_s', 0):.1f} tokens/s after the first",
+        f"  total     {total_s:8.3f} s",
+    ]
     print("\n".join(lines), file=sys.stderr)
 
 

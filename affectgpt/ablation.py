@@ -136,7 +136,9 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
                                            max_new_tokens=max_new_tokens, progress=progress)}
     errors = [r for r in rows.values() if r.get("error")]
     if errors:
-        raise RuntimeError(f"{len(errors)} clips failed under drop={drop}, first: {errors[0]['name']}: {errors[0]['error']}")
+        raise RuntimeError(
+            f"{len(errors)} clips failed under drop={drop}, first: {errors[0]['name']}: {errors[0]['error']}"
+        )
     predicted = [rows[s.name]["emotions"] for s in samples]
     gold = [tuple(s.emotions) for s in samples]
     result = {"label": label_prf(predicted, [list(g) for g in gold])}

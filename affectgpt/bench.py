@@ -165,9 +165,15 @@ def _bench_command(cfg: DictConfig) -> int:
         del loaded
     if not state.is_main_process:
         return 0
-    record = {"checkpoints": {t: str(p.resolve()) for p, t in zip(checkpoints, checkpoint_tags(checkpoints), strict=True)},
-              "root": str(Path(cfg.root).resolve()), "task": TASK, "generation": gen, "seed": int(cfg.seed),
-              "visual": cfg.visual, "runs": summary}
+    record = {
+        "checkpoints": {t: str(p.resolve()) for p, t in zip(checkpoints, checkpoint_tags(checkpoints), strict=True)},
+        "root": str(Path(cfg.root).resolve()),
+        "task": TASK,
+        "generation": gen,
+        "seed": int(cfg.seed),
+        "visual": cfg.visual,
+        "runs": summary,
+    }
     (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
     if cfg.score:
         from .eval.scorer import resolve_lexicon

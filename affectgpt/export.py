@@ -61,11 +61,19 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     checkpoint, output = Path(checkpoint), Path(output)
     model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
     if not hasattr(model.llm, "merge_and_unload"):
-        raise ValueError(f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter")
+        raise ValueError(
+            f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter"
+        )
     if not merge and str(getattr(model.cfg, "init", "pretrained")) == "random":
-        raise ValueError(f"{checkpoint}: the base LLM was randomly initialised (model.init=random), so an adapter bundle "
-                         "could not be put back onto it; use merge=true")
-    state = json.loads((checkpoint / "trainer_state.json").read_text()) if (checkpoint / "trainer_state.json").is_file() else {}
+        raise ValueError(
+            f"{checkpoint}: the base LLM was randomly initialised (model.init=random), so an adapter bundle "
+            "could not be put back onto it; use merge=true"
+        )
+    state = (
+        json.loads((checkpoint / "trainer_state.json").read_text())
+        if (checkpoint / "trainer_state.json").is_file()
+        else {}
+    )
     source = {"checkpoint": str(checkpoint.resolve()), "step": state.get("step"),
               "trainable_sha256": sha256(checkpoint / "trainable.safetensors")}
     meta = describe(model, "merged" if merge else "adapter", generation, source)
@@ -86,7 +94,9 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
         model.llm.save_pretrained(tmp / "llm_adapter", save_embedding_layers=False)
         weights = [tmp / "llm_adapter" / "adapter_model.safetensors"]
         if not weights[0].is_file() or not (tmp / "llm_adapter" / "adapter_config.json").is_file():
-            raise RuntimeError(f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors")
+            raise RuntimeError(
+                f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors"
+            )
     if not weights:
         raise RuntimeError(f"{tmp / 'llm'}: save_pretrained wrote no safetensors file")
     pickles = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"})

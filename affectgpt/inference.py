@@ -186,8 +186,18 @@ def read_done(out: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def run_manifest(model, samples: list[Sample], out: Path, task: str, gen: dict, batch_size: int = 8,
-                 num_workers: int = 1, system: str | None = None, progress: bool = True, visual: str = "frames") -> dict:
+def run_manifest(
+    model,
+    samples: list[Sample],
+    out: Path,
+    task: str,
+    gen: dict,
+    batch_size: int = 8,
+    num_workers: int = 1,
+    system: str | None = None,
+    progress: bool = True,
+    visual: str = "frames",
+) -> dict:
     """Append a row per sample not yet in ``out``, flushed and fsynced per batch (an interruption
     loses at most the batch in flight); a clip that fails becomes an error row and the run goes on."""
     import os

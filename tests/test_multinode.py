@@ -50,7 +50,10 @@ def run_nodes(cmds: list[list[str]], logs: Path, timeout: int = 300) -> list[str
     """Start every node group at once, as two machines would; each one's output."""
     logs.mkdir(parents=True, exist_ok=True)
     files = [open(logs / f"node{i}.log", "w") for i in range(len(cmds))]
-    procs = [subprocess.Popen(c, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT) for c, f in zip(cmds, files, strict=True)]
+    procs = [
+        subprocess.Popen(c, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT)
+        for c, f in zip(cmds, files, strict=True)
+    ]
     try:
         codes = [p.wait(timeout) for p in procs]
     finally:

@@ -51,7 +51,9 @@ def test_a_failing_rank_brings_the_other_down(tmp_path, data):
             timeout=240)
     assert r.returncode != 0
     assert time.time() - t0 < 200
-    assert f"sample {rows[9]['name']!r}" in r.stdout + r.stderr and "leaves no room for the target" in r.stdout + r.stderr
+    assert (
+        f"sample {rows[9]['name']!r}" in r.stdout + r.stderr and "leaves no room for the target" in r.stdout + r.stderr
+    )
 
 
 def test_deepspeed_zero2_trains_saves_and_resumes(tmp_path, data, reference):

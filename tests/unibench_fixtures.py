@@ -92,7 +92,9 @@ def build_process_root(root: Path, faces_missing: tuple[str, ...] = ()) -> Path:
                 np.save(face, frames[:, 4:28, 4:28])  # a crop, [T,H,W,3] uint8
         subs = [[n, "中文", f"I said something number {i}."] for i, n in enumerate(names)]
         if set_name == "ovmerdplus":
-            _write_csv(folder / "subtitle_eng.csv", ["name", "sentence"], [[n, s[2]] for n, s in zip(names, subs, strict=True)])
+            _write_csv(
+                folder / "subtitle_eng.csv", ["name", "sentence"], [[n, s[2]] for n, s in zip(names, subs, strict=True)]
+            )
             _write_csv(folder / "ovlabel.csv", ["name", "openset"],
                        [[n, "[" + ", ".join(g) + "]"] for n, g in zip(names, GOLD[set_name], strict=False)])
             continue

@@ -167,7 +167,9 @@ class Collator:
         prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio)
         if not self.train:
             if len(prompt) > self.max_length:
-                raise SampleError(f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}")
+                raise SampleError(
+                    f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}"
+                )
             return prompt, []
         target = self.tok(item["target"], add_special_tokens=False).input_ids + [self.eos]
         room = self.max_length - len(prompt)

@@ -53,7 +53,9 @@ def user_message(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion:
     parts.append("Audio: " + MODALITY_TOKENS["audio"] * n_audio if n_audio else "Audio: this clip has no audio.")
     parts.append("Video: " + MODALITY_TOKENS["video"] * n_video if n_video else "Video: this clip has no video.")
     sub = subtitle.strip()
-    parts.append(f"The subtitle of this video is: <Subtitle>{sub}</Subtitle>." if sub else "This video has no subtitle.")
+    parts.append(
+        f"The subtitle of this video is: <Subtitle>{sub}</Subtitle>." if sub else "This video has no subtitle."
+    )
     parts.append(QUESTIONS[task])
     return "\n".join(parts)
 
@@ -98,7 +100,9 @@ def merge_system(messages: list[dict]) -> list[dict]:
     return rest
 
 
-def pick_task(describe_ratio: float, seed: int, epoch: int, index: int, has_description: bool, has_emotions: bool) -> str:
+def pick_task(
+    describe_ratio: float, seed: int, epoch: int, index: int, has_description: bool, has_emotions: bool
+) -> str:
     """AffectGPT's hybrid training: 'describe' with probability describe_ratio, else 'labels';
     deterministic in (seed, epoch, index); falls back to the task the sample supports."""
     if not has_description:

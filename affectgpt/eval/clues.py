@@ -22,7 +22,9 @@ MINILM_THRESHOLD = 0.5
 
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+")
 _TOKEN = re.compile(r"[a-z]+")
-_CONCLUSION = re.compile(r"^\s*(?:therefore|thus|hence|so|in summary|in conclusion|to sum up|overall)\b|emotional states?\s+(?:is|are)\b")
+_CONCLUSION = re.compile(
+    r"^\s*(?:therefore|thus|hence|so|in summary|in conclusion|to sum up|overall)\b|emotional states?\s+(?:is|are)\b"
+)
 _STOP = set("""
 a an the and or but of in on at to from by with for as is are was were be been being this that these those it its
 he she his her him they them their there here which who whom what when where while than then so such very more most

@@ -199,8 +199,11 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         from .valence import sentiment_of
 
         labels = [parse_labels(extract_emotions(r)) if r else [] for r in reasons]
-        sentiments = [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons, strict=True)] if need_sentiment \
+        sentiments = (
+            [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons, strict=True)]
+            if need_sentiment
             else [None] * len(names)
+        )
         return labels, sentiments
     if mode == "llm":
         if llm is None:
