@@ -13,7 +13,8 @@ synthetic data, the accuracy of each cue family next to its chance level: the *v
 (happy / sad / angry / none), the *vocal* word (calm / anxious / excited) and "frustrated",
 which needs both. Cue scores are balanced accuracies (the mean over the true classes of the
 share answered right), so any answer that ignores the clip (and names one class of the family)
-scores 1/K in expectation; that is the chance level. Plain accuracy and the best constant answer's accuracy are reported too. For
+scores 1/K in expectation; that is the chance level.
+Plain accuracy and the best constant answer's accuracy are reported too. For
 the describe task it also reports the share of descriptions that contain each clue sentence
 exactly (any of the generator's paraphrases, filled with the clip's values).
 """

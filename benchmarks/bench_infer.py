@@ -92,7 +92,8 @@ def report(name: str, kind: str, load_s: float, s: dict, rate: float, n: int, ba
     return (
         f"| {name} | {kind} | {load_s:.2f} | {1000 * s['decode_s']:.1f} | {1000 * s['encode_s']:.1f} | "
         f"{1000 * s['prefill_s']:.1f} | {s['tokens']} | {s['tokens_per_s']:.1f} | "
-        f"{s['decode_s'] + s['prompt_s'] + s['encode_s'] + s['generate_s']:.3f} | {rate:.2f} ({n} clips, batch {batch}) |"
+        f"{s['decode_s'] + s['prompt_s'] + s['encode_s'] + s['generate_s']:.3f} | "
+        f"{rate:.2f} ({n} clips, batch {batch}) |"
     )
 
 
@@ -182,7 +183,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(
-        "| model | LLM | load s | decode ms | encode ms | prefill ms | tokens | tokens/s | clip total s | manifest clips/s |"
+        "| model | LLM | load s | decode ms | encode ms | prefill ms | tokens | tokens/s | clip total s "
+        "| manifest clips/s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:

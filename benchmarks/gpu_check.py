@@ -874,7 +874,8 @@ def format_table(results: list[Result], header: dict) -> str:
             e = r.extra
             note = (
                 f"encode {e['encode_ms']:.0f} ms, prefill {e['prefill_ms']:.0f} ms ({e['prompt_tokens']} tokens), "
-                f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, {e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s"
+                f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, "
+                f"{e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s"
             )
         elif r.status == "ok" and "identical" in r.extra:
             e = r.extra

@@ -300,7 +300,8 @@ def main() -> None:
         "sources": {
             "wheels": {
                 "wheel1": "Willcox, The Feeling Wheel (1982), typed by hand",
-                "wheel2": "Parrott, Emotions in Social Psychology (2001), primary/secondary/tertiary tree, typed by hand",
+                "wheel2": "Parrott, Emotions in Social Psychology (2001), primary/secondary/tertiary tree, "
+                "typed by hand",
                 "wheel3": "Plutchik's wheel of emotions (1980): 8 primaries x 3 intensities, typed by hand",
             },
             "wordnet": "Princeton WordNet 3.0 (Debian wordnet-base + wordnet-sense-index), WordNet 3.0 licence",

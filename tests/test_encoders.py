@@ -187,7 +187,8 @@ def test_hf_folder_model_and_tokenizer_load_and_check_architecture(assets, tmp_p
     build_base_llm(LLMConfig(name_or_path=str(folder), dtype="float32", architecture=str(tmp_path / "tiny-llm.json")))
     with pytest.raises(
         ValueError,
-        match=r"config.json does not match the architecture .*qwen2.5-0.5b-instruct.json: hidden_size: expected 896, found 128",
+        match=r"config.json does not match the architecture .*qwen2.5-0.5b-instruct.json: "
+        r"hidden_size: expected 896, found 128",
     ):
         build_base_llm(LLMConfig(name_or_path=str(folder), dtype="float32", architecture="qwen2.5-0.5b-instruct"))
 

@@ -167,7 +167,8 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
     d = stats["duration_s"]
     if d:
         out.append(
-            f"duration: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s, total {d['total_hours']:.2f} h"
+            f"duration: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s, "
+            f"total {d['total_hours']:.2f} h"
         )
     out.append(
         f"labels: {pct('labelled')} labelled, {stats['distinct_labels']} distinct, "

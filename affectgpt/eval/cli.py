@@ -1,4 +1,5 @@
-"""``python -m affectgpt.eval --pred P --gold G [--wheels DIR] [--extractor rules|llm] [--task open|basic] [--out M.json]``."""
+"""``python -m affectgpt.eval --pred P --gold G [--wheels DIR] [--extractor rules|llm] \
+[--task open|basic] [--out M.json]``."""
 
 from __future__ import annotations
 

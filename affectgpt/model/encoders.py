@@ -100,7 +100,8 @@ class VisionEncoder(nn.Module):
                 raise FileNotFoundError(f"{pretrained}: open_clip checkpoint not found")
             if not pretrained:
                 raise ValueError(
-                    f"vision.pretrained is {pretrained!r} with real weights requested; use init=random for random weights"
+                    f"vision.pretrained is {pretrained!r} with real weights requested; "
+                    "use init=random for random weights"
                 )
             clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device, require_pretrained=True)
         visual = clip.visual.to(_dtype(cfg.dtype))
@@ -126,7 +127,8 @@ class VisionEncoder(nn.Module):
             "mean": [round(float(x), 8) for x in self.mean.flatten()],
             "std": [round(float(x), 8) for x in self.std.flatten()],
             "frames": self.cfg.frames,
-            "resize_rule": "torchvision",  # truncated long side, rounded crop offset (changed once; keys feature caches)
+            # truncated long side, rounded crop offset (changed once; keys feature caches)
+            "resize_rule": "torchvision",
         }
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
@@ -212,7 +214,8 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
     missing, unexpected = sorted(own - set(enc_state)), sorted(set(enc_state) - own) + other
     if missing or unexpected:
         raise RuntimeError(
-            f"{path}: whisper encoder weights do not match dims {dims}: missing={missing[:20]} unexpected={unexpected[:20]}"
+            f"{path}: whisper encoder weights do not match dims {dims}: "
+            f"missing={missing[:20]} unexpected={unexpected[:20]}"
         )
     enc.load_state_dict(enc_state, strict=True, assign=True)
     return enc, dims
