@@ -218,7 +218,9 @@ def build_app(session: Session):
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=3):
                 status = gr.Markdown("ready", elem_id="status")
-                frames = gr.Gallery(label="sampled frames", columns=4, height=280, object_fit="contain", elem_id="frames")
+                frames = gr.Gallery(
+                    label="sampled frames", columns=4, height=280, object_fit="contain", elem_id="frames"
+                )
                 description = gr.HighlightedText(label="description (clue sentences by modality)",
                                                  color_map=MODALITY_COLORS, show_legend=True,
                                                  show_inline_category=False, elem_id="description")

@@ -18,10 +18,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from affectgpt.cli import Command, UsageError, run
+from affectgpt.plan import DEFAULT_GENERATION, DTYPES, TASKS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-TASKS = ("describe", "labels")
-DTYPES = ("float32", "bfloat16", "float16")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output",
                           "score_output"))
@@ -46,7 +45,7 @@ def resolve_device(name: str) -> str:
 
 def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
     """Command line over the artifact's defaults over greedy/256; sampling knobs need do_sample."""
-    gen = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    gen = dict(DEFAULT_GENERATION)
     gen.update({k: v for k, v in defaults.items() if k in gen})
     gen.update({k: cfg[k] for k in gen if cfg.get(k) is not None})
     if not gen["do_sample"]:
@@ -97,15 +96,17 @@ def check_inputs(cfg: DictConfig):
 
 def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> None:
     t = timing
-    lines = [f"profile ({where})",
-             f"  load      {load_s:8.3f} s",
-             f"  decode    {t.get('decode_s', 0):8.3f} s   media decode + frame resize",
-             f"  prompt    {t.get('prompt_s', 0):8.3f} s   chat template + tokenize ({t.get('prompt_tokens', 0)} tokens)",
-             f"  encode    {t.get('encode_s', 0):8.3f} s   frozen vision + audio encoders",
-             f"  prefill   {t.get('prefill_s', 0):8.3f} s   adapters + prompt pass -> first token",
-             f"  generate  {t.get('generate_s', 0):8.3f} s   {t.get('tokens', 0)} tokens, "
-             f"{t.get('tokens_per_s', 0):.1f} tokens/s after the first",
-             f"  total     {total_s:8.3f} s"]
+    lines = [
+        f"profile ({where})",
+        f"  load      {load_s:8.3f} s",
+        f"  decode    {t.get('decode_s', 0):8.3f} s   media decode + frame resize",
+        f"  prompt    {t.get('prompt_s', 0):8.3f} s   chat template + tokenize ({t.get('prompt_tokens', 0)} tokens)",
+        f"  encode    {t.get('encode_s', 0):8.3f} s   frozen vision + audio encoders",
+        f"  prefill   {t.get('prefill_s', 0):8.3f} s   adapters + prompt pass -> first token",
+        f"  generate  {t.get('generate_s', 0):8.3f} s   {t.get('tokens', 0)} tokens, "
+        f"{t.get('tokens_per_s', 0):.1f} tokens/s after the first",
+        f"  total     {total_s:8.3f} s",
+    ]
     print("\n".join(lines), file=sys.stderr)
 
 

@@ -13,7 +13,8 @@ synthetic data, the accuracy of each cue family next to its chance level: the *v
 (happy / sad / angry / none), the *vocal* word (calm / anxious / excited) and "frustrated",
 which needs both. Cue scores are balanced accuracies (the mean over the true classes of the
 share answered right), so any answer that ignores the clip (and names one class of the family)
-scores 1/K in expectation; that is the chance level. Plain accuracy and the best constant answer's accuracy are reported too. For
+scores 1/K in expectation; that is the chance level.
+Plain accuracy and the best constant answer's accuracy are reported too. For
 the describe task it also reports the share of descriptions that contain each clue sentence
 exactly (any of the generator's paraphrases, filled with the clip's values).
 """
@@ -51,9 +52,9 @@ def cue_scores(predicted: list[list[str]], gold: list[tuple[str, ...]]) -> dict:
         truth = [_family_answer(key, set(g)) for g in gold]
         answer = [_family_answer(key, {w.lower() for w in p}) for p in predicted]
         classes = sorted(set(truth))
-        recall = [sum(a == t for a, t in zip(answer, truth) if t == c) / truth.count(c) for c in classes]
+        recall = [sum(a == t for a, t in zip(answer, truth, strict=False) if t == c) / truth.count(c) for c in classes]
         out[family] = {"balanced_accuracy": sum(recall) / len(classes), "chance": 1 / len(classes),
-                       "accuracy": sum(a == t for a, t in zip(answer, truth)) / len(truth),
+                       "accuracy": sum(a == t for a, t in zip(answer, truth, strict=False)) / len(truth),
                        "constant_accuracy": max(truth.count(c) for c in classes) / len(truth), "n": len(truth)}
     return out
 
@@ -76,7 +77,7 @@ def clue_sentences(sample) -> dict[str, tuple[str, ...]]:
 def clue_shares(texts: list[str], samples) -> dict[str, dict]:
     """Per sentence kind: the share of descriptions containing one of its correct sentences verbatim."""
     hits: dict[str, list[bool]] = {}
-    for text, s in zip(texts, samples):
+    for text, s in zip(texts, samples, strict=False):
         for kind, options in clue_sentences(s).items():
             hits.setdefault(kind, []).append(any(o in text for o in options))
     return {k: {"share": sum(v) / len(v), "n": len(v)} for k, v in hits.items()}
@@ -136,7 +137,9 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
                                            max_new_tokens=max_new_tokens, progress=progress)}
     errors = [r for r in rows.values() if r.get("error")]
     if errors:
-        raise RuntimeError(f"{len(errors)} clips failed under drop={drop}, first: {errors[0]['name']}: {errors[0]['error']}")
+        raise RuntimeError(
+            f"{len(errors)} clips failed under drop={drop}, first: {errors[0]['name']}: {errors[0]['error']}"
+        )
     predicted = [rows[s.name]["emotions"] for s in samples]
     gold = [tuple(s.emotions) for s in samples]
     result = {"label": label_prf(predicted, [list(g) for g in gold])}

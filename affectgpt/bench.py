@@ -150,7 +150,7 @@ def _bench_command(cfg: DictConfig) -> int:
         gen.update(OFFICIAL_SAMPLING)
     out = Path(cfg.output)
     summary = {}
-    for path, tag in zip(checkpoints, checkpoint_tags(checkpoints)):
+    for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):
         visual = cfg.visual or checkpoint_visual(path)
         merge = device.startswith("cuda") if cfg.merge_lora == "auto" else bool(cfg.merge_lora)
         loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge)
@@ -165,9 +165,15 @@ def _bench_command(cfg: DictConfig) -> int:
         del loaded
     if not state.is_main_process:
         return 0
-    record = {"checkpoints": {t: str(p.resolve()) for p, t in zip(checkpoints, checkpoint_tags(checkpoints))},
-              "root": str(Path(cfg.root).resolve()), "task": TASK, "generation": gen, "seed": int(cfg.seed),
-              "visual": cfg.visual, "runs": summary}
+    record = {
+        "checkpoints": {t: str(p.resolve()) for p, t in zip(checkpoints, checkpoint_tags(checkpoints), strict=True)},
+        "root": str(Path(cfg.root).resolve()),
+        "task": TASK,
+        "generation": gen,
+        "seed": int(cfg.seed),
+        "visual": cfg.visual,
+        "runs": summary,
+    }
     (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
     if cfg.score:
         from .eval.scorer import resolve_lexicon

@@ -228,7 +228,9 @@ def load_deepspeed_state(engine, folder: Path) -> None:
     ``load_module_strict=False``: the strict check is the caller's ``load_trainable_state_dict``."""
     path = Path(folder) / DEEPSPEED_DIR
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: missing; {folder} was written without DeepSpeed and cannot resume its optimizer")
+        raise FileNotFoundError(
+            f"{path}: missing; {folder} was written without DeepSpeed and cannot resume its optimizer"
+        )
     loaded, _ = engine.load_checkpoint(str(path), tag=DEEPSPEED_TAG, load_module_strict=False,
                                        load_optimizer_states=True, load_lr_scheduler_states=False)
     if loaded is None:

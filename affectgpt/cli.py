@@ -144,7 +144,7 @@ def compose(command: Command, argv: Sequence[str]):
     verbatim, raw = split_arguments(argv, command)
     parsed = _parse(raw)
     groups, values = [], []
-    for arg, ov in zip(raw, parsed):
+    for arg, ov in zip(raw, parsed, strict=False):
         key = ov.key_or_group
         if ov.is_sweep_override() or ov.is_delete() or key.startswith("hydra"):
             values.append((arg, ov))  # checked below

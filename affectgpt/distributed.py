@@ -92,7 +92,7 @@ def make_optimizer(groups: list[dict], t: DictConfig, accelerator, device: str):
     return torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if fused else {}))
 
 
-def make_parallel(cfg: DictConfig) -> "Parallel":
+def make_parallel(cfg: DictConfig) -> Parallel:
     acc, ds = make_accelerator(cfg)
     return DeepSpeedParallel(acc) if ds else Parallel(acc)
 

@@ -27,103 +27,28 @@ complete, so an interrupted export leaves no half artifact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
+from .artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
+    ADAPTER_MODULES,
+    ADAPTERS,
+    DEFAULT_GENERATION,
+    FORMAT,
+    FORMAT_VERSION,
+    META,
+    adapter_state,
+    describe,
+    load_adapter_state,
+    load_checkpoint_model,
+    preprocessing,
+    prompt_spec,
+    sha256,
+)
 from .cli import Command, UsageError, run
-
-FORMAT = "affectgpt-export"
-FORMAT_VERSION = 1
-META = "affectgpt.json"
-ADAPTERS = "adapters.safetensors"
-ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
-DEFAULT_GENERATION = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def adapter_state(model) -> dict[str, torch.Tensor]:
-    """Every persistent tensor of the modality adapters (trained or not: the artifact must not
-    depend on a seed to rebuild a frozen one)."""
-    out = {}
-    for name in ADAPTER_MODULES:
-        module = getattr(model, name, None)
-        if module is not None:
-            out.update({f"{name}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
-    return out
-
-
-def load_adapter_state(model, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load of ``adapter_state``: every key present, nothing extra, shapes equal."""
-    for name in ADAPTER_MODULES:
-        module = getattr(model, name, None)
-        prefix = name + "."
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if module is None:
-            if part:
-                raise RuntimeError(f"{source}: holds {name} weights but the model config has no {name}")
-            continue
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as e:
-            raise RuntimeError(f"{source}: {name} weights do not match the model: {str(e).splitlines()[0]} "
-                               f"{' '.join(ln.strip() for ln in str(e).splitlines()[1:])[:600]}") from None
-    stray = sorted(k for k in state if k.split(".")[0] not in ADAPTER_MODULES)
-    if stray:
-        raise RuntimeError(f"{source}: unexpected tensors {stray[:10]}")
-
-
-def preprocessing(model) -> dict:
-    return {"video": model.vision.preprocessing() if model.vision is not None else None,
-            "audio": model.audio.preprocessing() if model.audio is not None else None}
-
-
-def prompt_spec(model, system: str | None = None) -> dict:
-    from .data.prompts import QUESTIONS, SYSTEM_PROMPT
-    from .model.tokenizer import MODALITY_TOKENS
-
-    return {"system": SYSTEM_PROMPT if system is None else system, "questions": dict(QUESTIONS),
-            "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(MODALITY_TOKENS)}
-
-
-def describe(model, kind: str, generation: dict | None = None, source: dict | None = None) -> dict:
-    """The ``affectgpt.json`` record of a loaded model (without the file hashes)."""
-    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
-    model_cfg = asdict(model.cfg)
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "kind": kind,
-        "model": model_cfg,
-        "llm": {
-            "base": model.cfg.llm.name_or_path,
-            "path": "llm" if kind == "merged" else None,
-            "adapter": "llm_adapter" if kind == "adapter" else None,
-            "dtype": str(next(base.parameters()).dtype).replace("torch.", ""),
-            "vocab_size": base.get_input_embeddings().weight.shape[0],
-            "lora_merged": kind == "merged",
-        },
-        "tokenizer": "tokenizer",
-        "adapters": ADAPTERS,
-        "preprocessing": preprocessing(model),
-        "prompt": prompt_spec(model),
-        "token_plan": asdict(model.token_plan()),
-        "generation": dict(generation or DEFAULT_GENERATION),
-        "source": source or {},
-    }
 
 
 def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
@@ -131,17 +56,24 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     """Write an adapter bundle (``merge=False``) or a merged export of a training checkpoint."""
     from safetensors.torch import save_file
 
-    from .inference import load_checkpoint_model
     from .model_card import write_model_card
 
     checkpoint, output = Path(checkpoint), Path(output)
     model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
     if not hasattr(model.llm, "merge_and_unload"):
-        raise ValueError(f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter")
+        raise ValueError(
+            f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter"
+        )
     if not merge and str(getattr(model.cfg, "init", "pretrained")) == "random":
-        raise ValueError(f"{checkpoint}: the base LLM was randomly initialised (model.init=random), so an adapter bundle "
-                         "could not be put back onto it; use merge=true")
-    state = json.loads((checkpoint / "trainer_state.json").read_text()) if (checkpoint / "trainer_state.json").is_file() else {}
+        raise ValueError(
+            f"{checkpoint}: the base LLM was randomly initialised (model.init=random), so an adapter bundle "
+            "could not be put back onto it; use merge=true"
+        )
+    state = (
+        json.loads((checkpoint / "trainer_state.json").read_text())
+        if (checkpoint / "trainer_state.json").is_file()
+        else {}
+    )
     source = {"checkpoint": str(checkpoint.resolve()), "step": state.get("step"),
               "trainable_sha256": sha256(checkpoint / "trainable.safetensors")}
     meta = describe(model, "merged" if merge else "adapter", generation, source)
@@ -162,7 +94,9 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
         model.llm.save_pretrained(tmp / "llm_adapter", save_embedding_layers=False)
         weights = [tmp / "llm_adapter" / "adapter_model.safetensors"]
         if not weights[0].is_file() or not (tmp / "llm_adapter" / "adapter_config.json").is_file():
-            raise RuntimeError(f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors")
+            raise RuntimeError(
+                f"{tmp / 'llm_adapter'}: peft did not write adapter_config.json + adapter_model.safetensors"
+            )
     if not weights:
         raise RuntimeError(f"{tmp / 'llm'}: save_pretrained wrote no safetensors file")
     pickles = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"})

@@ -32,6 +32,7 @@ import torch
 from .cli import TRAIN_VERBATIM, Command, UsageError, run
 from .data.collate import ClipDataset
 from .data.manifest import Sample
+from .plan import SAMPLE_RATE
 
 log = logging.getLogger("affectgpt.features")
 IDENTITY = "identity.json"
@@ -63,8 +64,11 @@ def _short_name(name: str | None) -> str | None:
 def encoder_identity(model, dtype: str = "float32", visual: str = "frames") -> dict:
     """What the cached features depend on. Equal identities give equal features."""
     plan = model.token_plan()
-    ident: dict = {"version": CACHE_VERSION, "dtype": dtype,
-                   "decode": {"frames": plan.frames, "sample_rate": 16000, "audio_max_samples": plan.audio_max_samples}}
+    ident: dict = {
+        "version": CACHE_VERSION,
+        "dtype": dtype,
+        "decode": {"frames": plan.frames, "sample_rate": SAMPLE_RATE, "audio_max_samples": plan.audio_max_samples},
+    }
     if visual != "frames":  # face crops instead of frames (data.visual); frame caches keep their old identity
         ident["decode"]["visual"] = visual
     if model.vision is not None:
@@ -103,13 +107,18 @@ class FeatureStore:
         self.dir = Path(cache_dir)
         path = self.dir / IDENTITY
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; {self.dir} is not a feature cache (extract one with python -m affectgpt.features)")
+            raise FileNotFoundError(
+                f"{path}: missing; {self.dir} is not a feature cache (extract one with python -m affectgpt.features)"
+            )
         found = json.loads(path.read_text())
         diff = _differences(found, identity)
         if diff:
-            raise StaleCacheError(f"{self.dir}: stale feature cache, made by other encoders or preprocessing: "
-                                  + "; ".join(diff[:6]) + f"{' ...' if len(diff) > 6 else ''}. Extract into a new "
-                                  f"features.cache_dir (python -m affectgpt.features), delete this one, or set features.cache_dir=null")
+            raise StaleCacheError(
+                f"{self.dir}: stale feature cache, made by other encoders or preprocessing: "
+                + "; ".join(diff[:6])
+                + f"{' ...' if len(diff) > 6 else ''}. Extract into a new "
+                f"features.cache_dir (python -m affectgpt.features), delete this one, or set features.cache_dir=null"
+            )
         self.dtype = DTYPES[identity["dtype"]]
         self.index: dict[str, tuple[Path, dict]] = {}
         for shard in sorted(self.dir.glob("*.safetensors")):
@@ -123,7 +132,9 @@ class FeatureStore:
 
     def check_media(self, samples: list[Sample]) -> None:
         """Refuse features of media files that changed size since extraction (a cheap stat per file)."""
-        changed = [s.name for s in samples if s.name in self.index and self.index[s.name][1]["media_size"] != _media_size(s)]
+        changed = [
+            s.name for s in samples if s.name in self.index and self.index[s.name][1]["media_size"] != _media_size(s)
+        ]
         if changed:
             raise StaleCacheError(f"{self.dir}: stale features for {len(changed)} sample(s) whose media changed since "
                                   f"extraction, e.g. {changed[:5]}; delete their shards or the cache and extract again")
@@ -182,25 +193,34 @@ def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: d
     dtype = DTYPES[identity["dtype"]]
     plan = model.token_plan()
     shards = [(i, samples[i * shard_size : (i + 1) * shard_size]) for i in range(-(-len(samples) // shard_size))]
-    todo = [(i, part) for i, part in shards if i % world == rank and not (cache_dir / f"{tag}-{i:05d}.safetensors").is_file()]
+    todo = [
+        (i, part)
+        for i, part in shards
+        if i % world == rank and not (cache_dir / f"{tag}-{i:05d}.safetensors").is_file()
+    ]
     bar = tqdm(total=sum(len(p) for _, p in todo), disable=not progress, desc=f"features {tag} (rank {rank})",
                unit="clip", dynamic_ncols=True)
     done = 0
     for i, part in todo:
         tensors, meta = {}, []
-        loader = torch.utils.data.DataLoader(ClipDataset(part, plan, task="describe", visual=visual), batch_size=batch_size,
-                                             collate_fn=list, num_workers=num_workers, worker_init_fn=worker_init)
+        loader = torch.utils.data.DataLoader(
+            ClipDataset(part, plan, task="describe", visual=visual),
+            batch_size=batch_size,
+            collate_fn=list,
+            num_workers=num_workers,
+            worker_init_fn=worker_init,
+        )
         for items in loader:
             ok = [it for it in items if not it["error"]]
             with_video = [it for it in ok if it["frames"] is not None]
             if with_video and model.vision is not None:
                 feats = model.vision(torch.stack([it["frames"] for it in with_video]).to(model.device))
-                for it, f in zip(with_video, feats):
+                for it, f in zip(with_video, feats, strict=True):
                     tensors[f"{it['name']}/video"] = f.to("cpu", dtype).contiguous()
             with_audio = [it for it in ok if it["audio"] is not None]
             if with_audio and model.audio is not None:
                 feats = model.audio([it["audio"].to(model.device) for it in with_audio])
-                for it, f in zip(with_audio, feats):
+                for it, f in zip(with_audio, feats, strict=False):
                     tensors[f"{it['name']}/audio"] = f.to("cpu", dtype).contiguous()
             by_name = {s.name: s for s in part}
             for it in items:
@@ -238,8 +258,10 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
     missing = store.missing(samples)
     if missing:
         if f.extract != "auto":
-            raise FileNotFoundError(f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
-                                    f"run python -m affectgpt.features or set features.extract=auto")
+            raise FileNotFoundError(
+                f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
+                f"run python -m affectgpt.features or set features.extract=auto"
+            )
         n = extract(model, samples, cache_dir, tag, identity, f.shard_size, f.batch_size, cfg.trainer.num_workers,
                     accelerator.process_index, accelerator.num_processes, progress=accelerator.is_main_process,
                     visual=visual)
@@ -265,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
 def _extract_command(cfg) -> int:
     from accelerate import PartialState
 
-    from .model.build import build_model
     from .data.splits import load_split
+    from .model.build import build_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:
@@ -274,7 +296,9 @@ def _extract_command(cfg) -> int:
     # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
-        raise SystemExit(f"the launcher started {os.environ.get('WORLD_SIZE')} processes but Accelerate sees {state.num_processes}")
+        raise SystemExit(
+            f"the launcher started {os.environ.get('WORLD_SIZE')} processes but Accelerate sees {state.num_processes}"
+        )
     torch.manual_seed(cfg.seed)
     with state.main_process_first():
         samples = {split: load_split(cfg.data, split) for split in cfg.features.splits}
@@ -298,7 +322,9 @@ def _extract_command(cfg) -> int:
         for split, rows in samples.items():
             missing = store.missing(rows)
             if missing:
-                raise SystemExit(f"{cache_dir}: {split}: {len(missing)} samples missing after extraction: {missing[:5]}")
+                raise SystemExit(
+                    f"{cache_dir}: {split}: {len(missing)} samples missing after extraction: {missing[:5]}"
+                )
         print(f"{cache_dir}: {len(store.index)} clips cached")
     return 0
 

@@ -117,7 +117,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:
     """Exact-match label precision/recall/F1, averaged over samples (F from the averaged P and R)."""
     ps, rs = [], []
-    for p, g in zip(pred, gold):
+    for p, g in zip(pred, gold, strict=False):
         p, g = {x.lower() for x in p}, {x.lower() for x in g}
         hit = len(p & g)
         ps.append(hit / len(p) if p else 0.0)

@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from . import telemetry
-from .distributed import make_optimizer, make_parallel
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split
+from .distributed import make_optimizer, make_parallel
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
@@ -130,8 +130,12 @@ class TrainRecipe:
         if plain.get("tiny_assets"):  # written on first use with their own seeds: keep that out of the adapters' init
             from .model.tiny import ensure_tiny_assets
 
-            ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)), plain.get("tiny_tokenizer", "bpe"),
-                               plain.get("tiny_corpus"))
+            ensure_tiny_assets(
+                plain["tiny_assets"],
+                int(plain.get("tiny_seed", 1234)),
+                plain.get("tiny_tokenizer", "bpe"),
+                plain.get("tiny_corpus"),
+            )
         torch.manual_seed(self.cfg.seed)  # adapter and LoRA init
         self.model = build_model(self.cfg.model, device=self.accelerator.device)
         self.plan = self.model.token_plan()
@@ -156,15 +160,22 @@ class TrainRecipe:
                                      features=store, visual=d.get("visual", "frames"))
         self.sampler = ResumableBatches(len(self.train_set), t.batch_size, self.cfg.seed, self.rank, self.world)
         self.loader_generator = torch.Generator()
-        self.loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=self._collator(True),
-                                                  num_workers=t.num_workers, generator=self.loader_generator,
-                                                  worker_init_fn=worker_init)
+        self.loader = torch.utils.data.DataLoader(
+            self.train_set,
+            batch_sampler=self.sampler,
+            collate_fn=self._collator(True),
+            num_workers=t.num_workers,
+            generator=self.loader_generator,
+            worker_init_fn=worker_init,
+        )
         if self.sampler.batches_per_epoch == 0:
             raise ValueError(f"{len(self.train_set)} training samples are fewer than one global batch of "
                              f"{t.batch_size} x {self.world} process(es)")
 
     def _has_standardizers(self) -> bool:
-        return any(m is not None and m.standardizer is not None for m in (self.model.video_adapter, self.model.audio_adapter))
+        return any(
+            m is not None and m.standardizer is not None for m in (self.model.video_adapter, self.model.audio_adapter)
+        )
 
     @torch.no_grad()
     def _fit_standardizers(self) -> None:

@@ -31,9 +31,21 @@ FIELDS = ("decode_s", "prompt_s", "encode_s", "prefill_s", "generate_s", "tokens
 
 def train_tiny(work: Path) -> tuple[Path, Path]:
     out, data = work / "run", work / "syn"
-    cmd = [sys.executable, "train.py", f"output_dir={out}", f"data.root={data}", "trainer.max_steps=4",
-           "data.n_train=16", "data.n_val=2", "data.n_test=48", "trainer.batch_size=4", "trainer.standardize_samples=16",
-           "trainer.num_workers=0", "eval.max_samples=2", "eval.max_new_tokens=4"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"output_dir={out}",
+        f"data.root={data}",
+        "trainer.max_steps=4",
+        "data.n_train=16",
+        "data.n_val=2",
+        "data.n_test=48",
+        "trainer.batch_size=4",
+        "trainer.standardize_samples=16",
+        "trainer.num_workers=0",
+        "eval.max_samples=2",
+        "eval.max_new_tokens=4",
+    ]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -60,7 +72,7 @@ def interleaved(models: dict, sample, samples, gen, args, repeat: int, manifest_
     """Median per kind, the kinds measured in turn so that a noisy neighbour hits both alike."""
     singles = {k: [] for k in models}
     rates = {k: [] for k in models}
-    for k, (model, system) in models.items():
+    for _k, (model, system) in models.items():
         clip_once(model, sample, gen, system)  # warm-up
     for _ in range(repeat):
         for k, (model, system) in models.items():
@@ -77,9 +89,12 @@ def interleaved(models: dict, sample, samples, gen, args, repeat: int, manifest_
 
 
 def report(name: str, kind: str, load_s: float, s: dict, rate: float, n: int, batch: int) -> str:
-    return (f"| {name} | {kind} | {load_s:.2f} | {1000 * s['decode_s']:.1f} | {1000 * s['encode_s']:.1f} | "
-            f"{1000 * s['prefill_s']:.1f} | {s['tokens']} | {s['tokens_per_s']:.1f} | "
-            f"{s['decode_s'] + s['prompt_s'] + s['encode_s'] + s['generate_s']:.3f} | {rate:.2f} ({n} clips, batch {batch}) |")
+    return (
+        f"| {name} | {kind} | {load_s:.2f} | {1000 * s['decode_s']:.1f} | {1000 * s['encode_s']:.1f} | "
+        f"{1000 * s['prefill_s']:.1f} | {s['tokens']} | {s['tokens_per_s']:.1f} | "
+        f"{s['decode_s'] + s['prompt_s'] + s['encode_s'] + s['generate_s']:.3f} | "
+        f"{rate:.2f} ({n} clips, batch {batch}) |"
+    )
 
 
 def bench_tiny(args, work: Path) -> list[str]:
@@ -137,7 +152,9 @@ def bench_mid(args, data: Path) -> list[str]:
             t0 = time.perf_counter()
             model.llm = model.llm.merge_and_unload()
             load_s = time.perf_counter() - t0  # the merge itself
-        (s, rate), = interleaved({kind: (model, None)}, samples[0], samples, gen, args, max(1, args.repeat // 2), 1).values()
+        ((s, rate),) = interleaved(
+            {kind: (model, None)}, samples[0], samples, gen, args, max(1, args.repeat // 2), 1
+        ).values()
         rows.append(report("mid (random)", kind, load_s, s, rate, len(samples), args.batch_size))
         print(rows[-1], flush=True)
     return rows
@@ -165,7 +182,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print("| model | LLM | load s | decode ms | encode ms | prefill ms | tokens | tokens/s | clip total s | manifest clips/s |")
+    print(
+        "| model | LLM | load s | decode ms | encode ms | prefill ms | tokens | tokens/s | clip total s "
+        "| manifest clips/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

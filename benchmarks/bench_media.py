@@ -107,7 +107,12 @@ def rss_growth(fn, path: Path, iters: int) -> dict:
     for _ in range(iters - warm):
         fn(path)
     end = rss_mb()
-    return {"iters": iters, "rss_after_warmup_mb": round(after_warm, 1), "rss_end_mb": round(end, 1), "growth_mb": round(end - after_warm, 1)}
+    return {
+        "iters": iters,
+        "rss_after_warmup_mb": round(after_warm, 1),
+        "rss_end_mb": round(end, 1),
+        "growth_mb": round(end - after_warm, 1),
+    }
 
 
 class ClipDataset:
@@ -153,7 +158,11 @@ def main() -> None:
         t0 = time.perf_counter()
         clips = [write_clip(d / f"c{i}.mp4", 10, 30, 640, 360, 44100, 2) for i in range(args.clips)]
         print(f"wrote {len(clips)} 10 s 360p clips in {time.perf_counter() - t0:.1f} s")
-        for name, fn in (("load_media", decode_load_media), ("decord", decode_decord), ("pyav_plain", decode_pyav_plain)):
+        for name, fn in (
+            ("load_media", decode_load_media),
+            ("decord", decode_decord),
+            ("pyav_plain", decode_pyav_plain),
+        ):
             results[f"clips_per_s_{name}"] = round(clips_per_second(fn, clips, args.repeat), 2)
             print(f"{name:>12}: {results[f'clips_per_s_{name}']:.2f} clips/s per core (8 frames + 16 kHz audio)")
         results["rss_load_media"] = rss_growth(decode_load_media, clips[0], args.rss_iters)

@@ -64,8 +64,8 @@ def extraction_rate(overrides: list[str], cache: Path) -> dict:
     import torch
 
     from affectgpt import features as F
-    from affectgpt.model.build import build_model
     from affectgpt.data.splits import load_split
+    from affectgpt.model.build import build_model
 
     cfg = compose(overrides + [f"features.cache_dir={cache}"])
     samples = load_split(cfg.data, "train")
@@ -108,7 +108,10 @@ def main() -> None:
         row = {"extraction": extraction_rate(over, cache)}
         repeat = args.repeat if name == "tiny" else 1
         for mode, extra in (("online", ["features.cache_dir=null"]), ("cached", [f"features.cache_dir={cache}"])):
-            runs = [train_rate(over + extra + [f"output_dir={tmp / f'{name}-{mode}-{i}'}"], warm, steps) for i in range(repeat)]
+            runs = [
+                train_rate(over + extra + [f"output_dir={tmp / f'{name}-{mode}-{i}'}"], warm, steps)
+                for i in range(repeat)
+            ]
             row[mode] = sorted(runs, key=lambda r: r["samples_per_s"])[len(runs) // 2]  # the median run
             row[mode]["all_samples_per_s"] = [round(r["samples_per_s"], 2) for r in runs]
         row["speedup"] = row["cached"]["samples_per_s"] / row["online"]["samples_per_s"]

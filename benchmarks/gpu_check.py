@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from affectgpt.model.llm import checkpoint_mode, set_gradient_checkpointing  # noqa: E402
+
 CONF_MODEL = ROOT / "conf" / "model"
 GIB = 1024**3
 
@@ -252,7 +253,9 @@ def dry_rows() -> list[Row]:
         if r.attn:  # flex attention compiles C++ on CPU; eager rehearses the switch
             small = replace(small, attn="eager")
         rows.append(small)
-    return rows + [Row("oom-check", "mid", "train", "cached", False, 2, 128, "forced OOM, then retried at half batch", True)]
+    return rows + [
+        Row("oom-check", "mid", "train", "cached", False, 2, 128, "forced OOM, then retried at half batch", True)
+    ]
 
 
 def describe(r: Row) -> str:
@@ -485,7 +488,7 @@ def step_flops(model, micro: list[dict], online: bool, audio_seconds: float) -> 
     total = 0.0
     for batch in micro:
         tokens, targets = sample_lengths(batch)
-        total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets))
+        total += sum(train_flops_per_sequence(shape, t, tt) for t, tt in zip(tokens, targets, strict=False))
         if online:
             shapes = encoder_shapes(model, int(audio_seconds * 16000))
             total += sum(encoder_forward_flops(e) * items for e, items in shapes) * len(tokens)
@@ -585,7 +588,7 @@ def train_row(row: Row, ctx: Ctx, res: Result) -> None:
         if fake[0]:
             fake[0] = False
             raise torch.OutOfMemoryError("fake out-of-memory (--dry-run check of the OOM handling)")
-        return recipe_step(recipe, micro)
+        return recipe_step(recipe, micro)  # noqa: F821 - step() only runs before the `del recipe` below
 
     try:
         step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
@@ -607,7 +610,13 @@ def train_row(row: Row, ctx: Ctx, res: Result) -> None:
 def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
     """The same step through ``deepspeed.initialize`` with ZeRO stage 2 in one process (bf16 on
     CUDA; DeepSpeed casts the model, so the model is dropped afterwards)."""
-    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}.items():
+    for k, v in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29511",
+    }.items():
         os.environ.setdefault(k, v)
     import deepspeed
 
@@ -657,11 +666,23 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
     set_grad_ckpt(model, False)
     if row.merged and hasattr(model.llm, "merge_and_unload"):
         model.llm = model.llm.merge_and_unload()
-    batch = make_batch(model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False)
+    batch = make_batch(
+        model, make_items(model, 1, 0, a.audio_seconds, seed=2, train=False), 4096, ctx.device, train=False
+    )
     mask = batch["attention_mask"]
     tok = model.tokenizer
-    gen_kwargs = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, num_beams=1, use_cache=True,
-                      temperature=None, top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    gen_kwargs = dict(
+        max_new_tokens=a.new_tokens,
+        min_new_tokens=a.new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
 
     def timed(fn):
         sync(ctx.device)
@@ -682,21 +703,36 @@ def infer_row(row: Row, ctx: Ctx, res: Result) -> None:
     for i in range(1 + a.infer_repeats):  # the first is warmup
         with ctx.amp():
             enc_s, embeds = timed(lambda: model.embed(batch, model.encode_media(batch)))
-            pre_s, _ = timed(lambda: model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1))
-            gen1_s, _ = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **one_token))
-            gen_s, ids = timed(lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs))
+            # B023: each lambda is called at once by timed(), inside this iteration
+            pre_s, _ = timed(
+                lambda: model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)  # noqa: B023
+            )
+            gen1_s, _ = timed(
+                lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **one_token)  # noqa: B023
+            )
+            gen_s, ids = timed(
+                lambda: model.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)  # noqa: B023
+            )
         e2e_s, (ids2, _texts) = timed(end_to_end)
         if ids.shape[-1] != a.new_tokens or ids2.shape[-1] != a.new_tokens:
             raise RuntimeError(f"generate returned {ids.shape[-1]} tokens, expected {a.new_tokens}")
         if i:
             runs.append((enc_s, pre_s, gen1_s, gen_s, e2e_s))
-    enc_s, pre_s, gen1_s, gen_s, e2e_s = (sorted(col)[len(col) // 2] for col in zip(*runs))
+    enc_s, pre_s, gen1_s, gen_s, e2e_s = (sorted(col)[len(col) // 2] for col in zip(*runs, strict=True))
     # Decode rate: the tokens after the first, over generate(N) minus generate(1) (prefill + first token).
     decode_tps = (a.new_tokens - 1) / (gen_s - gen1_s) if gen_s > gen1_s else None
     res.batch, res.seq = 1, int(mask.shape[1])
     res.step_s, res.samples_s, res.tokens_s = e2e_s, 1 / e2e_s, decode_tps
-    res.extra.update(encode_ms=enc_s * 1e3, prefill_ms=pre_s * 1e3, prompt_tokens=int(mask.sum()),
-                     generate_1_s=gen1_s, generate_s=gen_s, new_tokens=a.new_tokens, decode_tokens_s=decode_tps, end_to_end_s=e2e_s)
+    res.extra.update(
+        encode_ms=enc_s * 1e3,
+        prefill_ms=pre_s * 1e3,
+        prompt_tokens=int(mask.sum()),
+        generate_1_s=gen1_s,
+        generate_s=gen_s,
+        new_tokens=a.new_tokens,
+        decode_tokens_s=decode_tps,
+        end_to_end_s=e2e_s,
+    )
 
 
 def exact_greedy(tok, n: int) -> dict:
@@ -836,8 +872,11 @@ def format_table(results: list[Result], header: dict) -> str:
         note = r.status
         if r.key.endswith("infer") and r.status == "ok":
             e = r.extra
-            note = (f"encode {e['encode_ms']:.0f} ms, prefill {e['prefill_ms']:.0f} ms ({e['prompt_tokens']} tokens), "
-                    f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, {e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s")
+            note = (
+                f"encode {e['encode_ms']:.0f} ms, prefill {e['prefill_ms']:.0f} ms ({e['prompt_tokens']} tokens), "
+                f"decode {fmt(e['decode_tokens_s'], '.1f')} tok/s, "
+                f"{e['new_tokens']} tokens end to end {e['end_to_end_s']:.2f} s"
+            )
         elif r.status == "ok" and "identical" in r.extra:
             e = r.extra
             note = (f"decode {e['decode_tokens_s']:.1f} tok/s, prefill {e['prefill_ms']:.0f} ms, "
@@ -856,9 +895,11 @@ def format_table(results: list[Result], header: dict) -> str:
         elif r.status.startswith("error"):
             note = f"{r.status}: {r.extra.get('error', '')}".replace("|", "/")
         mfu = None if r.mfu is None else 100 * r.mfu
-        lines.append(f"| {r.key} | {r.desc} | {r.batch} x {r.seq} | {fmt(r.step_s, '.3f')} | {fmt(r.samples_s, '.2f')} | "
-                     f"{fmt(r.tokens_s, ',.0f')} | {fmt(r.tflops, '.1f')} | {fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
-                     f"{fmt(r.peak_gib, '.1f')} | {note} |")
+        lines.append(
+            f"| {r.key} | {r.desc} | {r.batch} x {r.seq} | {fmt(r.step_s, '.3f')} | {fmt(r.samples_s, '.2f')} | "
+            f"{fmt(r.tokens_s, ',.0f')} | {fmt(r.tflops, '.1f')} | {fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
+            f"{fmt(r.peak_gib, '.1f')} | {note} |"
+        )
     return "\n".join(lines)
 
 
@@ -884,18 +925,33 @@ def environment(device: torch.device, ctx: Ctx, args) -> dict:
             packages[dist] = version(dist)
         except PackageNotFoundError:
             packages[dist] = None
-    return {"device": name, "device_memory_gib": mem, "torch": torch.__version__, "transformers": transformers.__version__,
-            "packages": packages, "peak_tflops": ctx.peak, "mixed_precision": args.mixed_precision, "dry_run": args.dry_run,
-            "budget_s": args.budget_s, "warmup": args.warmup, "steps": args.steps, "audio_seconds": args.audio_seconds}
+    return {
+        "device": name,
+        "device_memory_gib": mem,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "packages": packages,
+        "peak_tflops": ctx.peak,
+        "mixed_precision": args.mixed_precision,
+        "dry_run": args.dry_run,
+        "budget_s": args.budget_s,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "audio_seconds": args.audio_seconds,
+    }
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, help="folder for gpu_check.md and gpu_check.json")
     p.add_argument("--dry-run", action="store_true", help="CPU, float32, tiny config and shapes: every code path")
     p.add_argument("--budget-s", type=float, default=420.0, help="rows after this many seconds are skipped")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by device name)")
-    p.add_argument("--mixed-precision", choices=["bf16", "no"], default=None, help="default: bf16 on CUDA, no in the dry run")
+    p.add_argument(
+        "--mixed-precision", choices=["bf16", "no"], default=None, help="default: bf16 on CUDA, no in the dry run"
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 2; dry run 0)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per row (default 5; dry run 1)")
     p.add_argument("--audio-seconds", type=float, default=None, help="synthetic audio per clip (default 6; dry run 1)")

@@ -349,7 +349,7 @@ def checks(rows: list[Row]) -> list[tuple[str, bool]]:
             "resumed losses equal the uninterrupted ones",
             bool(cached.losses)
             and len(resumed.losses) == len(cached.losses)
-            and max(abs(a - b) for a, b in zip(cached.losses, resumed.losses)) <= 1e-6,
+            and max(abs(a - b) for a, b in zip(cached.losses, resumed.losses, strict=False)) <= 1e-6,
         ),
         (
             "infer prints JSON from the checkpoint and from the export",

@@ -147,7 +147,10 @@ class Families:
 
 
 def _negated_root(word: str, vocab: set[str]) -> bool:
-    return any(word.startswith(p) and len(word) > len(p) + 2 and word[len(p):] in vocab for p in ("un", "dis", "non", "in", "im"))
+    return any(
+        word.startswith(p) and len(word) > len(p) + 2 and word[len(p) :] in vocab
+        for p in ("un", "dis", "non", "in", "im")
+    )
 
 
 def build_families(wn, vocab: set[str], preferred: set[str]):
@@ -295,9 +298,12 @@ def main() -> None:
         "built_by": "scripts/build_lexicon.py (hand tables in affectgpt/eval/lexicon_tables.py)",
         "command": "python scripts/build_lexicon.py",
         "sources": {
-            "wheels": {"wheel1": "Willcox, The Feeling Wheel (1982), typed by hand",
-                       "wheel2": "Parrott, Emotions in Social Psychology (2001), primary/secondary/tertiary tree, typed by hand",
-                       "wheel3": "Plutchik's wheel of emotions (1980): 8 primaries x 3 intensities, typed by hand"},
+            "wheels": {
+                "wheel1": "Willcox, The Feeling Wheel (1982), typed by hand",
+                "wheel2": "Parrott, Emotions in Social Psychology (2001), primary/secondary/tertiary tree, "
+                "typed by hand",
+                "wheel3": "Plutchik's wheel of emotions (1980): 8 primaries x 3 intensities, typed by hand",
+            },
             "wordnet": "Princeton WordNet 3.0 (Debian wordnet-base + wordnet-sense-index), WordNet 3.0 licence",
             "lemminflect": lemminflect.__version__ if hasattr(lemminflect, "__version__") else "0.2.3",
             "nltk": nltk.__version__,

@@ -20,7 +20,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_APPS = ("affectgpt.training", "affectgpt.inference", "affectgpt.export", "affectgpt.features")
+DEFAULT_APPS = (
+    "affectgpt.training",
+    "affectgpt.inference",
+    "affectgpt.export",
+    "affectgpt.features",
+    "affectgpt.bench",
+    "affectgpt.ablation",
+)
 
 
 @dataclass(frozen=True)

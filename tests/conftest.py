@@ -245,7 +245,9 @@ def tiny_llm(tmp_path_factory):
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(LLM_TEXTS * 20 + ["happy, sad, angry, worried, [ ] emotion description person"] * 20, trainer)
+    bpe.train_from_iterator(
+        LLM_TEXTS * 20 + ["happy, sad, angry, worried, [ ] emotion description person"] * 20, trainer
+    )
     tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.chat_template = EXTRACTOR_CHAT_TEMPLATE
     tok.save_pretrained(d)

@@ -34,7 +34,9 @@ def test_attention_heads_must_divide_the_width():
 @pytest.mark.parametrize("kind", ["qformer", "attention", "mean"])
 def test_audio_adapter_is_invariant_to_the_other_clips_in_the_batch(kind):
     torch.manual_seed(0)
-    cfg = AdapterConfig(kind=kind, window_seconds=0.2, stride_seconds=0.1, queries_per_window=2, num_query_tokens=2, **SMALL)
+    cfg = AdapterConfig(
+        kind=kind, window_seconds=0.2, stride_seconds=0.1, queries_per_window=2, num_query_tokens=2, **SMALL
+    )
     a = AudioAdapter(cfg, 16, 24).eval()
     short, long = torch.randn(13, 16), torch.randn(57, 16)
     alone, n_alone = a([short])

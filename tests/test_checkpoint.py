@@ -45,7 +45,9 @@ def test_sigkill_during_write_leaves_the_last_complete_checkpoint(tmp_path):
 
 def test_keep_last_and_resume_paths(tmp_path):
     for step in range(1, 6):
-        ckpt.save_checkpoint(tmp_path / "checkpoints" / f"step-{step}", {"w": torch.full((2,), float(step))}, "", {"step": step})
+        ckpt.save_checkpoint(
+            tmp_path / "checkpoints" / f"step-{step}", {"w": torch.full((2,), float(step))}, "", {"step": step}
+        )
         ckpt.prune_checkpoints(tmp_path, keep_last=2)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-4", "step-5"]
     (tmp_path / "checkpoints" / "step-9").mkdir()  # no COMPLETE marker: never picked

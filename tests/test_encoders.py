@@ -86,8 +86,14 @@ def test_vision_preprocessing_matches_open_clips_own_transform(assets):
     base = rng.integers(0, 256, (6, 10, 3)).astype(np.uint8)
     frame = np.asarray(Image.fromarray(base).resize((150, 90), Image.BILINEAR))
     pp = enc.visual.preprocess_cfg
-    ref = open_clip.image_transform(pp["size"], is_train=False, mean=pp["mean"], std=pp["std"],
-                                    interpolation=pp["interpolation"], resize_mode=pp["resize_mode"])(Image.fromarray(frame))
+    ref = open_clip.image_transform(
+        pp["size"],
+        is_train=False,
+        mean=pp["mean"],
+        std=pp["std"],
+        interpolation=pp["interpolation"],
+        resize_mode=pp["resize_mode"],
+    )(Image.fromarray(frame))
     ours = enc.preprocess(torch.from_numpy(frame).unsqueeze(0))[0]
     assert ours.shape == ref.shape == (3, 64, 64)
     # measured: mean 0.0044, max 0.015 (normalised units; one pixel step is ~0.015)
@@ -123,7 +129,10 @@ def test_whisper_dims_are_checked_against_the_architecture(assets, tmp_path):
     good = tmp_path / "tiny-whisper.json"
     good.write_text(json.dumps(WHISPER_DIMS))
     AudioEncoder(AudioConfig(model=str(assets / "whisper.pt"), architecture=str(good)))
-    with pytest.raises(ValueError, match=r"whisper.pt does not match the architecture .*whisper-large-v3.json: n_mels: expected 128, found 80"):
+    with pytest.raises(
+        ValueError,
+        match=r"whisper.pt does not match the architecture .*whisper-large-v3.json: n_mels: expected 128, found 80",
+    ):
         AudioEncoder(AudioConfig(model=str(assets / "whisper.pt"), architecture="whisper-large-v3"))
 
 
@@ -171,10 +180,16 @@ def test_hf_folder_model_and_tokenizer_load_and_check_architecture(assets, tmp_p
     assert tok.chat_template and all(t in tok.get_vocab() for t in MODALITY_TOKENS.values())
 
     found = json.loads((folder / "config.json").read_text())
-    arch = {k: found[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")}
+    arch = {
+        k: found[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+    }
     (tmp_path / "tiny-llm.json").write_text(json.dumps(arch))
     build_base_llm(LLMConfig(name_or_path=str(folder), dtype="float32", architecture=str(tmp_path / "tiny-llm.json")))
-    with pytest.raises(ValueError, match=r"config.json does not match the architecture .*qwen2.5-0.5b-instruct.json: hidden_size: expected 896, found 128"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.json does not match the architecture .*qwen2.5-0.5b-instruct.json: "
+        r"hidden_size: expected 896, found 128",
+    ):
         build_base_llm(LLMConfig(name_or_path=str(folder), dtype="float32", architecture="qwen2.5-0.5b-instruct"))
 
 
@@ -197,8 +212,13 @@ def test_hf_folder_with_a_missing_weight_is_an_error(assets, tmp_path):
 def test_random_weights_build_the_same_shapes_without_reading_weights(assets, tmp_path):
     from affectgpt.model.llm import LLMConfig, build_base_llm
 
-    model = build_base_llm(LLMConfig(name_or_path=str(assets / "llm"), dtype="bfloat16"), device="meta", weights="random")
-    assert model.model.embed_tokens.weight.device.type == "meta" and model.model.embed_tokens.weight.dtype == torch.bfloat16
+    model = build_base_llm(
+        LLMConfig(name_or_path=str(assets / "llm"), dtype="bfloat16"), device="meta", weights="random"
+    )
+    assert (
+        model.model.embed_tokens.weight.device.type == "meta"
+        and model.model.embed_tokens.weight.dtype == torch.bfloat16
+    )
     with pytest.raises(ValueError, match="random weights need model.llm.architecture"):
         build_base_llm(LLMConfig(name_or_path=str(tmp_path / "absent")), device="meta", weights="random")
     assert math.isclose(json.loads((assets / "llm" / "config.json").read_text())["rms_norm_eps"], 1e-6)

@@ -150,7 +150,10 @@ def test_read_records_layouts_and_errors(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"name": "s1", "emotions": ["x"]}\n\n{"names": "s2", "reasons": "r"}\n')
     (tmp_path / "bad.jsonl").write_text('{"name": "s1"}\n{oops\n')
     (tmp_path / "noname.csv").write_text("id,openset\n1,x\n")
-    assert read_records(tmp_path / "a.csv") == [{"name": "s1", "emotions": "[happy, sad]"}, {"name": "s2", "emotions": ""}]
+    assert read_records(tmp_path / "a.csv") == [
+        {"name": "s1", "emotions": "[happy, sad]"},
+        {"name": "s2", "emotions": ""},
+    ]
     assert read_records(tmp_path / "b.csv")[0]["description"].startswith("He smiles")
     assert read_records(tmp_path / "c.jsonl") == [{"name": "s1", "emotions": ["x"]}, {"name": "s2", "description": "r"}]
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
@@ -177,8 +180,19 @@ def test_cli_writes_json_and_fails_cleanly(tmp_path, lex_dir):
     (tmp_path / "g.jsonl").write_text(json.dumps({"name": "s1", "emotions": ["happy"]}) + "\n")
     (tmp_path / "p.csv").write_text('name,openset\ns1,"[glad]"\n')
     out = tmp_path / "m.json"
-    cmd = [sys.executable, "-m", "affectgpt.eval", "--pred", str(tmp_path / "p.csv"), "--gold", str(tmp_path / "g.jsonl"),
-           "--wheels", str(lex_dir), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "affectgpt.eval",
+        "--pred",
+        str(tmp_path / "p.csv"),
+        "--gold",
+        str(tmp_path / "g.jsonl"),
+        "--wheels",
+        str(lex_dir),
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr
     assert "M3-W1-L1" in res.stdout

@@ -17,14 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import cache_arg, compose, data_root
 
 # ----------------------------------------------------------------------------- chat templates
 # Meta-Llama-3-8B-Instruct (tokenizer_config.json): headers, <|eot_id|> ends every turn.
-LLAMA3 = (r"{% set loop_messages = messages %}{% for message in loop_messages %}"
-          r"{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
-          r" + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
-          r"{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+LLAMA3 = (
+    r"{% set loop_messages = messages %}{% for message in loop_messages %}"
+    r"{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
+    r" + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    r"{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 # Mistral-7B-Instruct-v0.1: [INST] ... [/INST], the answer closed by </s>; a system message raises.
 MISTRAL = (r"{{ bos_token }}{% for message in messages %}"
            r"{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
@@ -33,12 +36,14 @@ MISTRAL = (r"{{ bos_token }}{% for message in messages %}"
            r"{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
            r"{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
 # gemma-2-*-it: <start_of_turn>user / model ... <end_of_turn>; "System role not supported".
-GEMMA2 = (r"{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-          r"{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-          r"{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-          r"{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-          r"{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-          r"{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}")
+GEMMA2 = (
+    r"{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    r"{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    r"{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    r"{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    r"{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    r"{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
 # gemma-3-*-it (text part): the template itself puts the system text before the first user turn.
 GEMMA3 = (r"{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
           r"{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
@@ -167,11 +172,12 @@ def build(data, folder, tmp_path):
 # ----------------------------------------------------------------------------- no training needed
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_prompt_pad_rows_and_lora_targets(name, data, folders, tmp_path):
+    from transformers import AutoTokenizer
+
     from affectgpt.data.collate import Collator
     from affectgpt.data.prompts import SYSTEM_PROMPT, build_messages, render_prompt
     from affectgpt.model.llm import embeddings_tied
     from affectgpt.model.tokenizer import MODALITY_TOKENS, end_of_turn_id
-    from transformers import AutoTokenizer
 
     fam = BY_NAME[name]
     plain = AutoTokenizer.from_pretrained(folders[name])

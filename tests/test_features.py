@@ -37,7 +37,10 @@ def test_cached_features_give_the_online_loss(setup, tmp_path):
     cfg, model, samples = setup
     ident = F.encoder_identity(model)
     F.write_identity(tmp_path, ident)
-    assert F.extract(model, samples, tmp_path, "train-x", ident, shard_size=4, batch_size=3, num_workers=0, progress=False) == 8
+    assert (
+        F.extract(model, samples, tmp_path, "train-x", ident, shard_size=4, batch_size=3, num_workers=0, progress=False)
+        == 8
+    )
     store = F.FeatureStore(tmp_path, ident)
     online, cached = _batch(model, samples, None), _batch(model, samples, store)
     assert "frames" in online and "video_feats" in cached and "audio_feats" in cached and "audio" not in cached
@@ -108,5 +111,14 @@ def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
     stale = json.loads((cache / "identity.json").read_text())
     stale["audio"]["weights"] = "f" * 20
     (cache / "identity.json").write_text(json.dumps(stale))
-    r = run([sys.executable, "-m", "affectgpt.features", f"data.root={cfg.data.root}", *SMALL, f"features.cache_dir={cache}"])
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "affectgpt.features",
+            f"data.root={cfg.data.root}",
+            *SMALL,
+            f"features.cache_dir={cache}",
+        ]
+    )
     assert r.returncode != 0 and "stale feature cache" in r.stderr and "audio.weights" in r.stderr

@@ -59,11 +59,17 @@ def test_encoder_flops_match_hand_count(tmp_path):
     # CLIP tiny-vit: width 64, 2 blocks of in_proj 3·64² + out_proj 64² + MLP 2·64·256; 8x8 patches of 8x8x3.
     assert (v.token_params, v.tokens, v.layers, v.width, v_items) == (2 * 49_152, 65, 2, 64, 8)
     assert v.extra == ((64 * 3 * 8 * 8, 64), (64 * 64, 1))
-    assert gpu_check.encoder_forward_flops(v) == 2 * 98_304 * 65 + 2 * 12_288 * 64 + 2 * 4_096 + 4 * 2 * 65**2 * 64 == 16_523_776
+    assert (
+        gpu_check.encoder_forward_flops(v)
+        == 2 * 98_304 * 65 + 2 * 12_288 * 64 + 2 * 4_096 + 4 * 2 * 65**2 * 64
+        == 16_523_776
+    )
     # Whisper: 2 s = 100 frames (not padded); blocks 4·64² + 2·64·256, conv2 64·64·3, conv1 64·80·3 at 200 mel frames.
     assert (a.token_params, a.tokens, a.layers, a.width, a_items) == (2 * 49_152 + 12_288, 100, 2, 64, 1)
     assert a.extra == ((15_360, 200),)
-    assert gpu_check.encoder_forward_flops(a) == 2 * 110_592 * 100 + 2 * 15_360 * 200 + 4 * 2 * 100**2 * 64 == 33_382_400
+    assert (
+        gpu_check.encoder_forward_flops(a) == 2 * 110_592 * 100 + 2 * 15_360 * 200 + 4 * 2 * 100**2 * 64 == 33_382_400
+    )
 
 
 def test_peak_tflops_by_device_name():
@@ -157,9 +163,26 @@ finally:
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check_out")
     work = tmp_path_factory.mktemp("gpu_check_work")
-    proc = subprocess.run([sys.executable, "-c", GPU_MACHINE_LAUNCHER, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run",
-                           "--out", str(out), "--work", str(work), "--budget-s", "600"],
-                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            GPU_MACHINE_LAUNCHER,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--dry-run",
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--budget-s",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=600,
+    )
     return proc, out
 
 
@@ -237,18 +260,52 @@ def test_dry_run_needs_neither_av_nor_wandb(dry_run):
 
 
 def test_budget_spent_skips_rows_and_still_writes_the_table(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(tmp_path),
-                           "--work", str(tmp_path / "w"), "--budget-s", "0", "--only", "7b-cached-ckpt,mid-zero2"],
-                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+            "--work",
+            str(tmp_path / "w"),
+            "--budget-s",
+            "0",
+            "--only",
+            "7b-cached-ckpt,mid-zero2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((tmp_path / "gpu_check.json").read_text())["rows"]
-    assert [(r["key"], r["status"]) for r in rows] == [("7b-cached-ckpt", "skipped: budget"), ("mid-zero2", "skipped: budget")]
+    assert [(r["key"], r["status"]) for r in rows] == [
+        ("7b-cached-ckpt", "skipped: budget"),
+        ("mid-zero2", "skipped: budget"),
+    ]
     assert "skipped: budget" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_unknown_row_key_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(tmp_path),
-                           "--only", "7b-nonsense"], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "7b-nonsense",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unknown row keys ['7b-nonsense']" in proc.stderr
 
 

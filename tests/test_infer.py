@@ -55,7 +55,9 @@ def test_a_clip_the_generator_did_not_make(artifacts, tmp_path):
     clip = write_clip(tmp_path / "foreign.mp4", frames, audio, fps=12.5, sample_rate=48000, audio_channels=2)
     sub = tmp_path / "sub.txt"
     sub.write_text("Je suis fatigué.\n", encoding="utf-8")
-    obj = one_json(infer(artifacts["merged"], f"video={clip}", f"subtitle_file={sub}", "task=labels", "max_new_tokens=8"))
+    obj = one_json(
+        infer(artifacts["merged"], f"video={clip}", f"subtitle_file={sub}", "task=labels", "max_new_tokens=8")
+    )
     assert obj["name"] == "foreign" and obj["task"] == "labels" and isinstance(obj["emotions"], list)
 
 
@@ -114,14 +116,18 @@ def test_manifest_run_resumes_after_a_kill_and_records_a_bad_clip(artifacts, tmp
     with out.open("a") as f:  # a write torn by the kill: half a row, no newline
         f.write('{"name": "syn_test_0')
 
-    r = subprocess.run(args + ["score=true", "batch_size=2"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        args + ["score=true", "batch_size=2"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{before} already in" in r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r_["name"] for r_ in rows) == sorted(names)  # each name exactly once
     errors = [r_ for r_ in rows if r_.get("error")]
     assert [e["name"] for e in errors] == ["corrupt"] and "corrupt.mp4" in errors[0]["error"]
-    assert all(isinstance(r_["description"], str) and isinstance(r_["emotions"], list) for r_ in rows if not r_.get("error"))
+    assert all(
+        isinstance(r_["description"], str) and isinstance(r_["emotions"], list) for r_ in rows if not r_.get("error")
+    )
     metrics = json.loads(out.with_suffix(".metrics.json").read_text())
     assert metrics["n_gold"] == len(names) and metrics["missing_pred"] == 1  # the corrupt clip has no prediction
     assert "M-avg F1" in r.stderr

@@ -76,7 +76,9 @@ def test_checkpointing_modes_keep_the_gradients_and_recompute_what_they_say(root
         set_gradient_checkpointing(model.llm, "attn")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="Liger's Triton kernels need a CUDA device (lent GPU machine)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="Liger's Triton kernels need a CUDA device (lent GPU machine)"
+)
 def test_liger_loss_and_gradients_match_the_unfused_model_on_cuda(root):
     """The tiny model built twice with the same seed: kernels=none first (Liger patches RoPE for
     the whole process), then kernels=liger; loss and LoRA gradients agree to bf16 tolerance."""

@@ -74,9 +74,12 @@ def test_conditions_use_the_path_of_a_clip_without_the_stream():
 
     plan = _tiny_plan()
     s = Sample("x", video=None, subtitle="Hello there.")
-    for drop, (vision, audio, subtitle) in {"full": (True, True, "Hello there."), "video": (False, True, "Hello there."),
-                                            "audio": (True, False, "Hello there."),
-                                            "subtitle": (True, True, "")}.items():
+    for drop, (vision, audio, subtitle) in {
+        "full": (True, True, "Hello there."),
+        "video": (False, True, "Hello there."),
+        "audio": (True, False, "Hello there."),
+        "subtitle": (True, True, ""),
+    }.items():
         (s2,), p = ablation.without([s], plan, drop)
         assert (p.has_vision, p.has_audio, s2.subtitle) == (vision, audio, subtitle)
     with pytest.raises(ValueError, match="unknown modality 'face'"):
@@ -86,9 +89,20 @@ def test_conditions_use_the_path_of_a_clip_without_the_stream():
 def _tiny_plan():
     from affectgpt.data.collate import TokenPlan
 
-    return TokenPlan(video_tokens=8, fusion_tokens=0, image_size=(64, 64), interpolation="bicubic", resize_mode="shortest",
-                     frames=8, audio_kind="qformer", audio_window=50, audio_stride=50, audio_queries_per_window=2,
-                     audio_fixed_tokens=0, audio_max_samples=16000 * 60)
+    return TokenPlan(
+        video_tokens=8,
+        fusion_tokens=0,
+        image_size=(64, 64),
+        interpolation="bicubic",
+        resize_mode="shortest",
+        frames=8,
+        audio_kind="qformer",
+        audio_window=50,
+        audio_stride=50,
+        audio_queries_per_window=2,
+        audio_fixed_tokens=0,
+        audio_max_samples=16000 * 60,
+    )
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -165,7 +179,9 @@ def test_losses_match_the_stored_reference(short_run):
 def test_each_cue_disappears_with_its_modality(report):
     c = report["conditions"]
     full, no_video, no_audio = (c[k]["cues"] for k in ("full", "no_video", "no_audio"))
-    acc = {k: {f: v[f]["balanced_accuracy"] for f in v} for k, v in (("full", full), ("nv", no_video), ("na", no_audio))}
+    acc = {
+        k: {f: v[f]["balanced_accuracy"] for f in v} for k, v in (("full", full), ("nv", no_video), ("na", no_audio))
+    }
     assert acc["full"]["visual"] >= 0.8 and acc["full"]["vocal"] >= 0.7, acc  # both cues learned (chance 0.25, 0.33)
     # no video: the visual word falls to chance, the vocal word keeps >= 80% of its accuracy; and the reverse
     assert abs(acc["nv"]["visual"] - no_video["visual"]["chance"]) <= 0.1, acc
@@ -182,12 +198,23 @@ def test_trained_model_beats_the_untrained_one_and_the_best_constant_answer(repo
 
 def test_ablation_command_line(short_run, tmp_path):
     out, data = short_run
-    cmd = [sys.executable, "-m", "affectgpt.ablation", f"checkpoint={out / 'checkpoints' / 'final'}",
-           f"manifest={data / 'val.jsonl'}", "drop=subtitle", "task=labels", "max_samples=6", f"output={tmp_path / 'a.json'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "affectgpt.ablation",
+        f"checkpoint={out / 'checkpoints' / 'final'}",
+        f"manifest={data / 'val.jsonl'}",
+        "drop=subtitle",
+        "task=labels",
+        "max_samples=6",
+        f"output={tmp_path / 'a.json'}",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads((tmp_path / "a.json").read_text())
     assert list(rep["conditions"]) == ["full", "no_subtitle"] and rep["n"] == 6
     assert "no_subtitle" in r.stdout and "visual (chance)" in r.stdout
     bad = subprocess.run(cmd[:4] + ["drop=face"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: drop=face: expected some of video,audio,subtitle"]
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: drop=face: expected some of video,audio,subtitle"
+    ]

@@ -122,7 +122,9 @@ def test_param_groups_name_modules_and_rates(data_root):
     model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
     groups = model.param_groups(1e-3, {"video_adapter": 5e-3, "llm": None}, weight_decay=0.1)
     by_name = {g["name"]: g for g in groups}
-    assert {"video_adapter", "video_adapter_nodecay", "audio_adapter", "fusion", "llm", "llm_extra_nodecay"} <= set(by_name)
+    assert {"video_adapter", "video_adapter_nodecay", "audio_adapter", "fusion", "llm", "llm_extra_nodecay"} <= set(
+        by_name
+    )
     assert by_name["video_adapter"]["lr"] == 5e-3 and by_name["llm"]["lr"] == 1e-3
     assert by_name["llm_extra_nodecay"]["lr"] == 1e-3  # peft modules_to_save: "llm"'s rate unless given its own
     assert by_name["llm_extra_nodecay"]["weight_decay"] == 0.0 and by_name["fusion"]["weight_decay"] == 0.1

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     REFERENCE_STEPS,
     ROOT,
@@ -49,7 +50,10 @@ def run_nodes(cmds: list[list[str]], logs: Path, timeout: int = 300) -> list[str
     """Start every node group at once, as two machines would; each one's output."""
     logs.mkdir(parents=True, exist_ok=True)
     files = [open(logs / f"node{i}.log", "w") for i in range(len(cmds))]
-    procs = [subprocess.Popen(c, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT) for c, f in zip(cmds, files)]
+    procs = [
+        subprocess.Popen(c, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT)
+        for c, f in zip(cmds, files, strict=True)
+    ]
     try:
         codes = [p.wait(timeout) for p in procs]
     finally:
@@ -130,7 +134,7 @@ def test_two_node_groups_match_one_process_and_resume_across_launchers(tmp_path,
     )
     assert "resumed from" in logs[0] and "at step 4" in logs[0]
     a, b = losses(reference), losses(out)
-    assert len(b) == 8 and max(abs(x - y) for x, y in zip(a, b)) < 5e-3, (a, b)
+    assert len(b) == 8 and max(abs(x - y) for x, y in zip(a, b, strict=False)) < 5e-3, (a, b)
     assert max_weight_diff(weights(reference), weights(out)) < 2e-2
     state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())
     assert state["samples_seen"] == 32 and (state["epoch"], state["batch_in_epoch"]) == (1, 4)

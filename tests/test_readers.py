@@ -24,12 +24,15 @@ from affectgpt.data.readers import (
     read_track_csvs,
 )
 
-REFERENCE = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REFERENCE = Path(
+    os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference")
+)
 EMER_V1 = REFERENCE / "emer" / "emer_v1_gt-eng.jsonl"
 EMER_V2 = REFERENCE / "emer" / "emer_v2_final-EMER-reason.jsonl"
 OPENSET = REFERENCE / "ovmer" / "gt" / "mer2024_check-openset.jsonl"
 needs_reference = pytest.mark.skipif(
-    not (EMER_V1.is_file() and EMER_V2.is_file() and OPENSET.is_file()), reason=f"reference data not found under {REFERENCE}"
+    not (EMER_V1.is_file() and EMER_V2.is_file() and OPENSET.is_file()),
+    reason=f"reference data not found under {REFERENCE}",
 )
 
 
@@ -126,7 +129,9 @@ def test_mer2025_layout_joins_tracks_and_picks_the_subtitle_language(mer2025_dir
     subtitled = sum(bool(s.subtitle) for s in samples)
     if language == "english":
         v1 = {r["names"]: r["subtitles"] for r in jsonl(EMER_V1)}
-        assert subtitled == sum(bool(v1.get(name)) for name in v2) == 36  # EMER v1 overlaps OV-MERD on 39 clips, 3 silent
+        assert (
+            subtitled == sum(bool(v1.get(name)) for name in v2) == 36
+        )  # EMER v1 overlaps OV-MERD on 39 clips, 3 silent
     else:
         assert subtitled == sum(bool(chinese_subtitle(r["chinese"])) for r in v2.values()) > 300
         assert all(re.search(r"[\u4e00-\u9fff]", s.subtitle) for s in samples if s.subtitle)
@@ -134,8 +139,10 @@ def test_mer2025_layout_joins_tracks_and_picks_the_subtitle_language(mer2025_dir
 
 
 def test_tracks_neutral_partial_rows_audio_and_descriptions_by_language(tmp_path):
-    t2 = write_csv(tmp_path / "track2_train_mercaptionplus.csv", ["name", "openset"], [["a", "[]"], ["b", "['Happy', 'excited']"], ["b", "x"]])
-    t3 = write_csv(tmp_path / "track3_train_mercaptionplus.csv", ["name", "reason"], [["b", "he smiles"], ["c", "she frowns"], ["", "?"]])
+    write_csv(tmp_path / "track2_train_mercaptionplus.csv", ["name", "openset"],
+              [["a", "[]"], ["b", "['Happy', 'excited']"], ["b", "x"]])
+    write_csv(tmp_path / "track3_train_mercaptionplus.csv", ["name", "reason"],
+              [["b", "he smiles"], ["c", "she frowns"], ["", "?"]])
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "c.wav").write_bytes(b"RIFF")
     samples, report = read_mer2025(tmp_path)
@@ -145,7 +152,9 @@ def test_tracks_neutral_partial_rows_audio_and_descriptions_by_language(tmp_path
     assert got["c"].emotions is None and got["c"].audio == tmp_path / "audio" / "c.wav"
     assert got["a"].audio is None
     assert report.rows_read == report.rows_kept + report.rows_dropped == 5
-    assert report.dropped == Counter({"duplicate name in track2_train_mercaptionplus.csv": 1, "empty name in track3_train_mercaptionplus.csv": 1})
+    assert report.dropped == Counter(
+        {"duplicate name in track2_train_mercaptionplus.csv": 1, "empty name in track3_train_mercaptionplus.csv": 1}
+    )
     d = write_csv(tmp_path / "reason.csv", ["name", "chinese", "english"], [["a", "他笑了", "he laughs"]])
     s, _ = read_track_csvs(None, d, language="chinese", video_dir=tmp_path / "video")
     assert s[0].description == "他笑了"

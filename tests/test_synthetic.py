@@ -98,7 +98,7 @@ def test_manifest_text_contract(medium):
 
 
 def test_subtitle_shares_and_not_a_shortcut(medium):
-    for split, samples in medium.items():
+    for _split, samples in medium.items():
         kinds = collections.Counter(syn.subtitle_kind(s.subtitle, s.emotions)[0] for s in samples)
         n = len(samples)
         assert kinds["neutral"] == round(n * 0.5)
@@ -227,7 +227,9 @@ def test_write_clip_variants_decode(tmp_path):
     with av.open(str(stereo)) as c:
         assert (c.streams.audio[0].rate, c.streams.audio[0].channels) == (48000, 2)
 
-    silent = syn.write_clip(tmp_path / "silent.mp4", np.zeros((25, 72, 96, 3), np.uint8), None, fps=25, sample_rate=16000)
+    silent = syn.write_clip(
+        tmp_path / "silent.mp4", np.zeros((25, 72, 96, 3), np.uint8), None, fps=25, sample_rate=16000
+    )
     vr = decord.VideoReader(str(silent), ctx=decord.cpu(0))
     assert (len(vr), *vr[0].shape) == (25, 72, 96, 3) and vr.get_avg_fps() == pytest.approx(25.0)
     with av.open(str(silent)) as c:

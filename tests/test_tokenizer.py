@@ -13,7 +13,12 @@ def tok():
 def test_qwen25_ids_match_the_real_tokenizer(tok):
     # ids of Qwen2.5-*-Instruct (tokenizer.json): <|endoftext|> 151643, <|im_start|> 151644,
     # <|im_end|> 151645, <|video_pad|> 151656; vocabulary 151,643 ranks + 22 specials
-    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|video_pad|>"]) == [151643, 151644, 151645, 151656]
+    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|video_pad|>"]) == [
+        151643,
+        151644,
+        151645,
+        151656,
+    ]
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok("Hello world").input_ids == [9707, 1879]
     # the two placeholders Qwen2.5 lacks come right after its 22 specials

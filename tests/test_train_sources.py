@@ -32,9 +32,13 @@ def test_train_on_a_mer2025_folder(tmp_path):
             shutil.copy(s.video, mer / "video" / f"{s.name}.mp4")
         _write_csv(mer / f"track2_train_{subset}.csv", ["name", "openset"],
                    [[s.name, "[" + ", ".join(f"'{e}'" for e in s.emotions) + "]"] for s in rows[split]])
-        _write_csv(mer / f"track3_train_{subset}.csv", ["name", "reason"], [[s.name, s.description] for s in rows[split]])
+        _write_csv(
+            mer / f"track3_train_{subset}.csv", ["name", "reason"], [[s.name, s.description] for s in rows[split]]
+        )
     everyone = rows["train"] + rows["val"]
-    _write_csv(mer / "subtitle_chieng.csv", ["name", "chinese", "english"], [[s.name, "", s.subtitle] for s in everyone])
+    _write_csv(
+        mer / "subtitle_chieng.csv", ["name", "chinese", "english"], [[s.name, "", s.subtitle] for s in everyone]
+    )
 
     out = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}

@@ -75,7 +75,7 @@ def test_stop_then_resume_equals_uninterrupted(reference, tmp_path, data, cache)
     assert "resumed from" in log and "at step 4" in log
     a, b = losses(reference), losses(out)
     assert len(a) == len(b) == 8
-    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-6, (a, b)
+    assert max(abs(x - y) for x, y in zip(a, b, strict=False)) <= 1e-6, (a, b)
     assert max_weight_diff(weights(reference), weights(out)) <= 1e-6
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["final", "step-6", "step-8"]  # keep_last=2
 
@@ -101,7 +101,7 @@ def test_sigkill_during_checkpoint_write_then_resume(reference, tmp_path, data, 
     assert r.returncode == 0, r.stderr[-3000:]
     assert not any(p.name.startswith((".tmp-", ".old-")) for p in ckpts.iterdir())
     a, b = losses(reference), losses(out)
-    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-6 and len(b) == 8, (partial, a, b)
+    assert max(abs(x - y) for x, y in zip(a, b, strict=False)) <= 1e-6 and len(b) == 8, (partial, a, b)
     assert max_weight_diff(weights(reference), weights(out)) <= 1e-6
 
 

@@ -148,7 +148,7 @@ def test_scorer_reads_process_folders_as_gold(root, tmp_path, capsys):
     pred = tmp_path / "pred"
     pred.mkdir()
     (pred / "meld.jsonl").write_text("".join(json.dumps({"name": n, "openset": f"[{lab}]"}) + "\n"
-                                             for n, lab in zip(NAMES["meld"], ["surprised", "sad"])))
+                                             for n, lab in zip(NAMES["meld"], ["surprised", "sad"], strict=False)))
     assert main(["--gold", str(root), "--pred", str(pred)]) == 2  # the full split size is asserted
     assert "mer2023 test split has 2 samples, expected 411" in capsys.readouterr().err
     out = tmp_path / "m.json"

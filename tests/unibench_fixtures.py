@@ -92,12 +92,14 @@ def build_process_root(root: Path, faces_missing: tuple[str, ...] = ()) -> Path:
                 np.save(face, frames[:, 4:28, 4:28])  # a crop, [T,H,W,3] uint8
         subs = [[n, "中文", f"I said something number {i}."] for i, n in enumerate(names)]
         if set_name == "ovmerdplus":
-            _write_csv(folder / "subtitle_eng.csv", ["name", "sentence"], [[n, s[2]] for n, s in zip(names, subs)])
+            _write_csv(
+                folder / "subtitle_eng.csv", ["name", "sentence"], [[n, s[2]] for n, s in zip(names, subs, strict=True)]
+            )
             _write_csv(folder / "ovlabel.csv", ["name", "openset"],
-                       [[n, "[" + ", ".join(g) + "]"] for n, g in zip(names, GOLD[set_name])])
+                       [[n, "[" + ", ".join(g) + "]"] for n, g in zip(names, GOLD[set_name], strict=False)])
             continue
         _write_csv(folder / layout.subtitle_file, ["name", "chinese", "english"], subs)
-        test = {n: _label_record(set_name, g) for n, g in zip(names, GOLD[set_name])}
+        test = {n: _label_record(set_name, g) for n, g in zip(names, GOLD[set_name], strict=False)}
         if set_name == "iemocapfour":  # one corpus: Session 5 is the test split
             test["Ses01F_impro01_F000"] = _label_record(set_name, "happy")
             write_label_npz(folder / layout.label_file, whole_corpus=test)

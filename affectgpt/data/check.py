@@ -53,7 +53,11 @@ def read_target(target: str | Path, language: str = "english") -> tuple[list[Sam
             raise ManifestError(f"{target}: expected a .jsonl manifest, an EMER .csv or a .yaml data config")
     else:
         pairs = sorted(
-            {m.groups() for p in target.glob("track[23]_*.csv") if (m := re.fullmatch(r"track[23]_([^_]+)_(.+)\.csv", p.name))}
+            {
+                m.groups()
+                for p in target.glob("track[23]_*.csv")
+                if (m := re.fullmatch(r"track[23]_([^_]+)_(.+)\.csv", p.name))
+            }
         )
         for split, subset in pairs:
             parts.append(read_mer2025(target, subset=subset, split=split, language=language))
@@ -162,7 +166,10 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
         out.append(f"media: {pct('without_audio')} without an audio stream, {pct('without_video')} without video")
     d = stats["duration_s"]
     if d:
-        out.append(f"duration: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s, total {d['total_hours']:.2f} h")
+        out.append(
+            f"duration: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s, "
+            f"total {d['total_hours']:.2f} h"
+        )
     out.append(
         f"labels: {pct('labelled')} labelled, {stats['distinct_labels']} distinct, "
         f"{stats['labels_per_sample']:.2f} per sample; top: "

@@ -10,50 +10,17 @@ of ``max_length`` (see ``pack_rows``), with per-sample position ids that restart
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..model.tokenizer import end_of_turn_id
+from ..plan import IGNORE_INDEX, SAMPLE_RATE, TokenPlan
 from .frames import resize_crop
 from .manifest import Sample
 from .media import VISUAL_INPUTS, MediaError, face_file, load_faces, load_media
-from .prompts import build_messages, pick_task, render_prompt, target_text
-
-IGNORE_INDEX = -100
+from .prompts import build_messages, end_of_turn_id, pick_task, render_prompt, target_text
 
 
 class SampleError(ValueError):
     """A sample that cannot become a training example; the message names it."""
-
-
-@dataclass(frozen=True)
-class TokenPlan:
-    """How many modality tokens a clip gets and how its frames are prepared; picklable, so
-    data-loader workers build prompts without the model."""
-
-    video_tokens: int
-    fusion_tokens: int
-    image_size: tuple[int, int]
-    interpolation: str
-    resize_mode: str
-    frames: int
-    audio_kind: str
-    audio_window: int  # encoder frames per window
-    audio_stride: int
-    audio_queries_per_window: int
-    audio_fixed_tokens: int  # attention/mean pooling
-    audio_max_samples: int  # after the long-audio policy
-    has_vision: bool = True
-    has_audio: bool = True
-
-    def audio_tokens(self, num_samples: int) -> int:
-        n = min(num_samples, self.audio_max_samples)
-        frames = max(1, -(-n // 320))
-        if self.audio_kind != "qformer":
-            return self.audio_fixed_tokens
-        windows = 1 if frames <= self.audio_window else -(-(frames - self.audio_window) // self.audio_stride) + 1
-        return windows * self.audio_queries_per_window
 
 
 def worker_init(_: int) -> None:
@@ -66,7 +33,7 @@ class ClipDataset(torch.utils.data.Dataset):
     """Decodes one sample per item. Media failures become ``{"error": ...}`` items, never swaps."""
 
     def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
-                 task: str | None = None, sample_rate: int = 16000, features=None, visual: str = "frames"):
+                 task: str | None = None, sample_rate: int = SAMPLE_RATE, features=None, visual: str = "frames"):
         """``features``: a ``affectgpt.features.FeatureStore``; items then carry the frozen encoders'
         outputs (``video_feats``, ``audio_feats``) instead of decoded media. ``visual="faces"`` feeds
         the sample's OpenFace crops (``media.face_file``) instead of video frames; a missing face file
@@ -200,7 +167,9 @@ class Collator:
         prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio)
         if not self.train:
             if len(prompt) > self.max_length:
-                raise SampleError(f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}")
+                raise SampleError(
+                    f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}"
+                )
             return prompt, []
         target = self.tok(item["target"], add_special_tokens=False).input_ids + [self.eos]
         room = self.max_length - len(prompt)

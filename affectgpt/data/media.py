@@ -152,7 +152,9 @@ def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: f
     starts = np.maximum.accumulate(ts[:, 0])
     start, end = float(starts[0]), float(max(ts[-1, 1], starts[-1]))
     if declared > 0 and declared - end > _truncation_tolerance(declared):
-        raise MediaError(path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s")
+        raise MediaError(
+            path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s"
+        )
     targets = _segment_centres(start, max(end - start, 0.0), n_frames)
     idx = np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, count - 1)
     frames = vr.get_batch(idx.tolist()).asnumpy()
@@ -162,7 +164,9 @@ def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: f
     return frames, end - start
 
 
-def _frames_pyav(path: Path, n_frames: int, size: tuple[int, int], rotation: int, declared: float) -> tuple[np.ndarray, float]:
+def _frames_pyav(
+    path: Path, n_frames: int, size: tuple[int, int], rotation: int, declared: float
+) -> tuple[np.ndarray, float]:
     """The same sampling as ``_frames_decord`` with PyAV: demux (no decode) to learn every
     frame's timestamp, then seek to the keyframe before each chosen frame and decode up to
     it. Applies ``rotation`` so frames come out upright."""
@@ -183,7 +187,9 @@ def _frames_pyav(path: Path, n_frames: int, size: tuple[int, int], rotation: int
         starts = pts_arr * float(tb)
         start, end = float(starts[0]), float(end_pts * tb)
         if declared > 0 and declared - end > _truncation_tolerance(declared):
-            raise MediaError(path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s")
+            raise MediaError(
+                path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s"
+            )
         targets = _segment_centres(start, max(end - start, 0.0), n_frames)
         wanted = pts_arr[np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, len(pts_arr) - 1)]
         kw = {} if width < 0 else {"width": width, "height": height}
@@ -221,7 +227,9 @@ def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | Non
     try:
         return _frames_pyav(path, n_frames, size, probe.rotation, probe.duration)
     except av.error.FFmpegError as e:
-        raise MediaError(path, f"video decode failed, truncated or corrupt ({getattr(e, 'strerror', None) or e})") from None
+        raise MediaError(
+            path, f"video decode failed, truncated or corrupt ({getattr(e, 'strerror', None) or e})"
+        ) from None
 
 
 def _load_audio(
@@ -265,7 +273,9 @@ def _load_audio(
     decoded = audio.size / sample_rate
     expected = declared if max_seconds is None else min(declared, max_seconds)
     if expected > 0 and expected - decoded > _truncation_tolerance(expected):
-        raise MediaError(path, f"truncated: the header declares {declared:.2f} s of audio but only {decoded:.2f} s decode")
+        raise MediaError(
+            path, f"truncated: the header declares {declared:.2f} s of audio but only {decoded:.2f} s decode"
+        )
     keep = declared or container_s  # mkv/webm carry no per-stream duration
     if keep > 0:
         audio = audio[: int(round(keep * sample_rate))]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import random
 
-from ..model.tokenizer import MODALITY_TOKENS
+from ..plan import MODALITY_TOKENS, TASKS
 
-TASKS = ("describe", "labels")
 SYSTEM_PROMPT = "You are AffectGPT, an expert in multimodal emotion recognition."
 QUESTIONS = {
     "describe": "Please infer the person's emotional state and provide your reasoning process.",
@@ -54,7 +53,9 @@ def user_message(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion:
     parts.append("Audio: " + MODALITY_TOKENS["audio"] * n_audio if n_audio else "Audio: this clip has no audio.")
     parts.append("Video: " + MODALITY_TOKENS["video"] * n_video if n_video else "Video: this clip has no video.")
     sub = subtitle.strip()
-    parts.append(f"The subtitle of this video is: <Subtitle>{sub}</Subtitle>." if sub else "This video has no subtitle.")
+    parts.append(
+        f"The subtitle of this video is: <Subtitle>{sub}</Subtitle>." if sub else "This video has no subtitle."
+    )
     parts.append(QUESTIONS[task])
     return "\n".join(parts)
 
@@ -99,7 +100,9 @@ def merge_system(messages: list[dict]) -> list[dict]:
     return rest
 
 
-def pick_task(describe_ratio: float, seed: int, epoch: int, index: int, has_description: bool, has_emotions: bool) -> str:
+def pick_task(
+    describe_ratio: float, seed: int, epoch: int, index: int, has_description: bool, has_emotions: bool
+) -> str:
     """AffectGPT's hybrid training: 'describe' with probability describe_ratio, else 'labels';
     deterministic in (seed, epoch, index); falls back to the task the sample supports."""
     if not has_description:
@@ -108,3 +111,22 @@ def pick_task(describe_ratio: float, seed: int, epoch: int, index: int, has_desc
         return "describe"
     return "describe" if random.Random(f"{seed}:{epoch}:{index}").random() < describe_ratio else "labels"
 
+
+_TURN_PROBE = "AffectGPT-end-of-turn-probe"
+
+
+def end_of_turn_id(tok) -> int:
+    """The token the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``,
+    ``<end_of_turn>``, ``<|end|>``, ``</s>``): the first token after an assistant message's text in
+    the template's own rendering; the tokenizer's eos when the template closes turns with plain text."""
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _TURN_PROBE}]
+    text = tok.apply_chat_template(msgs, tokenize=False, enable_thinking=False)
+    if _TURN_PROBE not in text:
+        raise ValueError(f"the tokenizer's chat template drops assistant messages; rendered {text[:200]!r}")
+    after = tok(text.split(_TURN_PROBE, 1)[1], add_special_tokens=False).input_ids
+    special = set(tok.all_special_ids) | {int(i) for i in tok.added_tokens_decoder}
+    if after and after[0] in special:
+        return after[0]
+    if tok.eos_token_id is None:
+        raise ValueError("the chat template ends assistant turns without a special token and the tokenizer has no eos")
+    return tok.eos_token_id

@@ -212,7 +212,9 @@ def read_track_csvs(
         rows = read_csv_rows(Path(descriptions_csv), ("name",))
         text_col = "reason" if not rows or "reason" in rows[0][1] else language
         if rows and text_col not in rows[0][1]:
-            raise ManifestError(f"{descriptions_csv}: missing column 'reason' (or '{language}'); found {list(rows[0][1])}")
+            raise ManifestError(
+                f"{descriptions_csv}: missing column 'reason' (or '{language}'); found {list(rows[0][1])}"
+            )
         collect(Path(descriptions_csv), rows, lambda r: r[text_col], descriptions)
     report.rows_read += len(order)
     subtitles: dict[str, str] = {}
@@ -335,7 +337,12 @@ def read_source(spec: dict, base_dir: str | Path = ".") -> tuple[list[Sample], R
         return read_mer2025(p("path"), **spec)
     if fmt == "tracks":
         return read_track_csvs(
-            p("labels_csv"), p("descriptions_csv"), p("subtitles_csv"), video_dir=p("video_dir"), audio_dir=p("audio_dir"), **spec
+            p("labels_csv"),
+            p("descriptions_csv"),
+            p("subtitles_csv"),
+            video_dir=p("video_dir"),
+            audio_dir=p("audio_dir"),
+            **spec,
         )
     raise ValueError(f"unknown data source format {fmt!r}; expected jsonl, emer_csv, mer2025 or tracks")
 
@@ -373,7 +380,7 @@ def mix_epoch(sources: list[Source], epoch: int, seed: int, epoch_size: int | No
         epoch_size = sum(len(s.samples) for s in sources)
     rng = np.random.default_rng([seed, epoch])
     picked: list[Sample] = []
-    for src, n in zip(sources, epoch_counts(sources, epoch_size)):
+    for src, n in zip(sources, epoch_counts(sources, epoch_size), strict=False):
         if n == 0:
             continue
         size = len(src.samples)

@@ -96,13 +96,41 @@ NEUTRAL_SUBTITLES = (
 )
 # Sentences that suggest one emotion; used as consistent or misleading subtitles.
 EMOTIONAL_SUBTITLES = {
-    "happy": ("I finally got the job I wanted!", "This is the best birthday I have ever had.", "We won the final match today!"),
-    "sad": ("I really miss the way things used to be.", "Nobody came to see me off at the station.", "I lost the letter she wrote me years ago."),
-    "angry": ("How dare you read my messages!", "You broke it again and did not even say sorry.", "Get out of my office right now."),
-    "calm": ("There is no hurry, we have all the time we need.", "Everything is settled, let us just rest.", "It is quiet here, I like sitting by the lake."),
-    "anxious": ("What if they find out before tomorrow?", "I cannot stop thinking about the test results.", "Is someone following us? I keep hearing steps."),
-    "excited": ("We are going to the concert tonight!", "I cannot wait to open the present!", "The trip starts tomorrow, I have packed everything!"),
-    "frustrated": ("I have explained this five times and nothing changes.", "The printer jammed again, right before the deadline.", "Every plan I make falls apart at the last minute."),
+    "happy": (
+        "I finally got the job I wanted!",
+        "This is the best birthday I have ever had.",
+        "We won the final match today!",
+    ),
+    "sad": (
+        "I really miss the way things used to be.",
+        "Nobody came to see me off at the station.",
+        "I lost the letter she wrote me years ago.",
+    ),
+    "angry": (
+        "How dare you read my messages!",
+        "You broke it again and did not even say sorry.",
+        "Get out of my office right now.",
+    ),
+    "calm": (
+        "There is no hurry, we have all the time we need.",
+        "Everything is settled, let us just rest.",
+        "It is quiet here, I like sitting by the lake.",
+    ),
+    "anxious": (
+        "What if they find out before tomorrow?",
+        "I cannot stop thinking about the test results.",
+        "Is someone following us? I keep hearing steps.",
+    ),
+    "excited": (
+        "We are going to the concert tonight!",
+        "I cannot wait to open the present!",
+        "The trip starts tomorrow, I have packed everything!",
+    ),
+    "frustrated": (
+        "I have explained this five times and nothing changes.",
+        "The printer jammed again, right before the deadline.",
+        "Every plan I make falls apart at the last minute.",
+    ),
 }
 _SUBTITLE_EMOTION = {s: e for e, ss in EMOTIONAL_SUBTITLES.items() for s in ss}
 
@@ -211,7 +239,7 @@ def _plan_split(seed: int, split: str, n: int, root: Path, size: int, fps: int, 
     kinds = _subtitle_kinds(rng, n)
     clip_seeds = np.random.SeedSequence([seed, split_id, 1]).generate_state(max(n, 1))
     samples, specs = [], []
-    for i, ((visual, audio), kind) in enumerate(zip(cues, kinds)):
+    for i, ((visual, audio), kind) in enumerate(zip(cues, kinds, strict=False)):
         name = f"syn_{split}_{i + 1:05d}"
         words = labels_for(visual, audio)
         if kind == "neutral":
@@ -389,7 +417,7 @@ def generate(root: Path, seed: int = 0, n_train: int = 400, n_val: int = 100, n_
     if min(n_train, n_val, n_test) < 0 or fps <= 0 or seconds <= 0 or sample_rate < 8000:
         raise ValueError(f"invalid synthetic dataset parameters: {params}")
     plans = {split: _plan_split(seed, split, n, root, size, fps, seconds, sample_rate)
-             for split, n in zip(SPLITS, (n_train, n_val, n_test))}
+             for split, n in zip(SPLITS, (n_train, n_val, n_test), strict=False)}
     specs = [spec for _, split_specs in plans.values() for spec in split_specs]
     (root / "clips").mkdir(parents=True, exist_ok=True)
     workers = min(workers or os.cpu_count() or 1, max(1, len(specs) // 16))
@@ -447,7 +475,9 @@ def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
     except (ValueError, KeyError, TypeError) as e:
         raise FileExistsError(f"{done}: unreadable generator info ({e})") from None
     if found != wanted:
-        diff = {k: (found.get(k), wanted.get(k)) for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k)}
+        diff = {
+            k: (found.get(k), wanted.get(k)) for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k)
+        }
         raise FileExistsError(f"{root}: synthetic dataset was generated with other parameters "
                               f"(found vs requested: {diff}); remove it or choose another data.root")
     manifests = {split: root / f"{split}.jsonl" for split in SPLITS}

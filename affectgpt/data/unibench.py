@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.parsing import parse_labels
+from ..eval.unibench_sets import BY_NAME
 from .manifest import Sample
 
 
@@ -187,8 +189,6 @@ def _gold_from_process(folder: Path, set_name: str, layout: Layout, check_sizes:
         if missing:
             raise ValueError(f"{label_path}: no openset for {len(missing)} names of {layout.subtitle_file}, "
                              f"e.g. {missing[:3]}")
-        from ..eval.parsing import parse_labels
-
         gold = {n: parse_labels(labels[n]) for n in names}
     else:
         corpus = _split_dict(label_path, layout.label_key)
@@ -243,9 +243,6 @@ GOLD_KEYS = {"hit_rate": "label", "waf": "valence", "ew_f1": "openset"}
 
 def read_jsonl_set(path, set_name: str) -> TestSet:
     """``<set>_test.jsonl``: gold from ``label`` / ``valence`` / ``openset``; media fields optional."""
-    from ..eval.parsing import parse_labels
-    from ..eval.unibench import BY_NAME
-
     path = Path(path)
     key = GOLD_KEYS[BY_NAME[set_name].metric]
     test = TestSet(set_name, str(path), {})

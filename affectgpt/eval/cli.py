@@ -1,4 +1,6 @@
-"""``python -m affectgpt.eval --pred P --gold G [--wheels DIR] [--extractor rules|llm] [--task open|basic] [--out M.json]``."""
+"""``python -m affectgpt.eval --pred P --gold G [--wheels DIR] [--extractor rules|llm] \
+[--task open|basic] [--out M.json]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +37,9 @@ def format_table(result: dict) -> str:
              f"{'metric':<10} {'P':>7} {'R':>7} {'F1':>7} {'n':>6}"]
     for key, m in result["label"].items():
         if isinstance(m, dict):
-            lines.append(f"{key:<10} {100 * m['precision']:7.2f} {100 * m['recall']:7.2f} {100 * m['f1']:7.2f} {m['n']:6d}")
+            lines.append(
+                f"{key:<10} {100 * m['precision']:7.2f} {100 * m['recall']:7.2f} {100 * m['f1']:7.2f} {m['n']:6d}"
+            )
     lab = result["label"]
     lines.append(f"M-avg F1 {100 * lab['m_avg_f1']:.2f}   wheel L1 F1 {100 * lab['wheel_l1_f1']:.2f}   "
                  f"wheel L1+L2 F1 {100 * lab['wheel_l1_l2_f1']:.2f}")

@@ -22,7 +22,9 @@ MINILM_THRESHOLD = 0.5
 
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+")
 _TOKEN = re.compile(r"[a-z]+")
-_CONCLUSION = re.compile(r"^\s*(?:therefore|thus|hence|so|in summary|in conclusion|to sum up|overall)\b|emotional states?\s+(?:is|are)\b")
+_CONCLUSION = re.compile(
+    r"^\s*(?:therefore|thus|hence|so|in summary|in conclusion|to sum up|overall)\b|emotional states?\s+(?:is|are)\b"
+)
 _STOP = set("""
 a an the and or but of in on at to from by with for as is are was were be been being this that these those it its
 he she his her him they them their there here which who whom what when where while than then so such very more most
@@ -95,7 +97,7 @@ def _minilm_matrices(golds: list[list[str]], preds: list[list[str]]):
     emb = model.encode(flat, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     row = {s: i for i, s in enumerate(flat)}
     out = []
-    for g, p in zip(golds, preds):
+    for g, p in zip(golds, preds, strict=False):
         out.append([[float(emb[row[a]] @ emb[row[b]]) for b in g] for a in p])
     return out
 
@@ -114,11 +116,11 @@ def clue_overlap(gold_texts: list[str], pred_texts: list[str], method: str = "au
     if method == "minilm":
         sims, threshold = _minilm_matrices(golds, preds), MINILM_THRESHOLD
     else:
-        sims = [[[lexical_similarity(a, b) for b in g] for a in p] for g, p in zip(golds, preds)]
+        sims = [[[lexical_similarity(a, b) for b in g] for a in p] for g, p in zip(golds, preds, strict=False)]
         threshold = LEXICAL_THRESHOLD
     sum_p = sum_r = 0.0
     n = 0
-    for g, p, sim in zip(golds, preds, sims):
+    for g, p, sim in zip(golds, preds, sims, strict=False):
         if not g:
             continue  # nothing to recall: the sample has no gold clues
         n += 1

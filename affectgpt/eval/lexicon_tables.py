@@ -8,20 +8,35 @@ descriptions use. Format of a wheel: one level-1 group per line,
 
 WHEELS = {
     1: """
-mad: hurt(jealous, selfish), hostile(sarcastic, hateful), angry(frustrated, furious), rage(irritated, enraged), critical(skeptical, distrustful), annoyed(impatient, dissatisfied)
-scared: rejected(discouraged, insignificant), confused(bewildered, puzzled), helpless(inadequate, powerless), submissive(embarrassed, timid), insecure(inferior, vulnerable), anxious(overwhelmed, worried)
-joyful: excited(daring, stimulated), sensuous(fascinated, amused), energetic(playful, lively), cheerful(delighted, happy), creative(inspired, imaginative), hopeful(optimistic, eager)
-powerful: aware(discerning, attentive), proud(confident, successful), respected(valued, worthwhile), appreciated(admired, valuable), important(significant, determined), faithful(loyal, devoted)
-peaceful: nurturing(caring, tender), trusting(secure, responsive), loving(affectionate, warm), intimate(close, sentimental), thoughtful(pensive, reflective), content(relaxed, serene, thankful)
-sad: tired(sleepy, exhausted), bored(apathetic, indifferent), lonely(isolated, abandoned), depressed(miserable, hopeless), ashamed(stupid, humiliated), guilty(remorseful, regretful)
+mad: hurt(jealous, selfish), hostile(sarcastic, hateful), angry(frustrated, furious), rage(irritated, enraged), \
+critical(skeptical, distrustful), annoyed(impatient, dissatisfied)
+scared: rejected(discouraged, insignificant), confused(bewildered, puzzled), helpless(inadequate, powerless), \
+submissive(embarrassed, timid), insecure(inferior, vulnerable), anxious(overwhelmed, worried)
+joyful: excited(daring, stimulated), sensuous(fascinated, amused), energetic(playful, lively), cheerful(delighted, \
+happy), creative(inspired, imaginative), hopeful(optimistic, eager)
+powerful: aware(discerning, attentive), proud(confident, successful), respected(valued, worthwhile), \
+appreciated(admired, valuable), important(significant, determined), faithful(loyal, devoted)
+peaceful: nurturing(caring, tender), trusting(secure, responsive), loving(affectionate, warm), intimate(close, \
+sentimental), thoughtful(pensive, reflective), content(relaxed, serene, thankful)
+sad: tired(sleepy, exhausted), bored(apathetic, indifferent), lonely(isolated, abandoned), depressed(miserable, \
+hopeless), ashamed(stupid, humiliated), guilty(remorseful, regretful)
 """,
     2: """
-love: affection(adoration, fondness, liking, attraction, caring, tenderness, compassion, sentimentality), lust(arousal, desire, passion, infatuation), longing(longing)
-joy: cheerfulness(amusement, bliss, gaiety, glee, jolliness, joviality, delight, enjoyment, gladness, happiness, jubilation, elation, satisfaction, ecstasy, euphoria), zest(enthusiasm, zeal, excitement, thrill, exhilaration), contentment(pleasure), pride(triumph), optimism(eagerness, hope), enthrallment(rapture), relief(relief)
+love: affection(adoration, fondness, liking, attraction, caring, tenderness, compassion, sentimentality), \
+lust(arousal, desire, passion, infatuation), longing(longing)
+joy: cheerfulness(amusement, bliss, gaiety, glee, jolliness, joviality, delight, enjoyment, gladness, happiness, \
+jubilation, elation, satisfaction, ecstasy, euphoria), zest(enthusiasm, zeal, excitement, thrill, exhilaration), \
+contentment(pleasure), pride(triumph), optimism(eagerness, hope), enthrallment(rapture), relief(relief)
 surprise: surprise(amazement, astonishment)
-anger: irritation(aggravation, agitation, annoyance, grouchiness, grumpiness), exasperation(frustration), rage(outrage, fury, wrath, hostility, ferocity, bitterness, hate, loathing, scorn, spite, vengefulness, dislike, resentment), disgust(revulsion, contempt), envy(jealousy), torment(torment)
-sadness: suffering(agony, hurt, anguish), sadness(depression, despair, hopelessness, gloom, glumness, unhappiness, grief, sorrow, woe, misery, melancholy), disappointment(dismay, displeasure), shame(guilt, regret, remorse), neglect(alienation, isolation, loneliness, rejection, homesickness, defeat, dejection, insecurity, embarrassment, humiliation, insult), sympathy(pity)
-fear: horror(alarm, shock, fright, terror, panic, hysteria, mortification), nervousness(anxiety, tenseness, uneasiness, apprehension, worry, distress, dread)
+anger: irritation(aggravation, agitation, annoyance, grouchiness, grumpiness), exasperation(frustration), \
+rage(outrage, fury, wrath, hostility, ferocity, bitterness, hate, loathing, scorn, spite, vengefulness, dislike, \
+resentment), disgust(revulsion, contempt), envy(jealousy), torment(torment)
+sadness: suffering(agony, hurt, anguish), sadness(depression, despair, hopelessness, gloom, glumness, unhappiness, \
+grief, sorrow, woe, misery, melancholy), disappointment(dismay, displeasure), shame(guilt, regret, remorse), \
+neglect(alienation, isolation, loneliness, rejection, homesickness, defeat, dejection, insecurity, embarrassment, \
+humiliation, insult), sympathy(pity)
+fear: horror(alarm, shock, fright, terror, panic, hysteria, mortification), nervousness(anxiety, tenseness, \
+uneasiness, apprehension, worry, distress, dread)
 """,
     3: """
 joy: ecstasy, joy, serenity

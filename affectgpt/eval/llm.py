@@ -78,7 +78,9 @@ class LLMExtractor:
                         row = json.loads(line)
                         cache[row["key"]] = row["answer"]
                     except (json.JSONDecodeError, KeyError):
-                        raise ValueError(f"{self.cache_path}:{i}: corrupt cache line; delete the file to rebuild") from None
+                        raise ValueError(
+                            f"{self.cache_path}:{i}: corrupt cache line; delete the file to rebuild"
+                        ) from None
         return cache
 
     def _load_model(self):

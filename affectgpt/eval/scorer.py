@@ -121,7 +121,7 @@ def score(
         "clue": _clue_block(names, gold_by_name, pred_by_name, clue_method),
         "extraction": {
             "from_description": len(to_extract),
-            "empty": sum(1 for n, labels in zip(names, pred_labels) if n in pred_by_name and not labels),
+            "empty": sum(1 for n, labels in zip(names, pred_labels, strict=False) if n in pred_by_name and not labels),
         },
     }
     if task == "basic":

@@ -15,42 +15,16 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .metrics import label_metrics
 from .parsing import normalize_label, parse_labels
+from .unibench_sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
 from .wheels import Lexicon
 
 LABEL_MODES = ("given", "rules", "llm")
 
 
-@dataclass(frozen=True)
-class BenchSet:
-    """One MER-UniBench test set: its metric, gold vocabulary (hit-rate sets) and the paper's A+V+T score."""
-
-    name: str
-    title: str
-    metric: str  # hit_rate | waf | ew_f1
-    paper: float  # AffectGPT audio+video+text, percent
-    vocabulary: tuple[str, ...] = ()
-
-
-MER_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
-MELD_LABELS = ("anger", "joy", "sadness", "neutral", "disgust", "fear", "surprise")
-IEMOCAP_LABELS = ("happy", "sad", "neutral", "anger")
-SETS = (
-    BenchSet("mer2023", "MER2023", "hit_rate", 78.54, MER_LABELS),
-    BenchSet("mer2024", "MER2024", "hit_rate", 78.80, MER_LABELS),
-    BenchSet("meld", "MELD", "hit_rate", 55.65, MELD_LABELS),
-    BenchSet("iemocapfour", "IEMOCAP", "hit_rate", 60.54, IEMOCAP_LABELS),
-    BenchSet("cmumosi", "CMU-MOSI", "waf", 81.30),
-    BenchSet("cmumosei", "CMU-MOSEI", "waf", 80.90),
-    BenchSet("sims", "CH-SIMS", "waf", 88.49),
-    BenchSet("simsv2", "CH-SIMS v2", "waf", 86.18),
-    BenchSet("ovmerdplus", "OV-MERD+", "ew_f1", 62.52),
-)
-BY_NAME = {s.name: s for s in SETS}
 SENTIMENT_VALUE = {"positive": 1, "negative": -1, "neutral": 0}  # any other word counts 0, as upstream
 
 
@@ -161,7 +135,7 @@ def weighted_f1(y: list[bool], yhat: list[bool]) -> float:
     """scikit-learn's ``f1_score(y, yhat, average="weighted")``: per-class F1 weighted by true support."""
     total = 0.0
     for c in sorted(set(y) | set(yhat)):
-        tp = sum(1 for a, b in zip(y, yhat) if a == c and b == c)
+        tp = sum(1 for a, b in zip(y, yhat, strict=False) if a == c and b == c)
         n_pred, n_true = sum(1 for b in yhat if b == c), sum(1 for a in y if a == c)
         p = tp / n_pred if n_pred else 0.0
         r = tp / n_true if n_true else 0.0
@@ -179,7 +153,7 @@ def sentiment_scores(gold: list[float], sentiments: list[str | None]) -> dict:
             continue
         y.append(g > 0)
         yhat.append(SENTIMENT_VALUE.get(word, 0) > 0)
-    acc = sum(a == b for a, b in zip(y, yhat)) / len(y) if y else 0.0
+    acc = sum(a == b for a, b in zip(y, yhat, strict=True)) / len(y) if y else 0.0
     return {"score": weighted_f1(y, yhat), "accuracy": acc, "kept": len(y), "unmapped_sentiments": unmapped}
 
 
@@ -225,23 +199,26 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         from .valence import sentiment_of
 
         labels = [parse_labels(extract_emotions(r)) if r else [] for r in reasons]
-        sentiments = [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons)] if need_sentiment \
+        sentiments = (
+            [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons, strict=True)]
+            if need_sentiment
             else [None] * len(names)
+        )
         return labels, sentiments
     if mode == "llm":
         if llm is None:
             raise ValueError("--labels llm needs --llm PATH (a local Hugging Face causal LM folder)")
         labels = [parse_labels(x) for x in llm.extract([r or "" for r in reasons])]
-        labels = [lab if r else [] for lab, r in zip(labels, reasons)]
+        labels = [lab if r else [] for lab, r in zip(labels, reasons, strict=False)]
         sentiments = llm.sentiments(labels) if need_sentiment else [None] * len(names)
-        return labels, [s if r else None for s, r in zip(sentiments, reasons)]
+        return labels, [s if r else None for s, r in zip(sentiments, reasons, strict=False)]
     raise ValueError(f"unknown labels mode {mode!r}; expected one of {LABEL_MODES}")
 
 
 def agreement(rows: dict[str, dict], names: list[str], labels: list[list[str]], sentiments: list) -> dict:
     """Share of samples whose label set (and sentiment word) equals the row's ``openset`` (``sentiment``)."""
     same_labels = same_sent = n_labels = n_sent = 0
-    for n, lab, sent in zip(names, labels, sentiments):
+    for n, lab, sent in zip(names, labels, sentiments, strict=False):
         row = rows.get(n) or {}
         if row.get("openset") is not None:
             n_labels += 1

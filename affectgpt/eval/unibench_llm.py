@@ -93,7 +93,7 @@ class UniBenchLLM:
         self.sentiment = _Step(model_dir, cache_path, SENTIMENT_PROMPT, "sentiment", 8, owner=self.labels)
 
     def extract(self, texts: list[str]) -> list[list[str]]:
-        return [parse_answer(a) if t.strip() else [] for a, t in zip(self.labels.answers(texts), texts)]
+        return [parse_answer(a) if t.strip() else [] for a, t in zip(self.labels.answers(texts), texts, strict=False)]
 
     def sentiments(self, label_lists: list[list[str]]) -> list[str]:
         """The first of positive / negative / neutral in each answer; another answer is kept as said (it counts 0)."""

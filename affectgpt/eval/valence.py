@@ -11,7 +11,7 @@ valences, explicit polarity words counting twice; zero is neutral. Deterministic
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 # Polarity of the level-1 groups of the built-in wheels (affectgpt/eval/data/wheel1..3.csv).
 GROUP_POLARITY = {
@@ -40,7 +40,7 @@ NEGATORS = {"not", "no", "lack", "lacking", "without", "un", "non", "absence", "
 _TOKEN = re.compile(r"[a-z]+")
 
 
-@lru_cache(maxsize=None)
+@cache
 def word_valence(word: str) -> int:
     """-1, 0 or +1 for one normalised label (a word or a short phrase)."""
     if word in WORD_VALENCE:

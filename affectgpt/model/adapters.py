@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ENCODER_FRAMES_PER_SECOND = 50  # Whisper: 20 ms per output frame
+from ..plan import ENCODER_FRAMES_PER_SECOND
 
 
 @dataclass
@@ -185,10 +185,14 @@ class PreFusion(nn.Module):
         super().__init__()
         self.video = nn.Linear(video_dim, fusion_dim)
         self.audio = nn.Linear(audio_dim, fusion_dim)
-        self.weight = nn.Sequential(nn.Linear(2 * fusion_dim, fusion_dim // 4), nn.GELU(), nn.Linear(fusion_dim // 4, 2))
+        self.weight = nn.Sequential(
+            nn.Linear(2 * fusion_dim, fusion_dim // 4), nn.GELU(), nn.Linear(fusion_dim // 4, 2)
+        )
         self.proj = nn.Linear(fusion_dim, llm_dim)
 
-    def forward(self, video: torch.Tensor, video_present: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, video: torch.Tensor, video_present: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor
+    ) -> torch.Tensor:
         """video [B,T,Nv,Dv], audio [B,Ta,Da] with mask [B,Ta] → [B,1,llm_dim]."""
         video, audio = video.to(self.proj.weight.dtype), audio.to(self.proj.weight.dtype)
         v = self.video(video.flatten(1, 2).mean(1))
@@ -214,7 +218,9 @@ class _Pool(nn.Module):
             self.norm = nn.LayerNorm(encoder_dim)
             self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_query_tokens, encoder_dim) * 0.02)
             if encoder_dim % cfg.num_heads:
-                raise ValueError(f"attention pooling: encoder width {encoder_dim} is not divisible by num_heads={cfg.num_heads}")
+                raise ValueError(
+                    f"attention pooling: encoder width {encoder_dim} is not divisible by num_heads={cfg.num_heads}"
+                )
             self.attn = nn.MultiheadAttention(encoder_dim, cfg.num_heads, batch_first=True)
             self.out_dim = encoder_dim
         else:
@@ -225,7 +231,9 @@ class _Pool(nn.Module):
         if self.kind == "qformer":
             q = self.query_tokens.expand(x.shape[0], -1, -1).to(x.dtype)
             enc_mask = None if mask is None else mask.long()
-            return self.qformer(query_embeds=q, encoder_hidden_states=x, encoder_attention_mask=enc_mask).last_hidden_state
+            return self.qformer(
+                query_embeds=q, encoder_hidden_states=x, encoder_attention_mask=enc_mask
+            ).last_hidden_state
         x = self.norm(x)
         if self.kind == "attention":
             q = self.query_tokens.expand(x.shape[0], -1, -1).to(x.dtype)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.collate import IGNORE_INDEX, TokenPlan
+from ..plan import IGNORE_INDEX, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
-from .kernels import apply_kernels, fused_linear_cross_entropy
 from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
+from .kernels import apply_kernels, fused_linear_cross_entropy
 from .llm import LLMConfig, add_token_rows, build_base_llm, output_logits, random_tokenizer_source, wrap_lora
 from .tokenizer import load_tokenizer, modality_token_ids, stop_token_ids
 
@@ -57,7 +57,9 @@ class AffectGPT(nn.Module):
         if weights not in ("pretrained", "random"):
             raise ValueError(f"model.init / weights must be 'pretrained' or 'random', got {weights!r}")
         self.cfg, self.weights = cfg, weights
-        tok_source = (cfg.llm.tokenizer or cfg.llm.name_or_path) if weights == "pretrained" else random_tokenizer_source(cfg.llm)
+        tok_source = (
+            (cfg.llm.tokenizer or cfg.llm.name_or_path) if weights == "pretrained" else random_tokenizer_source(cfg.llm)
+        )
         self.tokenizer = load_tokenizer(tok_source, cfg.llm.trust_remote_code)
         base = build_base_llm(cfg.llm, device, weights)
         # Rows for placeholder tokens the vocabulary lacks: fixed, saved with the trainable state.
@@ -71,7 +73,9 @@ class AffectGPT(nn.Module):
         self.vision = VisionEncoder(cfg.vision, device, weights) if cfg.vision else None
         self.audio = AudioEncoder(cfg.audio, device, weights) if cfg.audio else None
         self.video_adapter = (
-            VideoAdapter(cfg.video_adapter, self.vision.out_dim, self.vision.tokens_per_frame, llm_dim) if self.vision else None
+            VideoAdapter(cfg.video_adapter, self.vision.out_dim, self.vision.tokens_per_frame, llm_dim)
+            if self.vision
+            else None
         )
         self.audio_adapter = AudioAdapter(cfg.audio_adapter, self.audio.out_dim, llm_dim) if self.audio else None
         self.fusion = None
@@ -119,12 +123,16 @@ class AffectGPT(nn.Module):
         expected = set(self.trainable_state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
-            raise RuntimeError(f"{source}: trainable weights do not match the model: missing={missing[:20]} "
-                               f"(+{max(0, len(missing) - 20)}) unexpected={unexpected[:20]} (+{max(0, len(unexpected) - 20)})")
+            raise RuntimeError(
+                f"{source}: trainable weights do not match the model: missing={missing[:20]} "
+                f"(+{max(0, len(missing) - 20)}) unexpected={unexpected[:20]} (+{max(0, len(unexpected) - 20)})"
+            )
         own = self.state_dict()
         bad = [k for k in state if own[k].shape != state[k].shape]
         if bad:
-            raise RuntimeError(f"{source}: shape mismatch for {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:10]]}")
+            raise RuntimeError(
+                f"{source}: shape mismatch for {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:10]]}"
+            )
         # Added rows equal to the built ones need no write (so a ZeRO-3 resume never touches the partitioned table).
         rows_differ = any(not torch.equal(own[k], v.to(own[k].device, own[k].dtype)) for k, v in state.items()
                           if k.startswith("added_rows."))
@@ -186,7 +194,9 @@ class AffectGPT(nn.Module):
         """Per sample, per modality, the [n_tokens, llm_dim] rows to splice in (empty when absent)."""
         n = num_samples(batch)
         rows: dict[str, list[torch.Tensor]] = {k: [None] * n for k in ("video", "audio", "fusion")}
-        present = batch["video_present"].to(self.device) if "video_present" in batch else torch.zeros(n, dtype=torch.bool)
+        present = (
+            batch["video_present"].to(self.device) if "video_present" in batch else torch.zeros(n, dtype=torch.bool)
+        )
         if feats.get("video") is not None:
             tokens = self.video_adapter(feats["video"])
             for i in range(n):

@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.frames import resize_crop
+from ..plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
 
-SAMPLE_RATE = 16000
 WHISPER_HOP = 160  # samples per mel frame
-WHISPER_FRAME_SAMPLES = 320  # samples per encoder output frame (conv stride 2): 20 ms
 WHISPER_CHUNK_SECONDS = 30
 OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "configs" / "open_clip"
 
@@ -93,10 +92,17 @@ class VisionEncoder(nn.Module):
             clip = open_clip.create_model(cfg.model, device=device, require_pretrained=True)
         else:
             pretrained = cfg.pretrained
-            if pretrained and Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} and not Path(pretrained).is_file():
+            if (
+                pretrained
+                and Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}
+                and not Path(pretrained).is_file()
+            ):
                 raise FileNotFoundError(f"{pretrained}: open_clip checkpoint not found")
             if not pretrained:
-                raise ValueError(f"vision.pretrained is {pretrained!r} with real weights requested; use init=random for random weights")
+                raise ValueError(
+                    f"vision.pretrained is {pretrained!r} with real weights requested; "
+                    "use init=random for random weights"
+                )
             clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device, require_pretrained=True)
         visual = clip.visual.to(_dtype(cfg.dtype))
         pp = dict(visual.preprocess_cfg)
@@ -121,7 +127,8 @@ class VisionEncoder(nn.Module):
             "mean": [round(float(x), 8) for x in self.mean.flatten()],
             "std": [round(float(x), 8) for x in self.std.flatten()],
             "frames": self.cfg.frames,
-            "resize_rule": "torchvision",  # truncated long side, rounded crop offset (changed once; keys feature caches)
+            # truncated long side, rounded crop offset (changed once; keys feature caches)
+            "resize_rule": "torchvision",
         }
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
@@ -146,7 +153,9 @@ class VisionEncoder(nn.Module):
 @dataclass
 class AudioConfig:
     model: str = "large-v3"  # whisper name (downloads to ~/.cache/whisper) or a local .pt with dims + model_state_dict
-    pad_to_30s: bool = True  # the encoder's native input; False crops the positional embedding (faster, different features)
+    pad_to_30s: bool = (
+        True  # the encoder's native input; False crops the positional embedding (faster, different features)
+    )
     long_audio: str = "chunk"  # audio > 30 s: "chunk" (encode each 30 s piece, concatenate) or "truncate"
     max_seconds: float = 120.0  # hard cap after which audio is truncated in either policy
     # Stored dims (affectgpt/model/architectures/whisper-<size>.json or a .json path): random
@@ -176,7 +185,9 @@ def _read_whisper_checkpoint(path: Path) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a whisper checkpoint; expected keys 'dims' and 'model_state_dict', found {found}")
+        raise ValueError(
+            f"{path}: not a whisper checkpoint; expected keys 'dims' and 'model_state_dict', found {found}"
+        )
     return ckpt
 
 
@@ -196,11 +207,16 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
     other = sorted(k for k in state if not k.startswith(("encoder.", "decoder.")))
     enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     with torch.device("meta"):
-        enc = WhisperAudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"], dims["n_audio_layer"])
+        enc = WhisperAudioEncoder(
+            dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"], dims["n_audio_layer"]
+        )
     own = set(enc.state_dict())
     missing, unexpected = sorted(own - set(enc_state)), sorted(set(enc_state) - own) + other
     if missing or unexpected:
-        raise RuntimeError(f"{path}: whisper encoder weights do not match dims {dims}: missing={missing[:20]} unexpected={unexpected[:20]}")
+        raise RuntimeError(
+            f"{path}: whisper encoder weights do not match dims {dims}: "
+            f"missing={missing[:20]} unexpected={unexpected[:20]}"
+        )
     enc.load_state_dict(enc_state, strict=True, assign=True)
     return enc, dims
 
@@ -238,7 +254,9 @@ class AudioEncoder(nn.Module):
             self.dims = whisper_dims(cfg)
             d = self.dims
             with torch.device(device):
-                encoder = WhisperAudioEncoder(d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"])
+                encoder = WhisperAudioEncoder(
+                    d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"]
+                )
         encoder = encoder.to(device=device, dtype=_dtype(cfg.dtype))
         for m in encoder.modules():  # whisper's LayerNorm runs in fp32 (it casts its input); its weights must too
             if isinstance(m, nn.LayerNorm):
@@ -270,15 +288,27 @@ class AudioEncoder(nn.Module):
         dev = next(self.encoder.parameters()).device
         dtype = next(self.encoder.parameters()).dtype
         if self.cfg.pad_to_30s:
-            mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_ctx_samples).to(dev), self.n_mels) for c in chunks])
+            mels = torch.stack(
+                [
+                    whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_ctx_samples).to(dev), self.n_mels)
+                    for c in chunks
+                ]
+            )
             out = self.encoder(mels.to(dtype))
         else:
             # Crop to the longest chunk in the batch (even number of mel frames) and slice the positional embedding.
             longest = max(c.shape[0] for c in chunks)
             n_mel = 2 * self.num_frames(longest)
-            mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_mel * WHISPER_HOP).to(dev), self.n_mels)[:, :n_mel] for c in chunks])
+            mels = torch.stack(
+                [
+                    whisper.log_mel_spectrogram(whisper.pad_or_trim(c, n_mel * WHISPER_HOP).to(dev), self.n_mels)[
+                        :, :n_mel
+                    ]
+                    for c in chunks
+                ]
+            )
             out = self._encode_cropped(mels.to(dtype))
-        return [o[: self.num_frames(c.shape[0])] for o, c in zip(out, chunks)]
+        return [o[: self.num_frames(c.shape[0])] for o, c in zip(out, chunks, strict=True)]
 
     def _encode_cropped(self, mel: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
@@ -301,6 +331,6 @@ class AudioEncoder(nn.Module):
                 owners.append(i)
         encoded = self._encode_chunks(pieces)
         out: list[list[torch.Tensor]] = [[] for _ in waves]
-        for i, e in zip(owners, encoded):
+        for i, e in zip(owners, encoded, strict=False):
             out[i].append(e)
         return [torch.cat(parts, 0) for parts in out]

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-from torch import nn
 
 AUTO_TARGETS = "auto"
 
@@ -108,8 +108,10 @@ def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
     try:
         return checkpoint_config(cfg.name_or_path)
     except (OSError, FileNotFoundError) as e:
-        raise ValueError(f"model.llm: random weights need model.llm.architecture (a file in affectgpt/model/architectures) "
-                         f"or a local checkpoint folder; {cfg.name_or_path!r} has no readable config.json ({e})") from e
+        raise ValueError(
+            f"model.llm: random weights need model.llm.architecture (a file in affectgpt/model/architectures) "
+            f"or a local checkpoint folder; {cfg.name_or_path!r} has no readable config.json ({e})"
+        ) from e
 
 
 def random_tokenizer_source(cfg: LLMConfig) -> str:
@@ -124,8 +126,10 @@ def random_tokenizer_source(cfg: LLMConfig) -> str:
     arch, where = llm_architecture(cfg)
     model_type = arch.get("model_type")
     if model_type not in OFFLINE_TOKENIZERS:
-        raise ValueError(f"{where}: no offline tokenizer for model_type {model_type!r} (have {sorted(OFFLINE_TOKENIZERS)}); "
-                         "set model.llm.tokenizer to a local tokenizer folder")
+        raise ValueError(
+            f"{where}: no offline tokenizer for model_type {model_type!r} (have {sorted(OFFLINE_TOKENIZERS)}); "
+            "set model.llm.tokenizer to a local tokenizer folder"
+        )
     return OFFLINE_TOKENIZERS[model_type]
 
 
@@ -137,7 +141,9 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
             from .architecture import architecture_path, check_architecture, load_architecture
 
             found, where = checkpoint_config(cfg.name_or_path)
-            check_architecture(load_architecture(cfg.architecture), found, str(architecture_path(cfg.architecture)), where)
+            check_architecture(
+                load_architecture(cfg.architecture), found, str(architecture_path(cfg.architecture)), where
+            )
         return load_base_llm(cfg, device)
     if weights != "random":
         raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")

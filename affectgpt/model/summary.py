@@ -60,10 +60,14 @@ def parameter_rows(model) -> list[ModuleRow]:
                               sum(p.numel() * p.element_size() for p in ps)))
     base = [p for p in model.llm.parameters() if not p.requires_grad]
     lora = [p for p in model.llm.parameters() if p.requires_grad]
-    rows.append(ModuleRow("llm (frozen base)", sum(p.numel() for p in base), 0, sum(p.numel() * p.element_size() for p in base)))
+    rows.append(
+        ModuleRow("llm (frozen base)", sum(p.numel() for p in base), 0, sum(p.numel() * p.element_size() for p in base))
+    )
     rows.append(ModuleRow("llm (LoRA, trainable)", sum(p.numel() for p in lora), sum(p.numel() for p in lora),
                           sum(p.numel() * p.element_size() for p in lora)))
-    rows.append(ModuleRow("total", sum(r.total for r in rows), sum(r.trainable for r in rows), sum(r.bytes for r in rows)))
+    rows.append(
+        ModuleRow("total", sum(r.total for r in rows), sum(r.trainable for r in rows), sum(r.bytes for r in rows))
+    )
     return rows
 
 
@@ -74,10 +78,16 @@ def llm_dims(model) -> dict:
     heads = c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
     lora = model.cfg.llm.lora
-    return {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "kv": getattr(c, "num_key_value_heads", heads) * head_dim,
-            "intermediate": c.intermediate_size, "vocab": llm.get_output_embeddings().weight.shape[0],
-            "lora_r": lora.r if lora.enabled else 0, "lora_modules": len(lora.target_modules) if lora.enabled else 0,
-            "lora_dropout": lora.dropout if lora.enabled else 0.0}
+    return {
+        "layers": c.num_hidden_layers,
+        "hidden": c.hidden_size,
+        "kv": getattr(c, "num_key_value_heads", heads) * head_dim,
+        "intermediate": c.intermediate_size,
+        "vocab": llm.get_output_embeddings().weight.shape[0],
+        "lora_r": lora.r if lora.enabled else 0,
+        "lora_modules": len(lora.target_modules) if lora.enabled else 0,
+        "lora_dropout": lora.dropout if lora.enabled else 0.0,
+    }
 
 
 def activation_bytes_per_token_layer(d: dict) -> int:
@@ -146,7 +156,11 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
 
     plain = to_plain(cfg.model)
     corpus = plain.get("tiny_corpus")
-    if plain.get("tiny_assets") and plain.get("tiny_tokenizer", "bpe") == "bpe" and not (corpus and Path(corpus).is_file()):
+    if (
+        plain.get("tiny_assets")
+        and plain.get("tiny_tokenizer", "bpe") == "bpe"
+        and not (corpus and Path(corpus).is_file())
+    ):
         from ..data.splits import load_split  # generates the synthetic dataset the tiny BPE is trained on
 
         load_split(cfg.data, "train")

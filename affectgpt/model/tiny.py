@@ -37,7 +37,9 @@ BPE_VOCAB = 1024
 CHAT_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|video_pad|>", "<|audio_pad|>", "<|fusion_pad|>"]
 
 
-def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe", corpus: str | Path | None = None) -> Path:
+def ensure_tiny_assets(
+    root: str | Path, seed: int = 1234, tokenizer: str = "bpe", corpus: str | Path | None = None
+) -> Path:
     """Create (once) and return the folder with clip.pt, whisper.pt and llm/.
 
     tokenizer: "bpe" (trained on the text of the JSONL manifest ``corpus``) or "qwen2.5"."""
@@ -49,11 +51,15 @@ def ensure_tiny_assets(root: str | Path, seed: int = 1234, tokenizer: str = "bpe
     if done.is_file():
         found = json.loads(done.read_text())
         if found != info:
-            raise RuntimeError(f"{root}: tiny weights were made with {found}, expected {info}; delete the folder to rebuild")
+            raise RuntimeError(
+                f"{root}: tiny weights were made with {found}, expected {info}; delete the folder to rebuild"
+            )
         return root
     if tokenizer == "bpe" and (corpus is None or not Path(corpus).is_file()):
-        raise FileNotFoundError(f"{corpus}: the tiny BPE tokenizer is trained on a JSONL manifest, which does not exist "
-                                "(set model.tiny_corpus=PATH, or model.tiny_tokenizer=qwen2.5)")
+        raise FileNotFoundError(
+            f"{corpus}: the tiny BPE tokenizer is trained on a JSONL manifest, which does not exist "
+            "(set model.tiny_corpus=PATH, or model.tiny_tokenizer=qwen2.5)"
+        )
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -118,7 +124,12 @@ def _train_bpe(manifest: Path):
     from ..data.prompts import QUESTIONS, SYSTEM_PROMPT, labels_target, user_message
     from .tokenizer import CHATML_TEMPLATE
 
-    texts = [SYSTEM_PROMPT, *QUESTIONS.values(), user_message("x", "describe", 1, 1, 1), user_message("", "labels", 0, 0)]
+    texts = [
+        SYSTEM_PROMPT,
+        *QUESTIONS.values(),
+        user_message("x", "describe", 1, 1, 1),
+        user_message("", "labels", 0, 0),
+    ]
     with manifest.open(encoding="utf-8") as f:
         for line in f:
             rec = json.loads(line)

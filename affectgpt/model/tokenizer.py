@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..data.prompts import end_of_turn_id  # noqa: F401  (re-exported: the stop ids start with it)
+from ..plan import MODALITY_TOKENS
+
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen2.5-*-Instruct).
 QWEN25_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -20,7 +23,8 @@ QWEN25_SPECIAL_TOKENS = [
     "<|repo_name|>", "<|file_sep|>",
 ]
 QWEN25_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 # ChatML as Qwen2.5 renders it for plain (tool-free) conversations.
 CHATML_TEMPLATE = (
@@ -34,10 +38,9 @@ CHATML_TEMPLATE = (
 )
 BUILTIN_QWEN25 = "builtin:qwen2.5"
 
-# Placeholder tokens whose embeddings are replaced by modality tokens. Qwen2.5 already has
-# <|video_pad|>; the others are added as special tokens (Qwen2.5's embedding table has 399
+# The placeholder tokens (affectgpt.plan.MODALITY_TOKENS) whose embeddings are replaced by modality tokens: Qwen2.5
+# already has <|video_pad|>; the others are added as special tokens (Qwen2.5's embedding table has 399
 # spare rows, so no resize is needed there).
-MODALITY_TOKENS = {"video": "<|video_pad|>", "audio": "<|audio_pad|>", "fusion": "<|fusion_pad|>"}
 
 
 def cache_dir() -> Path:
@@ -118,26 +121,6 @@ def ensure_pad_token(tok, where: str = "tokenizer") -> None:
 
 def modality_token_ids(tok) -> dict[str, int]:
     return {k: tok.convert_tokens_to_ids(v) for k, v in MODALITY_TOKENS.items()}
-
-
-_TURN_PROBE = "AffectGPT-end-of-turn-probe"
-
-
-def end_of_turn_id(tok) -> int:
-    """The token the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``,
-    ``<end_of_turn>``, ``<|end|>``, ``</s>``): the first token after an assistant message's text in
-    the template's own rendering; the tokenizer's eos when the template closes turns with plain text."""
-    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _TURN_PROBE}]
-    text = tok.apply_chat_template(msgs, tokenize=False, enable_thinking=False)
-    if _TURN_PROBE not in text:
-        raise ValueError(f"the tokenizer's chat template drops assistant messages; rendered {text[:200]!r}")
-    after = tok(text.split(_TURN_PROBE, 1)[1], add_special_tokens=False).input_ids
-    special = set(tok.all_special_ids) | {int(i) for i in tok.added_tokens_decoder}
-    if after and after[0] in special:
-        return after[0]
-    if tok.eos_token_id is None:
-        raise ValueError("the chat template ends assistant turns without a special token and the tokenizer has no eos")
-    return tok.eos_token_id
 
 
 def stop_token_ids(tok, generation_eos=None) -> list[int]:

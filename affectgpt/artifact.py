@@ -1,0 +1,243 @@
+"""The artifact format: what a training checkpoint or an export holds and how either is loaded.
+
+A training checkpoint is ``config.yaml`` + ``trainable.safetensors`` (:mod:`affectgpt.checkpoint`);
+an export (:mod:`affectgpt.export` writes it) is an adapter bundle or a merged LLM with
+``affectgpt.json``, the record of everything inference needs besides weights. Loading an export
+checks the rebuilt model against that record (token plan, preprocessing, prompt), so inference never
+silently differs from training. Every load is strict.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .plan import DEFAULT_GENERATION, MODALITY_TOKENS
+
+FORMAT = "affectgpt-export"
+FORMAT_VERSION = 1
+META = "affectgpt.json"
+ADAPTERS = "adapters.safetensors"
+ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def adapter_state(model) -> dict[str, torch.Tensor]:
+    """Every persistent tensor of the modality adapters (trained or not: the artifact must not
+    depend on a seed to rebuild a frozen one)."""
+    out = {}
+    for name in ADAPTER_MODULES:
+        module = getattr(model, name, None)
+        if module is not None:
+            out.update({f"{name}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+    return out
+
+
+def load_adapter_state(model, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load of ``adapter_state``: every key present, nothing extra, shapes equal."""
+    for name in ADAPTER_MODULES:
+        module = getattr(model, name, None)
+        prefix = name + "."
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if module is None:
+            if part:
+                raise RuntimeError(f"{source}: holds {name} weights but the model config has no {name}")
+            continue
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(f"{source}: {name} weights do not match the model: {str(e).splitlines()[0]} "
+                               f"{' '.join(ln.strip() for ln in str(e).splitlines()[1:])[:600]}") from None
+    stray = sorted(k for k in state if k.split(".")[0] not in ADAPTER_MODULES)
+    if stray:
+        raise RuntimeError(f"{source}: unexpected tensors {stray[:10]}")
+
+
+def preprocessing(model) -> dict:
+    return {"video": model.vision.preprocessing() if model.vision is not None else None,
+            "audio": model.audio.preprocessing() if model.audio is not None else None}
+
+
+def prompt_spec(model, system: str | None = None) -> dict:
+    from .data.prompts import QUESTIONS, SYSTEM_PROMPT
+
+    return {"system": SYSTEM_PROMPT if system is None else system, "questions": dict(QUESTIONS),
+            "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(MODALITY_TOKENS)}
+
+
+def describe(model, kind: str, generation: dict | None = None, source: dict | None = None) -> dict:
+    """The ``affectgpt.json`` record of a loaded model (without the file hashes)."""
+    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    model_cfg = asdict(model.cfg)
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "model": model_cfg,
+        "llm": {
+            "base": model.cfg.llm.name_or_path,
+            "path": "llm" if kind == "merged" else None,
+            "adapter": "llm_adapter" if kind == "adapter" else None,
+            "dtype": str(next(base.parameters()).dtype).replace("torch.", ""),
+            "vocab_size": base.get_input_embeddings().weight.shape[0],
+            "lora_merged": kind == "merged",
+        },
+        "tokenizer": "tokenizer",
+        "adapters": ADAPTERS,
+        "preprocessing": preprocessing(model),
+        "prompt": prompt_spec(model),
+        "token_plan": asdict(model.token_plan()),
+        "generation": dict(generation or DEFAULT_GENERATION),
+        "source": source or {},
+    }
+
+
+@dataclass
+class Loaded:
+    """A model ready to generate, with what its artifact says about prompting and decoding."""
+
+    model: object
+    kind: str  # checkpoint | adapter | merged
+    generation: dict = field(default_factory=dict)
+    system: str | None = None  # None: the prompts module's default system prompt
+
+
+def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | None = None):
+    """Build the model a training checkpoint describes and load its trainable weights strictly."""
+    from omegaconf import OmegaConf
+
+    from . import checkpoint as ckpt
+    from .model.build import build_model
+
+    folder = Path(folder)
+    cfg_path = folder / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a checkpoint (no config.yaml)")
+    cfg = OmegaConf.load(cfg_path)
+    if dtype:
+        cfg.model.llm.dtype = dtype
+    if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
+        cfg.model.llm.kernels = "none"
+    model = build_model(cfg.model, device=device)
+    model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
+    model.eval()
+    return model, cfg
+
+
+def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = None) -> Loaded:
+    """Build the model an ``affectgpt.json`` export describes: base LLM + peft adapter, or the
+    merged LLM; then the modality adapters, strictly; then check it against the record."""
+    from safetensors.torch import load_file
+
+    from .model.affectgpt import AffectGPT
+    from .model.build import model_config
+
+    folder = Path(folder)
+    meta_path = folder / "affectgpt.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{meta_path}: unreadable ({e})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: expected format {FORMAT!r} version {FORMAT_VERSION}, "
+                         f"found {meta.get('format')!r} version {meta.get('version')!r}")
+    kind = meta.get("kind")
+    if kind not in ("adapter", "merged"):
+        raise ValueError(f"{meta_path}: kind must be 'adapter' or 'merged', found {kind!r}")
+    d = copy.deepcopy(meta["model"])
+    d["llm"]["tokenizer"] = str(folder / meta["tokenizer"])
+    d["llm"]["lora"]["enabled"] = False  # LoRA comes from the artifact, not a fresh init
+    if kind == "merged":
+        d["llm"]["name_or_path"] = str(folder / meta["llm"]["path"])
+    if dtype:
+        d["llm"]["dtype"] = dtype
+    d["llm"]["kernels"] = "none"  # as for checkpoints: a training-speed option
+    model = AffectGPT(model_config(d), device)
+    if kind == "adapter":
+        from peft import PeftModel
+
+        adapter_dir = folder / meta["llm"]["adapter"]
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (incomplete adapter bundle)")
+        model.llm = PeftModel.from_pretrained(model.llm, str(adapter_dir), is_trainable=False)
+    adapters = folder / meta.get("adapters", ADAPTERS)
+    if not adapters.is_file():
+        raise FileNotFoundError(f"{adapters}: missing (incomplete export)")
+    load_adapter_state(model, load_file(str(adapters)), str(adapters))
+    if model.added_rows is not None:  # the rows the export saved, not the ones this build computed
+        model.added_rows.write(model.llm)
+    model.to(device)
+    model.eval()
+    check_against_record(model, meta, meta_path)
+    return Loaded(model, kind, dict(meta.get("generation") or {}), meta["prompt"]["system"])
+
+
+def check_against_record(model, meta: dict, where: Path) -> None:
+    """Raise when the built model would prepare inputs differently from the recorded export."""
+    from .data.prompts import QUESTIONS
+
+    checks = [("token_plan", asdict(model.token_plan()), meta.get("token_plan")),
+              ("preprocessing", preprocessing(model), meta.get("preprocessing")),
+              ("prompt.questions", dict(QUESTIONS), meta["prompt"].get("questions")),
+              ("prompt.chat_template", model.tokenizer.chat_template, meta["prompt"].get("chat_template"))]
+    for key, built, recorded in checks:
+        built = json.loads(json.dumps(built))
+        if built != recorded:
+            raise ValueError(f"{where}: {key} of the rebuilt model differs from the export's record: "
+                             f"{'; '.join(_differences(built, recorded, key))[:600]}")
+
+
+def _differences(built, recorded, path: str) -> list[str]:
+    if isinstance(built, dict) and isinstance(recorded, dict):
+        out = []
+        for k in sorted(set(built) | set(recorded), key=str):
+            if k not in recorded:
+                out.append(f"{path}.{k} built {json.dumps(built[k])}, not recorded")
+            elif k not in built:
+                out.append(f"{path}.{k} recorded {json.dumps(recorded[k])}, not built")
+            elif built[k] != recorded[k]:
+                out += _differences(built[k], recorded[k], f"{path}.{k}")
+        return out
+    return [f"{path} built {json.dumps(built)[:120]}, recorded {json.dumps(recorded)[:120]}"]
+
+
+def artifact_kind(path: str | Path) -> str:
+    """'checkpoint', 'adapter' or 'merged'; ValueError naming the folder when it is neither."""
+    path = Path(path)
+    if (path / "affectgpt.json").is_file():
+        try:
+            return json.loads((path / "affectgpt.json").read_text(encoding="utf-8"))["kind"]
+        except (json.JSONDecodeError, KeyError, OSError) as e:
+            raise ValueError(f"{path / 'affectgpt.json'}: unreadable ({e})") from None
+    if (path / "config.yaml").is_file():
+        return "checkpoint"
+    if not path.exists():
+        raise ValueError(f"{path}: no such folder")
+    raise ValueError(f"{path}: neither a training checkpoint (config.yaml) nor an export (affectgpt.json)")
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, merge_lora: bool = False) -> Loaded:
+    """Load a training checkpoint or an export (adapter bundle or merged). ``merge_lora`` folds
+    LoRA into the base weights after loading (what a merged export holds): one matmul per
+    projection instead of three, 3x faster decoding for 7B on a GPU (benchmarks/gpu_check.py)."""
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        model, _ = load_checkpoint_model(path, device=device, dtype=dtype)
+        loaded = Loaded(model, "checkpoint")
+    else:
+        loaded = load_export(path, device=device, dtype=dtype)
+    if merge_lora and hasattr(loaded.model.llm, "merge_and_unload"):
+        loaded.model.llm = loaded.model.llm.merge_and_unload()
+    return loaded
