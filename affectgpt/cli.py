@@ -54,10 +54,10 @@ def escape_interpolation(value: str) -> str:
 def split_arguments(argv: Sequence[str], command: Command) -> tuple[dict[str, str | list[str]], list[str]]:
     """Separate the verbatim ``key=value`` arguments from the Hydra overrides.
 
-    An empty verbatim value (``video=``) means the key's default. A verbatim key given twice is an
-    error unless it is repeatable.
+    An empty verbatim value (``video=``) means the key's default; ``null`` means None (unset), as in
+    Hydra. A verbatim key given twice is an error unless it is repeatable.
     """
-    verbatim: dict[str, str | list[str]] = {}
+    verbatim: dict[str, str | list[str] | None] = {}
     overrides: list[str] = []
     for arg in argv:
         key, eq, value = arg.partition("=")
@@ -73,7 +73,7 @@ def split_arguments(argv: Sequence[str], command: Command) -> tuple[dict[str, st
         if key in verbatim:
             raise UsageError(f"argument {arg!r}: {key}= is given twice")
         if value:
-            verbatim[key] = value
+            verbatim[key] = None if value == "null" else value
     return verbatim, overrides
 
 
@@ -100,7 +100,7 @@ def _check_type(arg: str, key: str, default, value):
     elif isinstance(default, str):
         if isinstance(value, (list, dict)):
             raise UsageError(f"argument {arg!r}: {key} expects a single value, got a {type(value).__name__}")
-        return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        return value  # options such as merge_lora take auto | true | false: the program checks the value
     elif isinstance(default, ListConfig) and not isinstance(value, list):
         return [value]
     elif isinstance(default, DictConfig) and not isinstance(value, dict):
@@ -185,8 +185,11 @@ def compose(command: Command, argv: Sequence[str]):
     for key, value in verbatim.items():
         if _default(cfg, key, missing) is missing:
             raise UsageError(f"argument {key}=: unknown key {key!r} in conf/{command.config}.yaml")
-        text = [escape_interpolation(v) for v in value] if isinstance(value, list) else escape_interpolation(value)
-        OmegaConf.update(cfg, key, text, merge=False)
+        if isinstance(value, list):
+            value = [escape_interpolation(v) for v in value]
+        elif value is not None:
+            value = escape_interpolation(value)
+        OmegaConf.update(cfg, key, value, merge=False)
     for key in command.required:
         if OmegaConf.is_missing(cfg, key):
             raise UsageError(f"missing argument {key}=... (see {command.prog} --help)")

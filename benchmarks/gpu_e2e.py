@@ -229,12 +229,26 @@ def plan(dry: bool, work: Path) -> list[Step]:
                     "-m",
                     "affectgpt.bench",
                     f"checkpoint={ckpt}",
+                    f"root={work / 'unibench'}",
                     f"output={work / 'bench'}",
+                    "check_sizes=false",
                     *os.environ.get("BENCH_ARGS", "").split(),
                 ],
             )
         )
     return steps
+
+
+def write_bench_root(data: Path, root: Path) -> Path:
+    """A tiny MER-UniBench root for the runner: the synthetic test clips as OV-MERD+ in the plain JSONL form
+    (``ovmerdplus_test.jsonl``: name, openset gold, video path relative to the file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "ovmerdplus_test.jsonl").open("w", encoding="utf-8") as f:
+        for line in (data / "test.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            f.write(json.dumps({"name": row["name"], "openset": row["emotions"],
+                                "video": str((data / row["video"]).resolve())}) + "\n")
+    return root
 
 
 def bench_present() -> bool:
@@ -422,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     for step in plan(args.dry_run, work):
         if args.only and not any(step.name.startswith(o) for o in args.only):
             continue
+        if step.name == "MER-UniBench runner":  # its test set: the synthetic clips written by the steps before
+            write_bench_root(work / "data", work / "unibench")
         row = run_step(step, logs, env)
         rows.append(row)
         print(f"{row.name}: exit {row.rc}, {row.wall_s:.1f} s {row.note}", file=sys.stderr, flush=True)

@@ -38,8 +38,10 @@ def test_other_overrides_keep_hydra_syntax_and_types():
     assert compose(TRAIN, ["trainer.lr=1"]).trainer.lr == 1.0  # an int where a float is expected is fine
 
 
-def test_an_empty_verbatim_value_means_the_default():
+def test_an_empty_verbatim_value_means_the_default_and_null_means_none():
     assert compose(INFER, ["checkpoint=ck", "video="]).video is None
+    assert compose(TRAIN, ["features.cache_dir=null"]).features.cache_dir is None
+    assert compose(INFER, ["checkpoint=ck", "merge_lora=true"]).merge_lora is True  # auto | true | false
 
 
 @pytest.mark.parametrize("args, message", [
@@ -62,7 +64,7 @@ def test_bad_arguments_are_named(args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["model=nope"], "no conf/model/nope.yaml (choices: affectgpt-7b, affectgpt-mid, tiny)"),
-    (["trainer.max_steps=1.5"], "trainer.max_steps expects an integer (default 600)"),
+    (["trainer.max_steps=1.5"], "trainer.max_steps expects an integer (default 1000)"),
     (["trainer=[1]"], "no conf/trainer/[1].yaml"),
     (["trainer.lora=1"], "unknown key 'trainer.lora'"),
     (["model.llm.lora=1"], "model.llm.lora is a group of options"),

@@ -66,7 +66,7 @@ def test_peft_puts_the_adapter_onto_the_base(artifacts, lora_model_and_inputs):
         logits = peft_model(inputs_embeds=embeds, attention_mask=mask).logits
     assert (logits - lora_logits).abs().max().item() <= 1e-6
     cfg = json.loads((artifacts["adapter"] / "llm_adapter" / "adapter_config.json").read_text())
-    assert cfg["modules_to_save"] == ["model.norm"] and cfg["r"] == 8
+    assert cfg["modules_to_save"] == ["model.norm"] and cfg["r"] == 64  # conf/model/tiny.yaml
 
 
 def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):

@@ -72,11 +72,13 @@ def test_a_cycle_between_subpackages_is_reported(tmp_path):
     assert graph(root, "--package", "pkg", "--scripts", "--apps", "--strict").returncode == 1
 
 
-def test_this_repository_parses_and_the_scorer_imports_nothing_else_of_the_package():
-    r = graph(ROOT, "--allow-cycles")
+def test_this_repository_has_no_import_cycle_and_the_scorer_imports_nothing_else_of_the_package():
+    r = graph(ROOT)  # exit 1 on any cycle
     assert r.returncode == 0, r.stderr
     edges = [ln for ln in r.stdout.splitlines() if ln.startswith("affectgpt.eval") and " -> " in ln]
     assert edges, r.stdout
     for line in edges:  # the scorer is a library of its own: it loads without torch or the model code
-        targets = line.split(" -> ")[1].replace(" [f]", "").split(", ")
-        assert all(t.startswith("affectgpt.eval") for t in targets), line
+        # One exception, function-level: the UniBench scorer's command line reads the authors' gold folders
+        # through the torch-free readers of affectgpt.data.unibench (its torch-freeness: test_unibench_scorer.py).
+        allowed = {"affectgpt.data.unibench [f]"} if line.startswith("affectgpt.eval.unibench ->") else set()
+        assert all(t.startswith("affectgpt.eval") or t in allowed for t in line.split(" -> ")[1].split(", ")), line

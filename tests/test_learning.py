@@ -214,7 +214,7 @@ def test_ablation_command_line(short_run, tmp_path):
     rep = json.loads((tmp_path / "a.json").read_text())
     assert list(rep["conditions"]) == ["full", "no_subtitle"] and rep["n"] == 6
     assert "no_subtitle" in r.stdout and "visual (chance)" in r.stdout
-    bad = subprocess.run(cmd[:4] + ["drop=face"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(cmd[:5] + ["drop=face"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: drop=face: expected some of video,audio,subtitle"
     ]
