@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_command(cfg: DictConfig) -> int:
-    from .data.media import VISUAL_INPUTS
     from .data.unibench import find_sets
     from .eval.unibench import LABEL_MODES
+    from .plan import VISUAL_INPUTS
 
     checkpoints = checkpoint_paths(cfg.checkpoint)
     if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:

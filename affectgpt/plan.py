@@ -15,6 +15,7 @@ ENCODER_FRAMES_PER_SECOND = SAMPLE_RATE // WHISPER_FRAME_SAMPLES
 MODALITY_TOKENS = {"video": "<|video_pad|>", "audio": "<|audio_pad|>", "fusion": "<|fusion_pad|>"}
 TASKS = ("describe", "labels")  # the two instruction tasks (AffectGPT's hybrid training)
 DTYPES = ("float32", "bfloat16", "float16")
+VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
 DEFAULT_GENERATION = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..plan import IGNORE_INDEX, SAMPLE_RATE, TokenPlan
+from ..plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
 from .frames import resize_crop
 from .manifest import Sample
-from .media import VISUAL_INPUTS, MediaError, face_file, load_faces, load_media
 from .prompts import build_messages, end_of_turn_id, pick_task, render_prompt, target_text
 
 
@@ -59,6 +58,8 @@ class ClipDataset(torch.utils.data.Dataset):
             item["target"] = target_text(task, s.description, s.emotions)
         if self.features is not None:
             return self._cached(s, item)
+        from .media import MediaError, load_media  # PyAV only where clips are decoded (not on cached features)
+
         try:
             max_audio = self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0
             if self.visual == "faces":
@@ -80,6 +81,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
+        from .media import MediaError, face_file, load_faces, load_media
+
         path = face_file(s.name, s.video, s.extra.get("faces"))
         if path is None:
             raise MediaError(s.name, "visual=faces needs a face file ('faces' in the manifest) or a video path")

@@ -26,6 +26,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..plan import VISUAL_INPUTS  # noqa: F401  (re-exported)
+
 # Seeking costs a keyframe decode; decoding forward is cheaper for short gaps.
 _SEEK_GAP_SECONDS = 2.0
 
@@ -335,7 +337,6 @@ def load_media(
 
 # ----------------------------------------------------------------------------- face crops
 FACE_DIR = "openface_face"
-VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
 
 
 def face_file(name: str, video: str | Path | None, explicit: str | Path | None = None) -> Path | None:
