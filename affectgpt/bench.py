@@ -11,13 +11,13 @@ are skipped. Options and defaults: conf/bench.yaml. Bad input: exit code 2 and o
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import Command, UsageError, run
+from .fileio import atomic_write
 
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
 OFFICIAL_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 0.9, "num_beams": 1}
@@ -92,12 +92,10 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
             for r in read_done(p):
                 rows[r["name"]] = r if "reason" in r or "error" in r else {
                     "name": r["name"], "reason": r.get("description", ""), "emotions": r.get("emotions", [])}
-        tmp = merged.with_name(f".tmp-{merged.name}")
-        with tmp.open("w", encoding="utf-8") as f:
+        with atomic_write(merged) as f:
             for s in samples:
                 if s.name in rows:
                     f.write(json.dumps(rows[s.name], ensure_ascii=False) + "\n")
-        os.replace(tmp, merged)
         for p in _part_files(merged):
             p.unlink()
     state.wait_for_everyone()

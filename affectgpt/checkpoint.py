@@ -15,7 +15,6 @@ next run deletes.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .fileio import atomic_write, remove_dir, replace_dir
 
 COMPLETE = "COMPLETE"
 WEIGHTS = "trainable.safetensors"
@@ -112,25 +113,12 @@ def write_files(tmp: Path, trainable: dict[str, torch.Tensor], config_yaml: str,
 
 
 def commit(tmp: Path, folder: Path) -> Path:
-    """Mark complete and rename into place. An existing folder of that name (``final`` of an earlier
-    run) is moved aside first and deleted after, so a kill in between still leaves one of them."""
-    with open(tmp / COMPLETE, "w") as f:
+    """Mark complete (fsynced) and rename into place. An existing folder of that name (``final`` of
+    an earlier run) is moved aside first and deleted after, so a kill in between still leaves one."""
+    with atomic_write(tmp / COMPLETE) as f:
         f.write("ok\n")
-        f.flush()
-        os.fsync(f.fileno())
-    folder = Path(folder)
-    old = folder.parent / f".old-{folder.name}"
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    dir_fd = os.open(folder.parent, os.O_RDONLY)
-    try:  # make the rename itself durable
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return folder
+    replace_dir(tmp, folder)
+    return Path(folder)
 
 
 def save_checkpoint(folder: Path, trainable: dict[str, torch.Tensor], config_yaml: str, trainer_state: dict,
@@ -142,9 +130,10 @@ def save_checkpoint(folder: Path, trainable: dict[str, torch.Tensor], config_yam
 
 
 def remove_partial(output_dir: Path) -> list[Path]:
-    """Delete ``.tmp-*`` / ``.old-*`` leftovers of a killed run (main process, before training)."""
+    """Delete the leftovers of a killed run (main process, before training): ``.tmp-*`` folders being
+    written, ``.*.old-*`` folders being replaced or deleted."""
     root = Path(output_dir) / "checkpoints"
-    gone = [p for p in root.glob(".tmp-*")] + [p for p in root.glob(".old-*")] if root.is_dir() else []
+    gone = [*root.glob(".tmp-*"), *root.glob(".*.old-*")] if root.is_dir() else []
     for p in gone:
         shutil.rmtree(p, ignore_errors=True)
     return gone
@@ -184,9 +173,7 @@ def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
     for p in list_checkpoints(output_dir)[:-keep_last]:
-        trash = p.parent / f".old-{p.name}"
-        os.replace(p, trash)  # atomic: a kill during the deletion never leaves a half-deleted "complete" folder
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_dir(p)  # a kill during the deletion never leaves a half-deleted "complete" folder
 
 
 # ---------------------------------------------------------------------------- reading

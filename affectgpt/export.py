@@ -28,8 +28,6 @@ complete, so an interrupted export leaves no half artifact.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -49,16 +47,15 @@ from .artifact import (  # noqa: F401  (the format's names, re-exported for user
     sha256,
 )
 from .cli import Command, UsageError, run
+from .fileio import atomic_dir
 
 
 def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
            generation: dict | None = None) -> Path:
     """Write an adapter bundle (``merge=False``) or a merged export of a training checkpoint."""
-    from safetensors.torch import save_file
-
-    from .model_card import write_model_card
-
     checkpoint, output = Path(checkpoint), Path(output)
+    if output.exists() and not (output / META).is_file():
+        raise FileExistsError(f"{output}: exists and is not an AffectGPT export; refusing to overwrite it")
     model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
     if not hasattr(model.llm, "merge_and_unload"):
         raise ValueError(
@@ -77,10 +74,16 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     source = {"checkpoint": str(checkpoint.resolve()), "step": state.get("step"),
               "trainable_sha256": sha256(checkpoint / "trainable.safetensors")}
     meta = describe(model, "merged" if merge else "adapter", generation, source)
+    with atomic_dir(output) as tmp:  # an old export of that name is replaced only when this one is whole
+        _write_export(tmp, model, meta, merge, checkpoint, output)
+    return output
 
-    tmp = output.with_name(f".tmp-{output.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+
+def _write_export(tmp: Path, model, meta: dict, merge: bool, checkpoint: Path, output: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .model_card import write_model_card
+
     model.tokenizer.save_pretrained(tmp / "tokenizer")
     state = {k: v for k, v in adapter_state(model).items() if not (merge and k.startswith("added_rows."))}
     save_file(state, str(tmp / ADAPTERS), metadata={"format": FORMAT})
@@ -105,14 +108,6 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     meta["files"] = {str(p.relative_to(tmp)): sha256(p) for p in [tmp / ADAPTERS, *weights]}
     (tmp / META).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     write_model_card(tmp, meta, checkpoint, output)  # README.md: the Hugging Face model card
-    if output.exists():
-        if not (output / META).is_file():
-            shutil.rmtree(tmp)
-            raise FileExistsError(f"{output}: exists and is not an AffectGPT export; refusing to overwrite it")
-        shutil.rmtree(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, output)
-    return output
 
 
 EXPORT = Command(prog="python -m affectgpt.export", config="export", doc=__doc__.split("\n\n")[0],

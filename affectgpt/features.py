@@ -32,6 +32,7 @@ import torch
 from .cli import TRAIN_VERBATIM, Command, UsageError, run
 from .data.collate import ClipDataset
 from .data.manifest import Sample
+from .fileio import atomic_path, atomic_write
 from .plan import SAMPLE_RATE
 
 log = logging.getLogger("affectgpt.features")
@@ -176,9 +177,8 @@ def write_identity(cache_dir: Path, identity: dict) -> None:
     if path.is_file():
         FeatureStore(cache_dir, identity)  # raises StaleCacheError on a mismatch
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(identity, indent=1, sort_keys=True))
 
 
 @torch.no_grad()
@@ -236,9 +236,8 @@ def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: d
 def _write_shard(path: Path, tensors: dict, meta: list[dict]) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_file(tensors, str(tmp), metadata={"samples": json.dumps(meta), "format": "affectgpt-features"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a leftover temporary file is not a *.safetensors shard
+        save_file(tensors, str(tmp), metadata={"samples": json.dumps(meta), "format": "affectgpt-features"})
 
 
 def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:

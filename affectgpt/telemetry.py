@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .fileio import atomic_path
+
 log = logging.getLogger("affectgpt.train")
 
 
@@ -108,10 +110,11 @@ def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = curves_figure(history)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:

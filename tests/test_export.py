@@ -114,6 +114,25 @@ def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(arti
         load_export(bad)
 
 
+def test_export_replaces_an_old_export_and_refuses_any_other_folder(artifacts, tmp_path):
+    import shutil
+
+    from affectgpt.export import export
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "x.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes: exists and is not an AffectGPT export; refusing"):
+        export(artifacts["checkpoint"], notes)
+    assert [p.name for p in notes.iterdir()] == ["x.txt"]
+    out = tmp_path / "out"
+    shutil.copytree(artifacts["adapter"], out)
+    (out / "stale.txt").write_text("")
+    export(artifacts["checkpoint"], out)
+    assert (out / "affectgpt.json").is_file() and not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "out"]  # no temporary or old folder left
+
+
 def test_export_cli_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
     r = run(["-m", "affectgpt.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and r.stdout == ""

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,6 +34,7 @@ import numpy as np
 
 from affectgpt.data.manifest import Sample, write_manifest
 from affectgpt.data.prompts import join_emotions
+from affectgpt.fileio import atomic_dir
 
 GENERATOR_VERSION = 1
 DONE_FILE = "DONE.json"
@@ -450,18 +449,8 @@ def ensure_dataset(root: Path, seed: int = 0, **kw) -> dict[str, Path]:
     wanted = _params(seed, **{k: kw.get(k, v) for k, v in _DEFAULTS.items()})
     if root.exists() and not (root.is_dir() and not any(root.iterdir())):
         return _check_existing(root, wanted)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(root, keep_existing=True) as tmp:  # another process may finish first; checked below
         generate(tmp, seed=seed, **kw)
-        if root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not (root / DONE_FILE).is_file():  # not another process finishing first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return _check_existing(root, wanted)
 
 

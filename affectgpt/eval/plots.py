@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from ..fileio import atomic_path
 
 SUMMARY = (("M1", "M1"), ("M2", "M2"), ("m_avg_f1", "M-avg"), ("wheel_l1_f1", "wheel L1"),
            ("wheel_l1_l2_f1", "wheel L1+L2"))
@@ -62,10 +63,9 @@ def save(fig, path: str | Path) -> Path:
     """Write the figure whole or not at all (temporary file, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     finally:
         _pyplot().close(fig)
     return path

@@ -19,11 +19,11 @@ tokenizer through the same path.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
+
+from ..fileio import atomic_dir
 
 ASSET_VERSION = 1
 WHISPER_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
@@ -60,20 +60,14 @@ def ensure_tiny_assets(
             f"{corpus}: the tiny BPE tokenizer is trained on a JSONL manifest, which does not exist "
             "(set model.tiny_corpus=PATH, or model.tiny_tokenizer=qwen2.5)"
         )
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     # Own seeds, and the caller's RNG state left untouched: a run that first writes the assets
     # initialises its adapters exactly like a run that finds them.
-    with torch.random.fork_rng(devices=[]):
+    with atomic_dir(root) as tmp, torch.random.fork_rng(devices=[]):  # replaces a folder without ASSETS.json
         _write_clip(tmp / "clip.pt", seed)
         _write_whisper(tmp / "whisper.pt", seed + 1)
         tok = _qwen_tokenizer() if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
         _write_llm(tmp / "llm", seed + 2, tok)
-    (tmp / "ASSETS.json").write_text(json.dumps(info))
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
+        (tmp / "ASSETS.json").write_text(json.dumps(info))
     return root
 
 

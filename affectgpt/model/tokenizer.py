@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..data.prompts import end_of_turn_id  # noqa: F401  (re-exported: the stop ids start with it)
+from ..fileio import atomic_dir
 from ..plan import MODALITY_TOKENS
 
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen2.5-*-Instruct).
@@ -69,9 +70,8 @@ def build_qwen25_tokenizer(out_dir: str | Path) -> Path:
     )
     tok.chat_template = CHATML_TEMPLATE
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out_dir) if not out_dir.exists() else None
+    with atomic_dir(out_dir, keep_existing=True) as tmp:  # the same folder from another process is kept
+        tok.save_pretrained(tmp)
     return out_dir
 
 
