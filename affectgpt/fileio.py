@@ -122,13 +122,13 @@ def atomic_dir(path: str | Path, keep_existing: bool = False) -> Iterator[Path]:
 
 
 def iter_jsonl(path: str | Path, error: type[Exception] = ValueError,
-               on_bad: Callable[[Exception], None] | None = None) -> Iterator[tuple[int, dict]]:
+               on_bad: Callable[[int, Exception], None] | None = None) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for every non-blank line of a JSONL file (``.gz``: gzip-compressed).
 
     Lines end at ``\\n`` only (a JSON string may hold U+2028 or a lone ``\\r``); a UTF-8 BOM before
     the first line is allowed. A line that is not UTF-8, not JSON or not a JSON object raises
-    ``error("PATH:LINE: cause")``; with ``on_bad`` that exception is handed to it instead and the
-    line skipped."""
+    ``error("PATH:LINE: cause")``; with ``on_bad``, ``on_bad(line number, that exception)`` is called
+    instead and the line skipped."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
@@ -152,4 +152,4 @@ def iter_jsonl(path: str | Path, error: type[Exception] = ValueError,
                     bad = error(f"{where}: expected a JSON object, found {type(record).__name__}")
             if on_bad is None:
                 raise bad
-            on_bad(bad)
+            on_bad(lineno, bad)

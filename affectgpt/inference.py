@@ -17,6 +17,7 @@ import torch
 from .artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.manifest import Sample
+from .fileio import iter_jsonl
 
 
 def emotions_from_text(text: str) -> list[str]:
@@ -172,16 +173,13 @@ def read_done(out: Path) -> list[dict]:
         with open(out, "r+b") as f:
             f.truncate(keep)
     rows = []
-    for i, line in enumerate(raw[:keep].split(b"\n")[:-1]):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            raise ValueError(f"{out}:{i + 1}: not JSON ({e}); fix or delete the file to rerun") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
-            raise ValueError(f"{out}:{i + 1}: expected a JSON object with a 'name'; fix or delete the file to rerun")
-        rows.append(rec)
+    try:
+        for i, rec in iter_jsonl(out):
+            if not isinstance(rec.get("name"), str):
+                raise ValueError(f"{out}:{i}: expected a JSON object with a 'name'")
+            rows.append(rec)
+    except ValueError as e:
+        raise ValueError(f"{e}; fix or delete the file to rerun") from None
     return rows
 
 

@@ -156,8 +156,15 @@ def test_read_records_layouts_and_errors(tmp_path):
     ]
     assert read_records(tmp_path / "b.csv")[0]["description"].startswith("He smiles")
     assert read_records(tmp_path / "c.jsonl") == [{"name": "s1", "emotions": ["x"]}, {"name": "s2", "description": "r"}]
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
         read_records(tmp_path / "bad.jsonl")
+    (tmp_path / "list.jsonl").write_text('{"name": "s1"}\n["s2"]\n')
+    with pytest.raises(ValueError, match=r"list.jsonl:2: expected a JSON object, found list"):
+        read_records(tmp_path / "list.jsonl")
+    # U+2028 is a line break to str.splitlines() but legal inside a JSON string (json.dumps writes it raw)
+    line = json.dumps({"name": "s1", "description": "calm\u2028then angry"}, ensure_ascii=False)
+    (tmp_path / "u2028.jsonl").write_text(line + "\n", encoding="utf-8")
+    assert read_records(tmp_path / "u2028.jsonl") == [{"name": "s1", "description": "calm\u2028then angry"}]
     with pytest.raises(ValueError, match="no 'name' column"):
         read_records(tmp_path / "noname.csv")
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):

@@ -121,5 +121,5 @@ def test_a_bad_line_names_the_file_and_line(tmp_path, line, cause):
     with pytest.raises(RowError, match=cause):
         list(iter_jsonl(path, error=RowError))
     skipped = []
-    assert [n for n, _ in iter_jsonl(path, on_bad=skipped.append)] == [1, 3]
-    assert len(skipped) == 1 and re.search(cause, str(skipped[0]))
+    assert [n for n, _ in iter_jsonl(path, on_bad=lambda n, e: skipped.append((n, e)))] == [1, 3]
+    assert len(skipped) == 1 and skipped[0][0] == 2 and re.search(cause, str(skipped[0][1]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from affectgpt.data.manifest import ManifestError, Sample
+from affectgpt.data.manifest import ManifestError, Sample, read_manifest
 from affectgpt.data.readers import (
     Source,
     epoch_counts,
@@ -200,6 +200,17 @@ def test_jsonl_reader_drops_bad_rows_by_cause_or_raises_when_strict(tmp_path):
 
 def _samples(prefix: str, n: int) -> list[Sample]:
     return [Sample(name=f"{prefix}{i}", video=Path(f"{prefix}{i}.mp4")) for i in range(n)]
+
+
+def test_read_manifest_names_the_file_and_line_of_a_bad_row(tmp_path):
+    p = tmp_path / "m.jsonl"
+    good = json.dumps({"name": "a", "video": "a.mp4"})
+    for body, cause in [("{oops", r"m\.jsonl:3: not valid JSON \(Expecting property name"),
+                        ('"a string"', r"m\.jsonl:3: expected a JSON object, found str"),
+                        (good, r"m\.jsonl:3: duplicate name 'a' \(first on line 1\)")]:
+        p.write_text(f"{good}\n\n{body}\n")
+        with pytest.raises(ManifestError, match=cause):
+            read_manifest(p)
 
 
 def test_mixture_is_deterministic_and_follows_the_ratios():

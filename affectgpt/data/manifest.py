@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import iter_jsonl
+
 
 class ManifestError(ValueError):
     """A manifest row that cannot be used; the message names the file and line."""
@@ -103,20 +105,13 @@ def read_manifest(path: str | Path) -> list[Sample]:
     root = path.parent
     samples: list[Sample] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-            s = sample_from_record(rec, root, where)
-            if s.name in seen:
-                raise ManifestError(f"{where}: duplicate name {s.name!r} (first on line {seen[s.name]})")
-            seen[s.name] = lineno
-            samples.append(s)
+    for lineno, rec in iter_jsonl(path, error=ManifestError):
+        where = f"{path}:{lineno}"
+        s = sample_from_record(rec, root, where)
+        if s.name in seen:
+            raise ManifestError(f"{where}: duplicate name {s.name!r} (first on line {seen[s.name]})")
+        seen[s.name] = lineno
+        samples.append(s)
     return samples
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from affectgpt.data.manifest import ManifestError, Sample, sample_from_record
+from affectgpt.fileio import iter_jsonl
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".flv")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a")
@@ -283,27 +283,28 @@ def read_jsonl(path: str | Path, strict: bool = False) -> tuple[list[Sample], Re
         raise ManifestError(f"{path}: manifest not found")
     report = ReadReport(str(path))
     samples, seen = [], set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            report.rows_read += 1
-            where = f"{path}:{lineno}"
-            try:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-                s = sample_from_record(rec, path.parent, where)
-                if s.name in seen:
-                    raise ManifestError(f"{where}: duplicate name {s.name!r}")
-            except ManifestError as e:
-                if strict:
-                    raise
-                report.drop(_cause_kind(str(e).split(": ", 1)[1]), f"line {lineno}")
-                continue
-            seen.add(s.name)
-            samples.append(s)
+
+    def drop(lineno: int, e: ManifestError) -> None:
+        report.drop(_cause_kind(str(e).removeprefix(f"{path}:{lineno}: ")), f"line {lineno}")
+
+    def bad_line(lineno: int, e: ManifestError) -> None:
+        report.rows_read += 1
+        drop(lineno, e)
+
+    for lineno, rec in iter_jsonl(path, error=ManifestError, on_bad=None if strict else bad_line):
+        report.rows_read += 1
+        where = f"{path}:{lineno}"
+        try:
+            s = sample_from_record(rec, path.parent, where)
+            if s.name in seen:
+                raise ManifestError(f"{where}: duplicate name {s.name!r}")
+        except ManifestError as e:
+            if strict:
+                raise
+            drop(lineno, e)
+            continue
+        seen.add(s.name)
+        samples.append(s)
     return _finish(samples, report, False)
 
 

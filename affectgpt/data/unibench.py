@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..eval.parsing import parse_labels
 from ..eval.unibench_sets import BY_NAME
+from ..fileio import iter_jsonl
 from .manifest import Sample
 
 
@@ -246,14 +246,8 @@ def read_jsonl_set(path, set_name: str) -> TestSet:
     path = Path(path)
     key = GOLD_KEYS[BY_NAME[set_name].metric]
     test = TestSet(set_name, str(path), {})
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: invalid JSON line ({e.msg})") from None
-        name = row.get("name") if isinstance(row, dict) else None
+    for i, row in iter_jsonl(path):
+        name = row.get("name")
         if not isinstance(name, str) or key not in row:
             raise ValueError(f"{path}:{i}: expected an object with 'name' and {key!r}")
         if name in test.gold:

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from ..fileio import iter_jsonl
 from .parsing import parse_labels
 
 PROMPT_VERSION = "1"
@@ -72,15 +73,13 @@ class LLMExtractor:
     def _load_cache(self) -> dict[str, str]:
         cache = {}
         if self.cache_path.is_file():
-            for i, line in enumerate(self.cache_path.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                        cache[row["key"]] = row["answer"]
-                    except (json.JSONDecodeError, KeyError):
-                        raise ValueError(
-                            f"{self.cache_path}:{i}: corrupt cache line; delete the file to rebuild"
-                        ) from None
+            try:
+                for i, row in iter_jsonl(self.cache_path):
+                    if not (isinstance(row.get("key"), str) and isinstance(row.get("answer"), str)):
+                        raise ValueError(f"{self.cache_path}:{i}: expected 'key' and 'answer' strings")
+                    cache[row["key"]] = row["answer"]
+            except ValueError as e:
+                raise ValueError(f"{e}; a corrupt cache line, delete the file to rebuild") from None
         return cache
 
     def _load_model(self):

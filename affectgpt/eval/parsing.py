@@ -11,6 +11,8 @@ import json
 import re
 from pathlib import Path
 
+from ..fileio import iter_jsonl
+
 # Official rule: split on every quote and comma (a real list is not split).
 _SPLIT = re.compile(r"['\",]")
 
@@ -86,22 +88,12 @@ def read_records(path) -> list[dict]:
                 row = {k.strip(): v for k, v in row.items() if k is not None}
                 records.append(_canonical(row, f"{path}:{i}"))
         return records
-    with path.open(encoding="utf-8") as f:
-        text = f.read()
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON: {e}") from None
-        return [_canonical(r, f"{path}[{i}]") for i, r in enumerate(rows)]
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: invalid JSON line: {e}") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(raw).__name__}")
-        records.append(_canonical(raw, f"{path}:{i}"))
-    return records
+    if path.suffix.lower() == ".json":
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: invalid JSON: {e}") from None
+            return [_canonical(r, f"{path}[{i}]") for i, r in enumerate(rows)]
+    return [_canonical(raw, f"{path}:{i}") for i, raw in iter_jsonl(path)]

@@ -12,11 +12,11 @@ official pipeline's extractions (``given``), the built-in rules (``rules``) or a
 """
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
 
+from ..fileio import iter_jsonl
 from .metrics import label_metrics
 from .parsing import normalize_label, parse_labels
 from .unibench_sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
@@ -30,19 +30,11 @@ SENTIMENT_VALUE = {"positive": 1, "negative": -1, "neutral": 0}  # any other wor
 
 # ----------------------------------------------------------------------------- predictions
 def _read_jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: invalid JSON line ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("name"), str):
-                raise ValueError(f"{path}:{i}: expected a JSON object with a string 'name'")
-            rows.append(row)
+    for i, row in iter_jsonl(path):
+        if not isinstance(row.get("name"), str):
+            raise ValueError(f"{path}:{i}: expected a JSON object with a string 'name'")
+        rows.append(row)
     return rows
 
 

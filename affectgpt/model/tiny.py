@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, iter_jsonl
 
 ASSET_VERSION = 1
 WHISPER_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
@@ -124,10 +124,8 @@ def _train_bpe(manifest: Path):
         user_message("x", "describe", 1, 1, 1),
         user_message("", "labels", 0, 0),
     ]
-    with manifest.open(encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            texts += [rec.get("subtitle") or "", rec.get("description") or "", labels_target(rec.get("emotions") or [])]
+    for _, rec in iter_jsonl(manifest):
+        texts += [rec.get("subtitle") or "", rec.get("description") or "", labels_target(rec.get("emotions") or [])]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
