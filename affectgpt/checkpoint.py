@@ -7,9 +7,9 @@ and torch generators of every rank), ``trainer_state.json`` (step, epoch, positi
 loss history) and ``config.yaml`` (the resolved config).
 
 Atomicity: everything is written into ``.tmp-<name>`` and the folder is renamed when complete,
-with ``COMPLETE`` written (and fsynced) last. A process killed at any moment leaves either the
-previous checkpoints untouched or a ``.tmp-*`` folder that ``resume=auto`` never picks and the
-next run deletes.
+with ``COMPLETE`` written (and fsynced) last (``affectgpt.fileio``). A process killed at any moment
+leaves either the previous checkpoints untouched or a ``.tmp-*`` folder (or a ``.<name>.old-*``
+one being replaced or deleted) that ``resume=auto`` never picks and the next run deletes.
 """
 
 from __future__ import annotations

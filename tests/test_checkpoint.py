@@ -57,6 +57,17 @@ def test_keep_last_and_resume_paths(tmp_path):
         ckpt.resolve_resume(str(tmp_path / "checkpoints" / "step-9"), tmp_path)
 
 
+def test_final_is_replaced_whole_and_a_moved_aside_leftover_is_removed(tmp_path):
+    final = tmp_path / "checkpoints" / "final"
+    for value in (1.0, 2.0):
+        ckpt.save_checkpoint(final, {"w": torch.full((2,), value)}, "", {"step": int(value)})
+    assert torch.equal(ckpt.load_trainable(final)["w"], torch.full((2,), 2.0))
+    assert sorted(p.name for p in final.parent.iterdir()) == ["final"]
+    leftover = final.parent / ".final.old-123-abcd"  # a kill between moving the old final aside and deleting it
+    leftover.mkdir()
+    assert ckpt.remove_partial(tmp_path) == [leftover] and ckpt.is_complete(final)
+
+
 def test_rng_round_trip_per_rank_and_world_size_check(tmp_path):
     import random
 
