@@ -20,10 +20,9 @@ def load_split(data_cfg: DictConfig, split: str) -> list[Sample]:
     sources`` the training split is every sample any epoch can draw (``TrainSplit.pool``, what
     the feature cache must hold); training takes its epochs from ``load_train``."""
     if data_cfg.kind == "sources":
-        sources = read_sources(data_cfg, split)
         if split == "train":
-            return TrainSplit.mixture(sources, data_cfg.get("seed", 0), data_cfg.get("epoch_size")).pool
-        return [s for src in sources for s in src.samples]
+            return load_train(data_cfg).pool
+        return [s for src in read_sources(data_cfg, split) for s in src.samples]
     if data_cfg.kind == "synthetic":
         from .synthetic import ensure_dataset
 
