@@ -3,9 +3,9 @@
 One class in the spirit of torchtune's recipes. Accelerate handles devices, mixed precision,
 DDP and DeepSpeed; everything else is plain PyTorch you can read top to bottom.
 
-Exactness: the data order is a pure function of (seed, epoch, position), every generator (Python,
-NumPy, torch, per rank) is saved in each checkpoint, and evaluation restores the generators it
-touches; so N steps + resume to 2N gives the same losses and weights as 2N steps.
+Exactness: the data order (a mixture of sources' epoch list too) is a pure function of (seed, epoch,
+position), every generator (Python, NumPy, torch, per rank) is saved in each checkpoint, and evaluation
+restores the generators it touches; so N steps + resume to 2N gives the same losses and weights as 2N steps.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import checkpoint as ckpt
 from . import telemetry
 from .data.collate import ClipDataset, Collator, worker_init
-from .data.splits import load_split
+from .data.splits import load_split, load_train
 from .distributed import make_optimizer, make_parallel
 from .model.adapters import pad_features
 
@@ -103,7 +103,7 @@ class TrainRecipe:
             for p in ckpt.remove_partial(self.out):
                 log.warning("removed the incomplete checkpoint %s (a killed run's)", p)
         with self.accelerator.main_process_first():  # the synthetic data and tiny weights are written once
-            self.train_samples = load_split(self.cfg.data, "train")
+            self.train_split = load_train(self.cfg.data)
             self.val_samples = load_split(self.cfg.data, "val")
             with self.parallel.building():
                 self._setup_model()
@@ -155,9 +155,9 @@ class TrainRecipe:
         if self.cfg.features.cache_dir:
             from .features import open_cache
 
-            store = open_cache(self.cfg, self.model, self.train_samples, self.accelerator)
-        self.train_set = ClipDataset(self.train_samples, self.plan, describe_ratio=d.describe_ratio, seed=self.cfg.seed,
-                                     features=store, visual=d.get("visual", "frames"))
+            store = open_cache(self.cfg, self.model, self.train_split.pool, self.accelerator)  # any epoch's samples
+        self.train_set = ClipDataset(self.train_split.epoch(0), self.plan, describe_ratio=d.describe_ratio,
+                                     seed=self.cfg.seed, features=store, visual=d.get("visual", "frames"))
         self.sampler = ResumableBatches(len(self.train_set), t.batch_size, self.cfg.seed, self.rank, self.world)
         self.loader_generator = torch.Generator()
         self.loader = torch.utils.data.DataLoader(
@@ -316,7 +316,7 @@ class TrainRecipe:
         """Micro-batches forever, epoch after epoch, from the saved position."""
         while True:
             self.sampler.set_position(self.state["epoch"], self.state["batch_in_epoch"])
-            self.train_set.set_epoch(self.state["epoch"])
+            self.train_set.set_epoch(self.state["epoch"], self.train_split.epoch(self.state["epoch"]))
             # Worker seeds depend on the epoch only, not on how many iterators came before.
             self.loader_generator.manual_seed(self.cfg.seed * 1000003 + self.state["epoch"])
             for batch in self.loader:

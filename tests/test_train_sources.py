@@ -1,4 +1,5 @@
-"""train.py on data laid out as the MER2025 release (data=mer2025): the readers feed training."""
+"""train.py on data laid out as the MER2025 release (data=mer2025): the readers feed training; a mixture of
+sources is drawn again every epoch."""
 
 import csv
 import json
@@ -7,6 +8,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from conftest import compose, data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,3 +56,63 @@ def test_train_on_a_mer2025_folder(tmp_path):
     state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["samples_seen"] == 8
     assert json.loads((out / "metrics.json").read_text())["exact"]["n"] == 2
+
+
+def _two_sources(tmp_path: Path, data: Path) -> list[dict]:
+    """The synthetic training clips as two JSONL sources: "big" (12 clips) and "small" (4)."""
+    from affectgpt.data.manifest import read_manifest
+
+    samples = read_manifest(data / "train.jsonl")
+    specs = []
+    for name, part in (("big", samples[:12]), ("small", samples[12:])):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(s.to_json()) + "\n" for s in part))
+        specs.append({"format": "jsonl", "name": name, "path": str(path), "ratio": 1.0})
+    return specs
+
+
+@pytest.fixture(scope="module")
+def mixture_recipe(tmp_path_factory):
+    """A recipe over an 8-sample epoch drawn half from each source: 4 of big's 12 (subsampled),
+    all 4 of small's; 2 batches of 4 per epoch, on a feature cache of its own."""
+    from omegaconf import open_dict
+
+    from affectgpt.training import TrainRecipe
+
+    data, tmp = data_root(tmp_path_factory), tmp_path_factory.mktemp("mixture")
+    cfg = compose(tmp / "run", data, f"features.cache_dir={tmp / 'features'}")
+    with open_dict(cfg):
+        cfg.data.kind, cfg.data.epoch_size = "sources", 8
+        cfg.data.train_sources = _two_sources(tmp, data)
+        cfg.data.val_sources = [{"format": "jsonl", "path": str(data / "val.jsonl")}]
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    return recipe
+
+
+def _epoch_batches(recipe, epoch: int, start: int = 0) -> list[list[str]]:
+    """The sample names of each batch that the recipe's loop yields from (epoch, start) to the epoch's end."""
+    recipe.state.update(epoch=epoch, batch_in_epoch=start)
+    batches = recipe._batches()
+    return [next(batches)["names"] for _ in range(recipe.sampler.batches_per_epoch - start)]
+
+
+def test_a_mixture_is_drawn_again_every_epoch(mixture_recipe):
+    from affectgpt.data.readers import mix_epoch
+    from affectgpt.data.splits import load_train
+
+    r = mixture_recipe
+    split = r.train_split
+    epochs = [sorted(n for b in _epoch_batches(r, e) for n in b) for e in range(2)]
+    for e, names in enumerate(epochs):
+        assert names == sorted(s.name for s in mix_epoch(split.sources, e, r.cfg.data.seed, 8))
+    big = [{n for n in names if n in {s.name for s in split.sources[0].samples}} for names in epochs]
+    assert len(big[0]) == len(big[1]) == 4 and big[0] != big[1]  # another subset of the down-weighted source
+    assert load_train(r.cfg.data).epoch(1) == split.epoch(1)  # what another rank reads before its shard
+    # the feature cache holds every clip of both sources, not only the first epoch's 8
+    assert len(split.pool) == 16 and not r.train_set.features.missing(split.pool)
+
+
+def test_a_resumed_mixture_continues_the_epochs_draw(mixture_recipe):
+    whole = _epoch_batches(mixture_recipe, 1)
+    assert _epoch_batches(mixture_recipe, 1, start=1) == whole[1:]

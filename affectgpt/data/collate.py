@@ -46,7 +46,14 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, samples: list[Sample] | None = None) -> None:
+        """The epoch (it picks each item's task) and, for a training set re-drawn per epoch (a mixture
+        of sources), that epoch's samples: as many as before, since the sampler's batches are fixed."""
+        if samples is not None:
+            if len(samples) != len(self.samples):
+                raise ValueError(f"epoch {epoch} has {len(samples)} samples, the dataset {len(self.samples)}; "
+                                 "every epoch of a mixture must have the same size (data.epoch_size)")
+            self.samples = samples
         self.epoch = epoch
 
     def __getitem__(self, i: int) -> dict:

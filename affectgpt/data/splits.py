@@ -4,37 +4,77 @@ or a list of sources (EMER CSV, MER2025 folder, JSONL) mixed by ratio."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .manifest import Sample, read_manifest
+from .readers import Source, epoch_counts, mix_epoch, read_source
 
 log = logging.getLogger("affectgpt.data")
 
 
 def load_split(data_cfg: DictConfig, split: str) -> list[Sample]:
-    """Read a split's manifest; the synthetic dataset is generated on first use."""
+    """Read a split's manifest; the synthetic dataset is generated on first use. For ``data.kind:
+    sources`` the training split is every sample any epoch can draw (``TrainSplit.pool``, what
+    the feature cache must hold); training takes its epochs from ``load_train``."""
+    if data_cfg.kind == "sources":
+        if split == "train":
+            return load_train(data_cfg).pool
+        return [s for src in read_sources(data_cfg, split) for s in src.samples]
     if data_cfg.kind == "synthetic":
         from .synthetic import ensure_dataset
 
         ensure_dataset(Path(data_cfg.root), seed=data_cfg.seed, n_train=data_cfg.n_train, n_val=data_cfg.n_val,
                        n_test=data_cfg.n_test)
-    if data_cfg.kind == "sources":
-        return load_sources(data_cfg, split)
     manifest = data_cfg.get(f"{split}_manifest")
     if not manifest:
         raise ValueError(f"data.{split}_manifest is not set")
     return read_manifest(manifest)
 
 
-def load_sources(data_cfg: DictConfig, split: str) -> list[Sample]:
+def load_train(data_cfg: DictConfig) -> TrainSplit:
+    """The training split epoch by epoch: a mixture of ``data.train_sources`` re-drawn every
+    epoch, or the manifest's (or synthetic set's) list, the same every epoch."""
+    if data_cfg.kind == "sources":
+        return TrainSplit.mixture(read_sources(data_cfg, "train"), data_cfg.get("seed", 0), data_cfg.get("epoch_size"))
+    return TrainSplit(load_split(data_cfg, "train"))
+
+
+@dataclass(frozen=True)
+class TrainSplit:
+    """``pool``: every training sample any epoch can draw. ``epoch(e)``: epoch e's sample list, a pure
+    function of (sources, seed, e), so every rank and a resumed run get the same list; without
+    ``sources`` it is ``pool`` itself every epoch (the sampler shuffles it)."""
+
+    pool: list[Sample]
+    sources: list[Source] | None = None
+    seed: int = 0
+    epoch_size: int | None = None
+
+    @classmethod
+    def mixture(cls, sources: list[Source], seed: int, epoch_size: int | None) -> TrainSplit:
+        """A source's share of an epoch is the same every epoch, so the pool is every sample of each
+        source whose share is not 0 (a ratio 0 source is never drawn)."""
+        size = sum(len(s.samples) for s in sources) if epoch_size is None else epoch_size
+        shares = epoch_counts(sources, size)  # checks the ratios
+        pool = [s for src, n in zip(sources, shares, strict=True) if n for s in src.samples]
+        log.info("training mixture, re-drawn every epoch: %s", ", ".join(
+            f"{s.name} {n} of {len(s.samples)}" for s, n in zip(sources, shares, strict=True)))
+        return cls(pool, sources, seed, epoch_size)
+
+    def epoch(self, epoch: int) -> list[Sample]:
+        if self.sources is None:
+            return self.pool
+        return mix_epoch(self.sources, epoch, self.seed, self.epoch_size)
+
+
+def read_sources(data_cfg: DictConfig, split: str) -> list[Source]:
     """``data.kind: sources``: every entry of ``data.<split>_sources`` is read by
     ``affectgpt.data.readers.read_source`` (EMER CSV, MER2025 folder, track CSVs, JSONL) and its
-    report logged. Training mixes the sources by their ``ratio`` (one mixture, fixed by the seed,
-    for the whole run); evaluation splits are concatenated as they are."""
-    from .readers import Source, mix_epoch, read_source
-
+    report logged. Training mixes the sources by their ``ratio`` (``TrainSplit``); evaluation
+    splits are concatenated as they are."""
     specs = data_cfg.get(f"{split}_sources") or []
     if not specs:
         raise ValueError(f"data.{split}_sources is empty: list at least one source (format, path, ...)")
@@ -46,6 +86,4 @@ def load_sources(data_cfg: DictConfig, split: str) -> list[Sample]:
         if not samples:
             raise ValueError(f"data.{split}_sources[{i}] ({report.source}) kept no samples:\n{report}")
         sources.append(Source(spec.get("name") or report.source, samples, float(spec.get("ratio", 1.0))))
-    if split != "train":
-        return [s for src in sources for s in src.samples]
-    return mix_epoch(sources, epoch=0, seed=data_cfg.get("seed", 0), epoch_size=data_cfg.get("epoch_size"))
+    return sources
