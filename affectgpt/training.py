@@ -25,7 +25,7 @@ from . import checkpoint as ckpt
 from . import telemetry
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split, load_train
-from .distributed import make_optimizer, make_parallel
+from .distributed import Parallel, make_optimizer, make_parallel
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
@@ -83,6 +83,11 @@ def param_groups(model, t: DictConfig) -> list[dict]:
     return model.param_groups(t.lr, rates, weight_decay=t.weight_decay)
 
 
+def fresh_state() -> dict:
+    """The trainer state at step 0 (checkpoints save it, a resume restores it)."""
+    return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
+
+
 class TrainRecipe:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -90,12 +95,23 @@ class TrainRecipe:
         self.stop_signal: int | None = None
         self.started = time.time()
 
+    @classmethod
+    def around(cls, model, cfg: DictConfig, parallel: Parallel) -> TrainRecipe:
+        """A recipe that steps an already built ``model`` (``_train_step`` on micro-batches the caller
+        makes) with ``cfg.trainer``'s optimizer and schedule through ``parallel``: no data, no
+        checkpoint, no tracker. benchmarks/gpu_check.py times the recipe's own step this way."""
+        recipe = cls(cfg)
+        recipe._use_parallel(parallel)
+        recipe.model = model
+        recipe._setup_optimizer()
+        recipe.state = fresh_state()
+        recipe.meter, recipe.bad_steps = telemetry.Throughput(), 0
+        return recipe
+
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         t = self.cfg.trainer
-        self.parallel = make_parallel(self.cfg)
-        self.accelerator, self.deepspeed = self.parallel.accelerator, self.parallel.deepspeed
-        self.rank, self.world, self.is_main = self.parallel.rank, self.parallel.world, self.parallel.is_main
+        self._use_parallel(make_parallel(self.cfg))
         set_seed(self.cfg.seed)  # identical initialisation on every rank
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -108,20 +124,30 @@ class TrainRecipe:
             with self.parallel.building():
                 self._setup_model()
         self._setup_data()
-        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
+        self.state = fresh_state()
         resume = ckpt.resolve_resume(t.resume, self.out)
         if resume is None and self._has_standardizers():
             self._fit_standardizers()  # a resumed run loads the fitted statistics instead
-        self.optimizer = make_optimizer(param_groups(self.model, t), t, self.accelerator, self.cfg.device)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
-        # Not prepared: Accelerate would step it once per process per step.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps,
-                                                                                     t.min_lr_ratio))
+        self._setup_optimizer()
         set_seed(self.cfg.seed + 7919 * self.rank)  # dropout differs across ranks, not across restarts
         if resume is not None:
             self._resume(resume)
         self.tracker = telemetry.init_wandb(self.cfg.wandb, self.out, OmegaConf.to_container(self.cfg, resolve=True)) \
             if self.is_main else None
+
+    def _use_parallel(self, parallel: Parallel) -> None:
+        self.parallel = parallel
+        self.accelerator, self.deepspeed = parallel.accelerator, parallel.deepspeed
+        self.rank, self.world, self.is_main = parallel.rank, parallel.world, parallel.is_main
+
+    def _setup_optimizer(self) -> None:
+        """Optimizer over the model's groups, both prepared by Accelerate; the warmup + cosine schedule."""
+        t = self.cfg.trainer
+        self.optimizer = make_optimizer(param_groups(self.model, t), t, self.accelerator, self.cfg.device)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        # Not prepared: Accelerate would step it once per process per step.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps,
+                                                                                     t.min_lr_ratio))
 
     def _setup_model(self) -> None:
         from .model.build import build_model

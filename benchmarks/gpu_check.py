@@ -533,30 +533,19 @@ def training_setup(row: Row, ctx: Ctx):
 
 # ----------------------------------------------------------------------------- the recipe's step
 def bench_recipe(model, row: Row, ctx: Ctx):
-    """A ``TrainRecipe`` around an already built model, holding what its step uses (Accelerator,
-    prepared model and optimizer, schedule, state) from the shipped trainer config; the only place
-    that knows the recipe's attributes. Call ``release_recipe`` after the row."""
+    """``TrainRecipe.around`` the already built model with the shipped trainer config at the row's
+    batch, no warmup and no DeepSpeed. Call ``release_recipe`` after the row."""
     from omegaconf import OmegaConf
 
-    from affectgpt import telemetry
-    from affectgpt.distributed import Parallel, make_optimizer
-    from affectgpt.training import TrainRecipe, lr_lambda, param_groups
+    from affectgpt.distributed import Parallel
+    from affectgpt.training import TrainRecipe
 
     t = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
     t.update(batch_size=row.batch, grad_accum=row.accum, mixed_precision=ctx.args.mixed_precision, warmup_steps=0,
              max_steps=10**6, deepspeed=None)
     cfg = OmegaConf.create({"trainer": t, "device": ctx.device.type, "seed": 0,
                             "output_dir": str(Path(ctx.args.work) / "recipe")})
-    recipe = TrainRecipe(cfg)
-    recipe.parallel = Parallel(ctx.accelerator(cfg))
-    recipe.accelerator, recipe.deepspeed = recipe.parallel.accelerator, False
-    recipe.rank, recipe.world, recipe.is_main = 0, 1, True
-    recipe.meter, recipe.bad_steps = telemetry.Throughput(), 0
-    optimizer = make_optimizer(param_groups(model, t), t, recipe.accelerator, ctx.device.type)
-    recipe.model, recipe.optimizer = recipe.accelerator.prepare(model, optimizer)
-    recipe.scheduler = torch.optim.lr_scheduler.LambdaLR(recipe.optimizer, lr_lambda(0, t.max_steps, t.min_lr_ratio))
-    recipe.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
-    return recipe
+    return TrainRecipe.around(model, cfg, Parallel(ctx.accelerator(cfg)))
 
 
 def recipe_step(recipe, micro: list[dict]) -> float:

@@ -55,54 +55,37 @@ class Row:
     losses: list[float] = field(default_factory=list)
 
 
+# The numbers of each mode, side by side: (CPU rehearsal, GPU).
+SIZES = {
+    "n_train": (16, 256),
+    "n_val": (4, 16),
+    "n_test": (2, 16),
+    "steps": (4, 200),
+    "online_steps": (2, 40),
+    "big_steps": (2, 10),
+    "eval_samples": (2, 16),
+    "eval_new_tokens": (2, 32),
+    "infer_new_tokens": (4, 64),
+}
+
+
 def sizes(dry: bool) -> dict:
     """Model, steps and data per mode: tiny shapes for the CPU rehearsal, the real ones on the GPU."""
+    n = {k: v[0] if dry else v[1] for k, v in SIZES.items()}
     if dry:
-        return dict(
-            mid=[
-                "model=tiny",
-                "trainer.mixed_precision=no",
-                "trainer.num_workers=0",
-                "trainer.batch_size=4",
-                "trainer.warmup_steps=2",
-                "trainer.standardize_samples=16",
-                "features.shard_size=8",
-            ],
-            big=["model=tiny", "trainer.num_workers=0", "trainer.batch_size=4", "trainer.standardize_samples=16"],
-            data=["data.n_train=16", "data.n_val=4", "data.n_test=2"],
-            steps=4,
-            online_steps=2,
-            big_steps=2,
-            eval=["eval.max_samples=2", "eval.max_new_tokens=2"],
-            gen=["max_new_tokens=4"],
-            n_train=16,
-            n_test=2,
-        )
+        tiny = ["model=tiny", "trainer.num_workers=0", "trainer.batch_size=4", "trainer.standardize_samples=16"]
+        mid, big = [*tiny, "trainer.mixed_precision=no", "trainer.warmup_steps=2", "features.shard_size=8"], tiny
+    else:
+        real = ["model.init=random", "trainer.save_every=0", "trainer.eval_every=0", "trainer.num_workers=8"]
+        mid = ["experiment=affectgpt-mid", *real, "trainer.warmup_steps=20"]
+        big = ["experiment=affectgpt-7b", *real, "trainer.warmup_steps=2"]
     return dict(
-        mid=[
-            "experiment=affectgpt-mid",
-            "model.init=random",
-            "trainer.warmup_steps=20",
-            "trainer.save_every=0",
-            "trainer.eval_every=0",
-            "trainer.num_workers=8",
-        ],
-        big=[
-            "experiment=affectgpt-7b",
-            "model.init=random",
-            "trainer.warmup_steps=2",
-            "trainer.save_every=0",
-            "trainer.eval_every=0",
-            "trainer.num_workers=8",
-        ],
-        data=["data.n_train=256", "data.n_val=16", "data.n_test=16"],
-        steps=200,
-        online_steps=40,
-        big_steps=10,
-        eval=["eval.max_samples=16", "eval.max_new_tokens=32"],
-        gen=["max_new_tokens=64"],
-        n_train=256,
-        n_test=16,
+        n,
+        mid=mid,
+        big=big,
+        data=[f"data.{k}={n[k]}" for k in ("n_train", "n_val", "n_test")],
+        eval=[f"eval.max_samples={n['eval_samples']}", f"eval.max_new_tokens={n['eval_new_tokens']}"],
+        gen=[f"max_new_tokens={n['infer_new_tokens']}"],
     )
 
 

@@ -60,6 +60,18 @@ def reference_run(tmp_path_factory, data: Path) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """``data_root`` as a fixture: the training tests' synthetic dataset."""
+    return data_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, data) -> Path:
+    """``reference_run`` as a fixture: one process, batch 4, 8 steps, the run the other trainings must match."""
+    return reference_run(tmp_path_factory, data)
+
+
 def compose(output_dir: Path, data: Path, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -53,3 +53,8 @@ def test_llm_errors(tmp_path):
     (tmp_path / "c.jsonl").write_text("{broken\n")
     with pytest.raises(ValueError, match="corrupt cache"):
         LLMExtractor(tmp_path, cache_path=tmp_path / "c.jsonl").extract_many(["x"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="cannot use the model of .*another folder"):
+        LLMExtractor(other, model_from=LLMExtractor(tmp_path))

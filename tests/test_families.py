@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cache_arg, compose, data_root
+from conftest import cache_arg, compose
 
 # ----------------------------------------------------------------------------- chat templates
 # Meta-Llama-3-8B-Instruct (tokenizer_config.json): headers, <|eot_id|> ends every turn.
@@ -144,11 +144,6 @@ def write_family(fam: Family, folder: Path, texts: list[str]) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

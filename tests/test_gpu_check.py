@@ -159,30 +159,19 @@ finally:
 """
 
 
+def run_gpu_check(*args: str, hide_av_and_wandb: bool = False, timeout: int = 120) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_check.py with ``args`` in its own process (as on the GPU machine with ``hide_av_and_wandb``)."""
+    python = [sys.executable, "-c", GPU_MACHINE_LAUNCHER] if hide_av_and_wandb else [sys.executable]
+    return subprocess.run([*python, str(ROOT / "benchmarks" / "gpu_check.py"), *args], capture_output=True, text=True,
+                          env=env(), cwd=ROOT, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check_out")
     work = tmp_path_factory.mktemp("gpu_check_work")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            GPU_MACHINE_LAUNCHER,
-            str(ROOT / "benchmarks" / "gpu_check.py"),
-            "--dry-run",
-            "--out",
-            str(out),
-            "--work",
-            str(work),
-            "--budget-s",
-            "600",
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        timeout=600,
-    )
+    proc = run_gpu_check("--dry-run", "--out", str(out), "--work", str(work), "--budget-s", "600",
+                         hide_av_and_wandb=True, timeout=600)
     return proc, out
 
 
@@ -260,26 +249,8 @@ def test_dry_run_needs_neither_av_nor_wandb(dry_run):
 
 
 def test_budget_spent_skips_rows_and_still_writes_the_table(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu_check.py"),
-            "--dry-run",
-            "--out",
-            str(tmp_path),
-            "--work",
-            str(tmp_path / "w"),
-            "--budget-s",
-            "0",
-            "--only",
-            "7b-cached-ckpt,mid-zero2",
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_gpu_check("--dry-run", "--out", str(tmp_path), "--work", str(tmp_path / "w"), "--budget-s", "0",
+                         "--only", "7b-cached-ckpt,mid-zero2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((tmp_path / "gpu_check.json").read_text())["rows"]
     assert [(r["key"], r["status"]) for r in rows] == [
@@ -290,22 +261,7 @@ def test_budget_spent_skips_rows_and_still_writes_the_table(tmp_path):
 
 
 def test_unknown_row_key_is_a_clear_error(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu_check.py"),
-            "--dry-run",
-            "--out",
-            str(tmp_path),
-            "--only",
-            "7b-nonsense",
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_gpu_check("--dry-run", "--out", str(tmp_path), "--only", "7b-nonsense")
     assert proc.returncode == 2 and "unknown row keys ['7b-nonsense']" in proc.stderr
 
 

@@ -12,32 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import (
     REFERENCE_STEPS,
     ROOT,
     SMALL,
     cache_arg,
-    data_root,
     env,
     losses,
     max_weight_diff,
-    reference_run,
     train_cmd,
     weights,
 )
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
-    """One process, batch 4, 8 steps (shared with test_training.py)."""
-    return reference_run(tmp_path_factory, data)
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ from conftest import (
     REFERENCE_STEPS,
     build,
     cache_arg,
-    data_root,
     losses,
     make_items,
     max_weight_diff,
@@ -111,11 +110,6 @@ def test_packing_is_for_training_batches_only(tiny):
 
 
 # ------------------------------------------------------------------ through the recipe
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
-
-
 def test_recipe_trains_packed_with_the_unpacked_losses_and_resumes_exactly(tmp_path_factory, tmp_path, data):
     """data.packing=true, stopped at step 4 and resumed to 8: the losses and weights of the
     uninterrupted unpacked reference run (same data order, same samples per step)."""

@@ -14,11 +14,9 @@ from conftest import (
     ROOT,
     cache_arg,
     compose,
-    data_root,
     env,
     losses,
     max_weight_diff,
-    reference_run,
     run,
     train_cmd,
     weights,
@@ -28,18 +26,8 @@ STEPS = REFERENCE_STEPS
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def cache(data):
     return cache_arg(data)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
-    return reference_run(tmp_path_factory, data)
 
 
 def test_sampler_shards_each_epoch_without_repeats():

@@ -12,27 +12,14 @@ import pytest
 from conftest import (
     REFERENCE_STEPS,
     cache_arg,
-    data_root,
     losses,
     max_weight_diff,
-    reference_run,
     run,
     train_cmd,
     weights,
 )
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
-    """One process, batch 4, 8 steps (shared with test_training.py)."""
-    return reference_run(tmp_path_factory, data)
 
 
 def test_a_failing_rank_brings_the_other_down(tmp_path, data):

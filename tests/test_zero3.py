@@ -12,21 +12,10 @@ import json
 
 import pytest
 
-from conftest import REFERENCE_STEPS, cache_arg, data_root, losses, reference_run, run, train_cmd, weights
+from conftest import REFERENCE_STEPS, cache_arg, losses, run, train_cmd, weights
 
 pytest.importorskip("deepspeed")
 ZERO3 = "trainer.deepspeed=conf/deepspeed/zero3.json"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return data_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data):
-    """Plain training, one process, 8 steps (shared with test_training.py)."""
-    return reference_run(tmp_path_factory, data)
 
 
 def close_weights(a: dict, b: dict) -> tuple[float, int]:

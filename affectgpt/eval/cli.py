@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .parsing import read_records
 from .scorer import EXTRACTORS, TASKS, score
 
@@ -52,6 +53,15 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def print_and_save(table: str, result: dict, out: str | None, indent: int = 2) -> None:
+    """The end of a scoring command: the table on stdout, then the metrics JSON written to ``out`` if given."""
+    print(table)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out) as f:
+            f.write(json.dumps(result, indent=indent) + "\n")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.plot == "" and not args.out:
@@ -65,10 +75,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_and_save(format_table(result), result, args.out)
     if args.plot is not None:
         from .plots import plot_scores
 

@@ -56,19 +56,28 @@ def parse_answer(answer: str) -> list[str]:
 
 
 class LLMExtractor:
-    """Greedy label extraction with a local causal LM and a persistent answer cache."""
+    """Greedy answers of a local causal LM to one prompt, with a persistent answer cache.
 
-    def __init__(self, model_dir, cache_path=None):
+    ``prompt`` has a ``{text}`` field; ``prompt_version`` goes into the cache key, so changing the
+    prompt means a new version. ``model_from``: another extractor on the same folder whose loaded
+    model this one uses (one model in memory for several prompts)."""
+
+    def __init__(self, model_dir, cache_path=None, *, prompt: str = PROMPT, prompt_version: str = PROMPT_VERSION,
+                 max_new_tokens: int = MAX_NEW_TOKENS, model_from: LLMExtractor | None = None):
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir}: not a Hugging Face model folder (no config.json)")
+        if model_from is not None and model_from.model_dir != self.model_dir:
+            raise ValueError(f"{self.model_dir}: cannot use the model of {model_from.model_dir} (another folder)")
         self.cache_path = Path(cache_path) if cache_path else default_cache_path()
-        self.fingerprint = model_fingerprint(self.model_dir)
+        self.prompt, self.prompt_version, self.max_new_tokens = prompt, prompt_version, max_new_tokens
+        self.model_from = model_from
+        self.fingerprint = model_from.fingerprint if model_from is not None else model_fingerprint(self.model_dir)
         self._model = self._tokenizer = None
         self.generated = 0  # texts actually run through the model (not served by the cache)
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.fingerprint}\n{PROMPT_VERSION}\n{text}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.fingerprint}\n{self.prompt_version}\n{text}".encode()).hexdigest()
 
     def _load_cache(self) -> dict[str, str]:
         cache = {}
@@ -83,6 +92,11 @@ class LLMExtractor:
         return cache
 
     def _load_model(self):
+        if self.model_from is not None:
+            if self.model_from._model is None:
+                self.model_from._load_model()
+            self._model, self._tokenizer = self.model_from._model, self.model_from._tokenizer
+            return
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -95,7 +109,7 @@ class LLMExtractor:
         if self._model is None:
             self._load_model()
         tok = self._tokenizer
-        prompt = PROMPT.format(text=text.strip())
+        prompt = self.prompt.format(text=text.strip())
         if tok.chat_template:
             ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)["input_ids"]
@@ -104,11 +118,11 @@ class LLMExtractor:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         with torch.no_grad():
             out = self._model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                       max_new_tokens=MAX_NEW_TOKENS, pad_token_id=pad)
+                                       max_new_tokens=self.max_new_tokens, pad_token_id=pad)
         return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
-    def extract_many(self, texts: list[str]) -> list[list[str]]:
-        """Labels for each text; uncached texts are generated and appended to the cache file."""
+    def answers(self, texts: list[str]) -> list[str]:
+        """The raw answer to each text; uncached texts are generated and appended to the cache file."""
         cache = self._load_cache()
         answers = []
         new_rows = []
@@ -124,4 +138,8 @@ class LLMExtractor:
             with self.cache_path.open("a", encoding="utf-8") as f:
                 for row in new_rows:
                     f.write(json.dumps(row) + "\n")
-        return [parse_answer(a) for a in answers]
+        return answers
+
+    def extract_many(self, texts: list[str]) -> list[list[str]]:
+        """Labels for each text (``parse_answer`` of its answer)."""
+        return [parse_answer(a) for a in self.answers(texts)]

@@ -12,7 +12,6 @@ official pipeline's extractions (``given``), the built-in rules (``rules``) or a
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -350,6 +349,8 @@ def build_parser():
 def main(argv=None) -> int:
     import sys
 
+    from .cli import print_and_save
+
     args = build_parser().parse_args(argv)
     try:
         result = run_scorer(args.gold, args.pred, args.wheels, args.labels, args.llm, args.llm_cache,
@@ -357,10 +358,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print_and_save(format_table(result), result, args.out, indent=1)
     return 0
 
 

@@ -30,67 +30,16 @@ SENTIMENT_PROMPT = (
 _SENTIMENT = re.compile(r"\b(positive|negative|neutral)\b", re.IGNORECASE)
 
 
-class _Step(LLMExtractor):
-    """One prompt over the shared model and cache."""
-
-    def __init__(self, model_dir, cache_path, prompt: str, step: str, max_new_tokens: int, owner=None):
-        super().__init__(model_dir, cache_path)
-        self.prompt, self.step, self.max_new_tokens, self.owner = prompt, step, max_new_tokens, owner
-
-    def _key(self, text: str) -> str:
-        import hashlib
-
-        return hashlib.sha256(f"{self.fingerprint}\n{PROMPT_VERSION}:{self.step}\n{text}".encode()).hexdigest()
-
-    def _generate(self, text: str) -> str:
-        import torch
-
-        if self.owner is not None:  # the sentiment step borrows the extraction step's loaded model
-            if self.owner._model is None:
-                self.owner._load_model()
-            self._model, self._tokenizer = self.owner._model, self.owner._tokenizer
-        elif self._model is None:
-            self._load_model()
-        tok = self._tokenizer
-        prompt = self.prompt.format(text=text.strip())
-        if tok.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-        else:
-            ids = tok(prompt, return_tensors="pt")["input_ids"]
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.no_grad():
-            out = self._model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                       max_new_tokens=self.max_new_tokens, pad_token_id=pad)
-        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-    def answers(self, texts: list[str]) -> list[str]:
-        """Raw answers (cached) for each text."""
-        cache = self._load_cache()
-        new, out = [], []
-        for text in texts:
-            key = self._key(text)
-            if key not in cache:
-                cache[key] = self._generate(text)
-                self.generated += 1
-                new.append({"key": key, "answer": cache[key]})
-            out.append(cache[key])
-        if new:
-            import json
-
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.cache_path.open("a", encoding="utf-8") as f:
-                f.writelines(json.dumps(r) + "\n" for r in new)
-        return out
-
-
 class UniBenchLLM:
     """``extract(answers) -> label lists`` and ``sentiments(label lists) -> words`` with one local LM."""
 
     def __init__(self, model_dir, cache_path=None):
         self.model_dir = Path(model_dir)
-        self.labels = _Step(model_dir, cache_path, EXTRACT_PROMPT, "extract", 64)
-        self.sentiment = _Step(model_dir, cache_path, SENTIMENT_PROMPT, "sentiment", 8, owner=self.labels)
+        self.labels = LLMExtractor(model_dir, cache_path, prompt=EXTRACT_PROMPT,
+                                   prompt_version=f"{PROMPT_VERSION}:extract", max_new_tokens=64)
+        self.sentiment = LLMExtractor(model_dir, cache_path, prompt=SENTIMENT_PROMPT,
+                                      prompt_version=f"{PROMPT_VERSION}:sentiment", max_new_tokens=8,
+                                      model_from=self.labels)
 
     def extract(self, texts: list[str]) -> list[list[str]]:
         return [parse_answer(a) if t.strip() else [] for a, t in zip(self.labels.answers(texts), texts, strict=False)]
