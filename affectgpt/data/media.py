@@ -26,8 +26,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..plan import VISUAL_INPUTS  # noqa: F401  (re-exported)
-
 # Seeking costs a keyframe decode; decoding forward is cheaper for short gaps.
 _SEEK_GAP_SECONDS = 2.0
 
