@@ -126,11 +126,14 @@ def without(samples, plan, drop: str):
 
 def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_size: int = 16,
                        max_new_tokens: int = 96, progress: bool = False) -> dict:
-    """Generate for every sample with ``drop`` removed; label F1, cue scores and clue shares."""
+    """Generate for every sample with ``drop`` removed (one modality, or several joined by "+");
+    label F1, cue scores and clue shares."""
     from .inference import predict
     from .telemetry import label_prf
 
-    inputs, plan = without(samples, model.token_plan(), drop)
+    inputs, plan = samples, model.token_plan()
+    for d in drop.split("+"):  # "video+subtitle": both removed
+        inputs, plan = without(inputs, plan, d)
     if not (plan.has_vision or plan.has_audio):
         raise ValueError("removing this modality leaves the model neither video nor audio")
     rows = {r["name"]: r for r in predict(model, inputs, task=task, batch_size=batch_size, plan=plan,
