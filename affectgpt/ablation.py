@@ -228,7 +228,7 @@ def parse_args(argv: list[str]) -> Args:
     """``key=value`` arguments (conf/ablation.yaml) → Args; UsageError (a ValueError) names the bad argument."""
     cfg = compose(ABLATION, argv)
     drop = tuple(str(d).strip() for d in cfg.drop if str(d).strip())
-    bad = [d for d in drop if d not in DROPPABLE]
+    bad = [d for d in drop if any(part not in DROPPABLE for part in d.split("+"))]
     if bad:
         raise UsageError(f"drop={','.join(bad)}: expected some of {','.join(DROPPABLE)}")
     if cfg.task not in ("describe", "labels"):

@@ -121,6 +121,10 @@ def test_arguments():
     a = ablation.parse_args(["checkpoint=c", "manifest=m", "drop=audio, video", "output=o.json", "max_samples=5"])
     assert (a.checkpoint, a.manifest, a.drop, a.output, a.max_samples) == ("c", "m", ("audio", "video"), "o.json", 5)
     assert ablation.parse_args(["checkpoint=c", "manifest=m"]).drop == ("video", "audio", "subtitle")
+    assert ablation.parse_args(["checkpoint=c", "manifest=m", "drop=video+subtitle,audio"]).drop == (
+        "video+subtitle", "audio")
+    with pytest.raises(ValueError, match="drop=video\\+face: expected some of video,audio,subtitle"):
+        ablation.parse_args(["checkpoint=c", "manifest=m", "drop=video+face"])
 
 
 # ------------------------------------------------------------------------------------------- a short default run
