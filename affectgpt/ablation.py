@@ -184,7 +184,8 @@ def format_table(report: dict) -> str:
     """One row per condition: label F1, each cue family's balanced accuracy (chance), clue shares."""
     conds = report["conditions"]
     cues = "cues" in conds["full"]
-    head = f"{'condition':<12} {'label F1':>8}"
+    w = max(12, *map(len, conds))  # combined drops ("no_video+subtitle") widen the first column
+    head = f"{'condition':<{w}} {'label F1':>8}"
     if cues:
         head += "".join(f" {f + ' (chance)':>22}" for f in ("visual", "vocal", "frustrated"))
     clue_kinds = list(conds["full"].get("clues", {}))
@@ -192,16 +193,16 @@ def format_table(report: dict) -> str:
     lines = [f"task {report['task']}, {report['n']} clips; cue columns: balanced accuracy; "
              f"clue columns: share of descriptions with the exact sentence", head]
     for name, c in conds.items():
-        row = f"{name:<12} {c['label']['f1']:>8.3f}"
+        row = f"{name:<{w}} {c['label']['f1']:>8.3f}"
         if cues:
             row += "".join(f" {c['cues'][f]['balanced_accuracy']:>14.3f} ({c['cues'][f]['chance']:.2f})"
                            for f in ("visual", "vocal", "frustrated"))
         row += "".join(f" {c['clues'][k]['share']:>10.3f}" for k in clue_kinds if "clues" in c)
         lines.append(row)
     bc = report["best_constant"]
-    lines.append(f"{'constant':<12} {bc['f1']:>8.3f}   (always {', '.join(bc['emotions'])})")
+    lines.append(f"{'constant':<{w}} {bc['f1']:>8.3f}   (always {', '.join(bc['emotions'])})")
     if "untrained" in report:
-        lines.append(f"{'untrained':<12} {report['untrained']['label']['f1']:>8.3f}")
+        lines.append(f"{'untrained':<{w}} {report['untrained']['label']['f1']:>8.3f}")
     return "\n".join(lines)
 
 
