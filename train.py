@@ -6,28 +6,39 @@ including train.log.
 """
 
 import logging
+import logging.handlers
 import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from affectgpt import errors
 from affectgpt.cli import TRAIN_VERBATIM, Command, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TRAIN = Command(prog="python train.py", config="train", doc=__doc__, verbatim=TRAIN_VERBATIM)
 
 
-def setup_logging(output_dir: Path) -> None:
-    """INFO to stderr on every rank; rank 0 also to output_dir/train.log."""
+def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
+    """INFO to stderr on every rank; rank 0 also to output_dir/train.log. The libraries' records go
+    to train.log only (to stderr as well with verbose=true). Returns the buffer that holds the
+    stderr records of the setup: flushed when the setup succeeds, dropped when it fails, so a run
+    refused at the start prints only its error line."""
     fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    stream = logging.StreamHandler()
+    stream.setFormatter(fmt)
+    if not errors.verbose():
+        stream.addFilter(lambda record: not errors.is_library_record(record))
+    held = logging.handlers.MemoryHandler(capacity=10**6, flushLevel=logging.CRITICAL + 1, target=stream,
+                                          flushOnClose=False)
+    handlers: list[logging.Handler] = [held]
     if os.environ.get("RANK", "0") == "0":
         output_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(output_dir / "train.log", encoding="utf-8"))
-    for h in handlers:
-        h.setFormatter(fmt)
+        handlers[-1].setFormatter(fmt)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    return held
 
 
 def main(cfg: DictConfig) -> None:
@@ -36,9 +47,16 @@ def main(cfg: DictConfig) -> None:
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)
     cfg.output_dir = os.path.abspath(cfg.output_dir)
-    setup_logging(Path(cfg.output_dir))
+    held = setup_logging(Path(cfg.output_dir))
     recipe = TrainRecipe(cfg)
-    recipe.setup()
+    try:
+        recipe.setup()
+    except BaseException:
+        held.setTarget(None)  # refused at the start: its records stay in train.log, stderr gets the error line
+        raise
+    held.flush()  # the setup succeeded: show what it logged, then log to stderr directly
+    logging.getLogger().removeHandler(held)
+    logging.getLogger().addHandler(held.target)
     metrics = recipe.train()["metrics"]
     if recipe.is_main and metrics.get("exact"):
         print(f"validation label F1 {metrics['exact']['f1']:.3f} -> {recipe.out / 'metrics.json'}")

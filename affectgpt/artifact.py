@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import reading
 from .plan import DEFAULT_GENERATION, MODALITY_TOKENS
 
 FORMAT = "affectgpt-export"
@@ -233,11 +234,12 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, 
     LoRA into the base weights after loading (what a merged export holds): one matmul per
     projection instead of three, 3x faster decoding for 7B on a GPU (benchmarks/gpu_check.py)."""
     kind = artifact_kind(path)
-    if kind == "checkpoint":
-        model, _ = load_checkpoint_model(path, device=device, dtype=dtype)
-        loaded = Loaded(model, "checkpoint")
-    else:
-        loaded = load_export(path, device=device, dtype=dtype)
+    with reading(path, KeyError):  # a truncated weight file, a refused pickle, a record missing a key
+        if kind == "checkpoint":
+            model, _ = load_checkpoint_model(path, device=device, dtype=dtype)
+            loaded = Loaded(model, "checkpoint")
+        else:
+            loaded = load_export(path, device=device, dtype=dtype)
     if merge_lora and hasattr(loaded.model.llm, "merge_and_unload"):
         loaded.model.llm = loaded.model.llm.merge_and_unload()
     return loaded

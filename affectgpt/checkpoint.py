@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import reading
 from .fileio import atomic_write, remove_dir, replace_dir
 
 COMPLETE = "COMPLETE"
@@ -69,12 +70,14 @@ def load_rng(folder: Path, rank: int, world: int) -> dict:
     """The generator state of ``rank``; a checkpoint from another world size is refused (its data
     shards and dropout streams would not line up)."""
     folder = Path(folder)
-    plain = json.loads((folder / "rng.json").read_text())
+    with reading(folder / "rng.json", TypeError, ValueError):
+        plain = json.loads((folder / "rng.json").read_text())
     if len(plain) != world:
         raise RuntimeError(f"{folder}: written by {len(plain)} process(es), resumed with {world}; exact resume "
                            f"needs the same number of processes")
-    tensors = torch.load(folder / "rng_torch.pt", map_location="cpu", weights_only=True)
-    state = dict(plain[rank], torch=tensors[f"torch_{rank}"])
+    with reading(folder / "rng_torch.pt", RuntimeError, KeyError):  # a torch.load error names no file
+        tensors = torch.load(folder / "rng_torch.pt", map_location="cpu", weights_only=True)
+        state = dict(plain[rank], torch=tensors[f"torch_{rank}"])
     cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith(f"cuda_{rank}_"))]
     if cuda:
         state["cuda"] = cuda
@@ -183,7 +186,8 @@ def load_trainable(folder: Path) -> dict[str, torch.Tensor]:
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trainable weights in checkpoint {folder}")
-    return load_file(str(path))
+    with reading(path):
+        return load_file(str(path))
 
 
 def load_optimizer_scheduler(folder: Path, optimizer=None, scheduler=None) -> None:
@@ -193,13 +197,16 @@ def load_optimizer_scheduler(folder: Path, optimizer=None, scheduler=None) -> No
         path = folder / "optimizer.pt"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing (a DeepSpeed checkpoint cannot resume a run without DeepSpeed)")
-        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        with reading(path, RuntimeError, KeyError, ValueError):
+            optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     if scheduler is not None:
-        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
+        with reading(folder / "scheduler.pt", RuntimeError, KeyError, ValueError):
+            scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
 
 
 def load_trainer_state(folder: Path) -> dict:
-    return json.loads((Path(folder) / "trainer_state.json").read_text())
+    with reading(Path(folder) / "trainer_state.json"):
+        return json.loads((Path(folder) / "trainer_state.json").read_text())
 
 
 # ---------------------------------------------------------------------------- DeepSpeed

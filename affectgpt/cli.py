@@ -4,18 +4,24 @@
 Hydra's override grammar cannot carry real subtitles or file names (``subtitle=I can't`` fails to
 parse, ``video=a,b.mp4`` becomes a sweep), so each command names its *verbatim* keys: an argument
 ``key=...`` with such a key is taken whole, everything after the first ``=``, and set after
-composition; every other argument goes to Hydra. Bad arguments raise :class:`UsageError`, which
-:func:`run` prints as one ``error: ...`` line with exit code 2; a crash inside the program keeps its
-traceback and exit code 1.
+composition; every other argument goes to Hydra. Bad arguments raise :class:`UsageError`.
+
+:func:`run` is where every command ends: any error becomes one ``error: ...`` line on stderr and
+exit code 2 (bad input) or 1 (the run failed), as ``affectgpt.errors`` maps it. ``verbose=true``
+(any command, or ``AFFECTGPT_VERBOSE=1``) adds the traceback and lets the libraries' warnings and
+progress bars through; without it they are off, so a failing run's stderr is the error line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import errors
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The paths of conf/train.yaml, shared by every command that composes it (train.py, features, summary).
@@ -25,7 +31,7 @@ TRAIN_VERBATIM = ("output_dir", "data.root", "data.train_manifest", "data.val_ma
                   "model.audio.model", "wandb.name")
 
 
-class UsageError(ValueError):
+class UsageError(errors.InputError, ValueError):
     """A bad command line or input named by the user: one line on stderr, exit code 2."""
 
 
@@ -229,11 +235,28 @@ def _as_override(value) -> str:
     raise UsageError(f"cannot pass a {type(value).__name__} value")
 
 
+def take_verbose(args: list[str]) -> tuple[list[str], bool]:
+    """``verbose=true|false`` taken out of ``args`` (every command has it); the default is the
+    ``AFFECTGPT_VERBOSE`` environment variable (1 / true), which is then set for child processes."""
+    verbose = errors.verbose()
+    rest = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if key != "verbose" or not eq:
+            rest.append(a)
+        elif value.lower() in ("true", "false"):
+            verbose = value.lower() == "true"
+        else:
+            raise UsageError(f"argument {a!r}: verbose expects true or false")
+    os.environ["AFFECTGPT_VERBOSE"] = "1" if verbose else "0"
+    return rest, verbose
+
+
 def run(command: Command, program: Callable[..., int | None], argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) for ``command`` and call ``program(cfg)``.
 
-    Returns the exit code: the program's (None = 0), or 2 after one ``error:`` line for a
-    :class:`UsageError` raised by the parsing or by the program itself.
+    Returns the exit code: the program's (None = 0), or the code of ``errors.report`` after its
+    one ``error:`` line: 2 for bad input (a :class:`UsageError` among others), 1 for a failed run.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -241,7 +264,10 @@ def run(command: Command, program: Callable[..., int | None], argv: Sequence[str
         return 0
     show = "--cfg" in args
     args = [a for a in args if a != "--cfg"]
+    verbose = False
     try:
+        args, verbose = take_verbose(args)
+        errors.quiet_libraries(verbose)
         cfg = compose(command, args)
         if show:
             from omegaconf import OmegaConf
@@ -249,7 +275,6 @@ def run(command: Command, program: Callable[..., int | None], argv: Sequence[str
             print(OmegaConf.to_yaml(cfg), end="")
             return 0
         code = program(cfg)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BaseException as e:  # noqa: BLE001 -- every error ends as one line (SystemExit passes through)
+        return errors.report(e, verbose)
     return int(code or 0)

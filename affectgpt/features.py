@@ -32,6 +32,7 @@ import torch
 from .cli import TRAIN_VERBATIM, Command, UsageError, run
 from .data.collate import ClipDataset
 from .data.manifest import Sample
+from .errors import InputError
 from .fileio import atomic_path, atomic_write
 from .plan import SAMPLE_RATE
 
@@ -41,7 +42,7 @@ CACHE_VERSION = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class StaleCacheError(RuntimeError):
+class StaleCacheError(InputError, RuntimeError):
     """A cache whose features were produced by other encoders, preprocessing or media."""
 
 

@@ -26,6 +26,7 @@ from . import telemetry
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split, load_train
 from .distributed import Parallel, make_optimizer, make_parallel
+from .errors import InputError, RunError
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
@@ -309,7 +310,7 @@ class TrainRecipe:
             par.skip(self.model, self.optimizer, why)
             log.warning("%s; step skipped", why)
             if self.bad_steps >= t.max_bad_steps:
-                raise RuntimeError(f"{self.bad_steps} non-finite losses in a row "
+                raise RunError(f"{self.bad_steps} non-finite losses in a row "
                                    f"(trainer.max_bad_steps={t.max_bad_steps})")
             return False
         self.bad_steps = 0
@@ -354,12 +355,14 @@ class TrainRecipe:
     def _count_bad(self, batch: dict) -> None:
         for name, err in batch["bad"]:
             self.state["bad_samples"] += 1
+            self.last_bad = f"{name}: {err}"
             log.warning("skipped sample %s: %s", name, err)
         seen = self.state["samples_seen"] + self.state["bad_samples"]
         limit = self.cfg.data.max_bad_fraction
         if seen >= 50 and self.state["bad_samples"] / seen > limit:
-            raise RuntimeError(f"{self.state['bad_samples']} of {seen} samples failed to load "
-                               f"(> data.max_bad_fraction={limit}); see the warnings above for names and causes")
+            raise InputError(f"{self.state['bad_samples']} of {seen} samples failed to load "
+                             f"(> data.max_bad_fraction={limit}; train.log names each), "
+                             f"the last: {getattr(self, 'last_bad', '?')}")
 
     def _train_mode(self) -> None:
         """Adapters and LoRA in train mode; the frozen encoders stay in eval (their outputs must equal the cache's)."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
 from ..plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
 from .frames import resize_crop
 from .manifest import Sample
 from .prompts import build_messages, end_of_turn_id, pick_task, render_prompt, target_text
 
 
-class SampleError(ValueError):
+class SampleError(InputError, ValueError):
     """A sample that cannot become a training example; the message names it."""
 
 

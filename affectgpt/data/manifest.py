@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from ..fileio import iter_jsonl
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError, ValueError):
     """A manifest row that cannot be used; the message names the file and line."""
 
 

@@ -26,11 +26,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import InputError
+
 # Seeking costs a keyframe decode; decoding forward is cheaper for short gaps.
 _SEEK_GAP_SECONDS = 2.0
 
 
-class MediaError(Exception):
+class MediaError(InputError):
     """A media file that cannot be decoded. ``str(e) == "<file>: <cause>"`` on one line."""
 
     def __init__(self, path: str | Path, cause: str):

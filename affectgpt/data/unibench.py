@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..eval.parsing import parse_labels
 from ..eval.unibench_sets import BY_NAME
 from ..fileio import iter_jsonl
 from .manifest import Sample
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(InputError, ValueError):
     """A label file whose pickle references something other than numpy arrays and plain containers."""
 
 
