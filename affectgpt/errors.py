@@ -186,14 +186,17 @@ def _where(exc: BaseException) -> str:
         else "?"
 
 
-def report(exc: BaseException, verbose: bool = False) -> int:
+def report(exc: BaseException, verbose: bool = False, bad_input: tuple[type[BaseException], ...] = ()) -> int:
     """Print the one ``error:`` line for ``exc`` on stderr (with ``verbose``, the traceback before it)
-    and return the exit code. A SystemExit passes through."""
+    and return the exit code. ``bad_input``: further types this command raises for bad input (the
+    scorer's ValueError). A SystemExit passes through."""
     if isinstance(exc, SystemExit):
         raise exc
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     known = classify(exc)
+    if known is None and isinstance(exc, bad_input):
+        known = BAD_INPUT, first_line(exc)
     if known is None:
         code = FAILED
         message = (f"internal error at {_where(exc)}: {type(exc).__name__}: {first_line(exc)} "

@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from .. import errors
 from ..fileio import atomic_write
 from .parsing import read_records
-from .scorer import EXTRACTORS, TASKS, score
+from .scorer import EXTRACTORS, TASKS, check_names, score
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clue", default="auto", choices=("auto", "minilm", "lexical"), help="clue matching method")
     ap.add_argument("--task", default="open", choices=TASKS)
     ap.add_argument("--out", default=None, help="write the metrics JSON here")
+    ap.add_argument("--verbose", action="store_true", help="on an error, print the traceback too")
     ap.add_argument("--plot", nargs="?", const="", default=None, metavar="FILE",
                     help="draw the label, per-wheel and clue bars to FILE (.png/.svg/.pdf); "
                          "bare --plot: beside --out, as its .png")
@@ -62,19 +64,32 @@ def print_and_save(table: str, result: dict, out: str | None, indent: int = 2) -
             f.write(json.dumps(result, indent=indent) + "\n")
 
 
+def scoring_command(run, verbose: bool = False) -> int:
+    """How a scoring command ends: ``run()``'s exit code, or one ``error:`` line (``affectgpt.errors``):
+    2 for bad input (the scorer's ValueError/TypeError/ImportError on bad records or options count as
+    bad input), 1 for a failed run. ``verbose`` (``--verbose``) adds the traceback."""
+    verbose = verbose or errors.verbose()
+    errors.quiet_libraries(verbose)
+    try:
+        return run()
+    except BaseException as e:  # noqa: BLE001 -- one line for anything (SystemExit passes through)
+        return errors.report(e, verbose, bad_input=(ValueError, TypeError, ImportError))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.plot == "" and not args.out:
         print("error: a bare --plot goes beside --out; give --out M.json or --plot FILE", file=sys.stderr)
         return 2
-    try:
-        preds = read_records(args.pred)
-        golds = read_records(args.gold)
-        result = score(preds, golds, wheels=args.wheels, extractor=args.extractor, task=args.task,
-                       llm=args.llm, llm_cache=args.llm_cache, clue_method=args.clue)
-    except (OSError, ValueError, TypeError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return scoring_command(lambda: _score_command(args), args.verbose)
+
+
+def _score_command(args) -> int:
+    preds = read_records(args.pred)
+    golds = read_records(args.gold)
+    check_names([p["name"] for p in preds], [g["name"] for g in golds], args.pred, args.gold)
+    result = score(preds, golds, wheels=args.wheels, extractor=args.extractor, task=args.task,
+                   llm=args.llm, llm_cache=args.llm_cache, clue_method=args.clue)
     print_and_save(format_table(result), result, args.out)
     if args.plot is not None:
         from .plots import plot_scores

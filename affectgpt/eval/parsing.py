@@ -54,19 +54,33 @@ def _canonical(raw: dict, where: str) -> dict:
     out: dict = {}
     for key in _NAME_KEYS:
         if key in raw and raw[key] not in (None, ""):
+            if isinstance(raw[key], bool) or not isinstance(raw[key], (str, int)):
+                raise ValueError(f"{where}: '{key}' must be a string, found {_kind(raw[key])}")
             out["name"] = str(raw[key]).strip()
             break
     else:
         raise ValueError(f"{where}: record has no 'name' (keys: {sorted(raw)})")
     for key in _EMOTION_KEYS:
         if key in raw and raw[key] is not None:
-            out["emotions"] = raw[key]
+            value = raw[key]
+            if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+                raise ValueError(f"{where}: '{key}' must be a list of strings or a list string such as "
+                                 f"\"[happy, sad]\", found {_kind(value)}")
+            out["emotions"] = value
             break
     for key in _DESCRIPTION_KEYS:
         if key in raw and raw[key] not in (None, ""):
-            out["description"] = str(raw[key])
+            if not isinstance(raw[key], str):
+                raise ValueError(f"{where}: '{key}' must be a string, found {_kind(raw[key])}")
+            out["description"] = raw[key]
             break
     return out
+
+
+def _kind(value) -> str:
+    """A JSON value's type and a short excerpt, for an error message."""
+    kinds = {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    return f"{kinds.get(type(value), type(value).__name__)} {json.dumps(value, ensure_ascii=False, default=str)[:60]}"
 
 
 def read_records(path) -> list[dict]:

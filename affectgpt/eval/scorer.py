@@ -32,6 +32,23 @@ def resolve_lexicon(wheels) -> Lexicon:
 _LOADED: dict = {}
 
 
+def check_names(pred_names, gold_names, pred_where, gold_where) -> None:
+    """Refuse predictions that cannot be scored against this gold: none at all, or none whose name is
+    a gold name (another dataset's file, or names written differently). ValueError says which
+    names were expected."""
+    pred_names, gold_names = list(pred_names), list(gold_names)
+
+    def few(names: list[str]) -> str:
+        shown = ", ".join(repr(n) for n in names[:3])
+        return f"{shown}{', ...' if len(names) > 3 else ''} ({len(names)} in all)"
+
+    if not pred_names:
+        raise ValueError(f"{pred_where}: no predictions; expected rows named as in {gold_where}: {few(gold_names)}")
+    if not set(pred_names) & set(gold_names):
+        raise ValueError(f"{pred_where}: none of its names is in {gold_where}; expected names such as "
+                         f"{few(gold_names)}, found {few(pred_names)}")
+
+
 def _index(records: list[dict], what: str) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for i, rec in enumerate(records):

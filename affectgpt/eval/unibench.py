@@ -32,8 +32,18 @@ def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     for i, row in iter_jsonl(path):
         if not isinstance(row.get("name"), str):
-            raise ValueError(f"{path}:{i}: expected a JSON object with a string 'name'")
+            raise ValueError(f"{path}:{i}: expected a JSON object with a string 'name', found "
+                             f"{type(row.get('name')).__name__ if 'name' in row else 'no name'}")
+        per = row["epochs"].values() if isinstance(row.get("epochs"), dict) else [row]
+        for fields in per:
+            openset = fields.get("openset") if isinstance(fields, dict) else None
+            if openset is not None and not (isinstance(openset, str) or (
+                    isinstance(openset, list) and all(isinstance(v, str) for v in openset))):
+                raise ValueError(f"{path}:{i}: 'openset' must be a list of strings or a list string, "
+                                 f"found {type(openset).__name__}")
         rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no predictions (empty file)")
     return rows
 
 
@@ -299,7 +309,7 @@ def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | No
                llm_cache=None, check_sizes: bool = True) -> dict:
     """Load gold and predictions from disk and score them (what the command line and the runner call)."""
     from ..data.unibench import find_sets
-    from .scorer import resolve_lexicon
+    from .scorer import check_names, resolve_lexicon
 
     gold = {name: t.gold for name, t in find_sets(gold_dir, check_sizes=check_sizes, media=False).items()}
     preds = load_predictions(pred)
@@ -310,6 +320,9 @@ def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | No
         from .unibench_llm import UniBenchLLM
 
         model = UniBenchLLM(llm, cache_path=llm_cache)
+    for name in set(gold) & set(preds):  # a set whose predictions name none of its samples is another set's
+        for ckpt, rows in preds[name].items():
+            check_names(rows, gold[name], f"{pred} ({name}, checkpoint {ckpt})", f"{gold_dir} ({name})")
     result = score_unibench(gold, preds, resolve_lexicon(wheels), labels, model)
     for name in result["missing_gold"]:  # still show that the answers parse and extract
         result.setdefault("extraction_only", {})[name] = extraction_summary(BY_NAME[name], preds[name], labels, model)
@@ -343,23 +356,22 @@ def build_parser():
     ap.add_argument("--llm-cache", default=None, help="JSONL cache of LLM answers (default: ~/.cache/affectgpt)")
     ap.add_argument("--out", default=None, help="write the metrics JSON here")
     ap.add_argument("--no-check-sizes", action="store_true", help="accept *-process test splits of another size")
+    ap.add_argument("--verbose", action="store_true", help="on an error, print the traceback too")
     return ap
 
 
 def main(argv=None) -> int:
-    import sys
-
-    from .cli import print_and_save
+    from .cli import print_and_save, scoring_command
 
     args = build_parser().parse_args(argv)
-    try:
+
+    def command() -> int:
         result = run_scorer(args.gold, args.pred, args.wheels, args.labels, args.llm, args.llm_cache,
                             check_sizes=not args.no_check_sizes)
-    except (OSError, ValueError, TypeError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print_and_save(format_table(result), result, args.out, indent=1)
-    return 0
+        print_and_save(format_table(result), result, args.out, indent=1)
+        return 0
+
+    return scoring_command(command, args.verbose)
 
 
 if __name__ == "__main__":
