@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from affectgpt.cli import Command, UsageError, run
+from affectgpt.fileio import writing
 from affectgpt.plan import DEFAULT_GENERATION, DTYPES, TASKS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -165,8 +166,9 @@ def main(cfg: DictConfig) -> None:
 
     out = Path(cfg.output)
     try:
-        counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
-                              num_workers=int(cfg.num_workers), system=loaded.system, progress=True)
+        with writing(out):  # a full disk: "no space left on device: OUT"
+            counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
+                                  num_workers=int(cfg.num_workers), system=loaded.system, progress=True)
     except ValueError as e:  # an unreadable OUT to resume from
         fail(str(e))
     rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0

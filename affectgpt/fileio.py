@@ -11,6 +11,10 @@ scorer in ``affectgpt.eval`` uses it as well as the training, data and export co
   block ends without an error; ``replace_dir`` is that last step on its own (for a folder that
   several processes fill, as a training checkpoint).
 - ``iter_jsonl(path)``: ``(line number, object)`` per non-blank line.
+- ``writing(path)``: an error raised while the block writes ``path`` on a full file system becomes
+  ``OSError(ENOSPC, ..., path)``, whatever the library said (torch.save: "unexpected pos 576 vs
+  534"; safetensors: "I/O error"; Python: ENOSPC without a file name). The atomic writers use it,
+  so a full disk reads ``no space left on device: PATH`` (``affectgpt.errors``).
 
 Temporary names are hidden and do not end with the target's suffix (``.NAME.tmp-PID-RANDOM``), so
 a leftover of a killed process never matches a ``*.safetensors`` / ``*.jsonl`` glob of the folder.
@@ -27,6 +31,39 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+FULL_BELOW = 1 << 20  # bytes: a write that failed with less free space than this failed for want of space
+
+
+def disk_full(path: str | Path) -> bool:
+    """Whether the file system that holds ``path`` (or its nearest existing parent) has less than
+    ``FULL_BELOW`` bytes free for this process (root may use the blocks reserved for it)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < FULL_BELOW
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Errors raised in the block that writes ``path``: ENOSPC / EDQUOT, or any error while the file
+    system is full (checked before the caller cleans up its partial file), are re-raised as
+    ``OSError(ENOSPC, "No space left on device", path)``; others pass unchanged."""
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename is not None \
+                and not Path(e.filename).name.startswith("."):
+            raise  # an inner ``writing`` (or the OS) named the file already
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or disk_full(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
 
 
 def hidden_sibling(path: Path, tag: str) -> Path:
@@ -53,12 +90,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp = hidden_sibling(path, "tmp")
     try:
-        yield tmp
-        if not tmp.is_file():
-            raise FileNotFoundError(f"{tmp}: nothing was written for {path}")
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent)
+        with writing(path):
+            yield tmp
+            if not tmp.is_file():
+                raise FileNotFoundError(f"{tmp}: nothing was written for {path}")
+            _fsync(tmp)
+            os.replace(tmp, path)
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -115,8 +153,9 @@ def atomic_dir(path: str | Path, keep_existing: bool = False) -> Iterator[Path]:
     tmp = hidden_sibling(path, "tmp")
     tmp.mkdir()
     try:
-        yield tmp
-        replace_dir(tmp, path, keep_existing)
+        with writing(path):
+            yield tmp
+            replace_dir(tmp, path, keep_existing)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from .data.collate import ClipDataset, Collator, worker_init
 from .data.splits import load_split, load_train
 from .distributed import Parallel, make_optimizer, make_parallel
 from .errors import InputError, RunError
+from .fileio import writing
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
@@ -420,10 +421,11 @@ class TrainRecipe:
         rngs = par.gather(ckpt.rng_state())
         if self.is_main:
             model = acc.unwrap_model(self.model)
-            ckpt.write_files(tmp, trainable, OmegaConf.to_yaml(self.cfg, resolve=True), dict(self.state), rngs,
-                             optimizer=optimizer, scheduler=self.scheduler,
-                             tokenizer=model.tokenizer if name == "final" else None)
-            ckpt.commit(tmp, folder)
+            with writing(folder):  # a full disk says so, not "unexpected pos 576 vs 534"
+                ckpt.write_files(tmp, trainable, OmegaConf.to_yaml(self.cfg, resolve=True), dict(self.state), rngs,
+                                 optimizer=optimizer, scheduler=self.scheduler,
+                                 tokenizer=model.tokenizer if name == "final" else None)
+                ckpt.commit(tmp, folder)
             if name != "final":
                 ckpt.prune_checkpoints(self.out, self.cfg.trainer.keep_last)
             log.info("saved %s", folder)
