@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 FULL_BELOW = 1 << 20  # bytes: a write that failed with less free space than this failed for want of space
 
 
