@@ -264,7 +264,7 @@ def run(command: Command, program: Callable[..., int | None], argv: Sequence[str
         return 0
     show = "--cfg" in args
     args = [a for a in args if a != "--cfg"]
-    verbose = False
+    verbose, before = False, os.environ.get("AFFECTGPT_VERBOSE")
     try:
         args, verbose = take_verbose(args)
         errors.quiet_libraries(verbose)
@@ -277,4 +277,9 @@ def run(command: Command, program: Callable[..., int | None], argv: Sequence[str
         code = program(cfg)
     except BaseException as e:  # noqa: BLE001 -- every error ends as one line (SystemExit passes through)
         return errors.report(e, verbose)
+    finally:  # a later command in this process starts from the user's setting, not this one's
+        if before is None:
+            os.environ.pop("AFFECTGPT_VERBOSE", None)
+        else:
+            os.environ["AFFECTGPT_VERBOSE"] = before
     return int(code or 0)

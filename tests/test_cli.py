@@ -88,12 +88,18 @@ def test_run_prints_one_line_and_returns_2(capsys):
     assert "checkpoint: ck" in capsys.readouterr().out
 
 
-def test_a_crash_inside_the_program_is_not_a_usage_error():
+def test_a_crash_inside_the_program_is_not_a_usage_error(capsys):
     def program(cfg):
         raise RuntimeError("model blew up")
 
-    with pytest.raises(RuntimeError):
-        run(INFER, program, ["checkpoint=ck"])
+    # a bug: exit 1 and one line naming the code location; verbose=true prints the traceback before it
+    assert run(INFER, program, ["checkpoint=ck"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: internal error at tests/test_cli.py:"), err
+    assert "RuntimeError: model blew up" in err and "verbose=true" in err
+    assert run(INFER, program, ["checkpoint=ck", "verbose=true"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and err.splitlines()[-1].startswith("error: internal")
 
 
 # ----------------------------------------------------------------------------- infer.py as a user runs it
