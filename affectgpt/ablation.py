@@ -240,8 +240,22 @@ def parse_args(argv: list[str]) -> Args:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0, or one ``error:`` line and 2 (bad input) / 1 (failed run) as ``affectgpt.errors`` maps it."""
+    from . import errors
+    from .cli import take_verbose
+
+    verbose = False
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        argv, verbose = take_verbose(list(sys.argv[1:] if argv is None else argv))
+        errors.quiet_libraries(verbose)
+        return _ablation_command(argv)
+    except BaseException as e:  # noqa: BLE001 -- every error ends as one line (SystemExit passes through)
+        return errors.report(e, verbose)
+
+
+def _ablation_command(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
         from .data.manifest import read_manifest
         from .inference import load_model
 

@@ -5,8 +5,10 @@ Accepts a canonical JSONL manifest, an EMER v1 CSV, a MER2025-style release fold
 or a YAML data config with a ``sources:`` list (``affectgpt.data.readers.read_source``
 entries). Reports rows read/kept/dropped, missing and unreadable media (every clip is
 decoded with ``load_media``), duration, label and description statistics and subtitle
-coverage. Exit 0 when nothing is wrong, 1 when rows were dropped or media is missing or
-unreadable, 2 when the dataset itself cannot be read.
+coverage. With ``train_config=RUN/config.yaml`` (or the output of ``python train.py ... --cfg``),
+a row whose prompt and subtitle leave no room for a target within that run's ``max_length`` is a
+problem too, found with the training collator. Exit 0 when nothing is wrong, 1 when rows were
+dropped, media is missing or unreadable, or a row is too long; 2 when the dataset itself cannot be read.
 """
 
 from __future__ import annotations
@@ -96,12 +98,52 @@ def check_media(sample: Sample, decode: bool = True) -> MediaResult:
     return MediaResult(sample.name, None, duration=m.duration, has_video=m.has_video, has_audio=m.has_audio)
 
 
+def prompt_overflows(samples: list[Sample], results: list[MediaResult], train_config: str | Path) -> list[str]:
+    """Rows whose prompt (subtitle + the clip's modality tokens) leaves no room for a target within
+    the training run's ``data.max_length``, found by the training collator itself (``Collator.encode``
+    with the run's tokenizer and token plan; the model is built on the meta device, no weights).
+    ``train_config``: a run's or checkpoint's ``config.yaml`` (or its folder), or the output of
+    ``python train.py ... --cfg``. Each task the row can be trained on is checked."""
+    from omegaconf import OmegaConf
+
+    from ..model.build import build_model
+    from ..plan import SAMPLE_RATE
+    from .collate import Collator, SampleError
+
+    path = Path(train_config)
+    path = path / "config.yaml" if path.is_dir() else path
+    cfg = OmegaConf.load(path)
+    if "model" not in cfg or "data" not in cfg or "max_length" not in cfg.data:
+        raise ManifestError(f"{path}: not a training config (expected model: and data.max_length)")
+    model = build_model(cfg.model, device="meta", weights="random")
+    plan = model.token_plan()
+    collator = Collator(model.tokenizer, plan, max_length=int(cfg.data.max_length), train=True)
+    problems = []
+    for s, r in zip(samples, results, strict=True):
+        if r.problem:
+            continue  # reported as missing / unreadable already
+        n_audio = int(round(r.duration * SAMPLE_RATE)) if r.has_audio and plan.has_audio else 0
+        item = {"name": s.name, "subtitle": s.subtitle, "target": "",
+                "frames": True if r.has_video and plan.has_vision else None,
+                "audio": np.broadcast_to(np.float32(0), (max(n_audio, 1),)) if n_audio else None}
+        tasks = [t for t, ok in (("describe", bool(s.description)), ("labels", s.emotions is not None)) if ok]
+        for task in tasks or ["labels"]:
+            try:
+                collator.encode({**item, "task": task})
+            except SampleError as e:
+                problems.append(f"{e} ({path}); task {task}")
+                break
+    return problems
+
+
 def _check_media_decode(sample: Sample) -> MediaResult:
     return check_media(sample, decode=True)
 
 
-def check_dataset(samples: list[Sample], reports: list[ReadReport], decode: bool = True, workers: int = 1) -> dict:
-    """All statistics as a JSON-ready dict; ``ok`` is False when anything is wrong."""
+def check_dataset(samples: list[Sample], reports: list[ReadReport], decode: bool = True, workers: int = 1,
+                  train_config: str | Path | None = None) -> dict:
+    """All statistics as a JSON-ready dict; ``ok`` is False when anything is wrong. With
+    ``train_config``, rows too long for that run's ``max_length`` are problems (``prompt_overflow``)."""
     if decode and workers > 1 and len(samples) > 1:
         with get_context("spawn").Pool(workers) as pool:
             results = pool.map(_check_media_decode, samples, chunksize=16)
@@ -115,8 +157,11 @@ def check_dataset(samples: list[Sample], reports: list[ReadReport], decode: bool
     labelled = [s for s in samples if s.emotions is not None]
     described = [s for s in samples if s.description]
     dropped = sum(r.rows_dropped for r in reports)
+    overflow = prompt_overflows(samples, results, train_config) if train_config else []
     return {
-        "ok": bool(samples) and not missing and not unreadable and dropped == 0,
+        "ok": bool(samples) and not missing and not unreadable and dropped == 0 and not overflow,
+        "prompt_overflow": overflow,
+        "fit_checked": bool(train_config),
         "reads": [r.to_json() for r in reports],
         "rows_read": sum(r.rows_read for r in reports),
         "samples": len(samples),
@@ -155,8 +200,9 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
         out.append(f"  {r['source']}: {r['rows_read']} read, {r['rows_kept']} kept")
         for reason, k in r["dropped"].items():
             out.append(f"    DROPPED {k}: {reason} (e.g. {', '.join(r['examples'][reason])})")
-    for key, title in (("missing_media", "MISSING media"), ("unreadable_media", "UNREADABLE media")):
-        items = stats[key]
+    for key, title in (("missing_media", "MISSING media"), ("unreadable_media", "UNREADABLE media"),
+                       ("prompt_overflow", "TOO LONG for max_length")):
+        items = stats.get(key, [])
         if items:
             out.append(f"{title}: {len(items)}")
             out += [f"  {x}" for x in items[:max_listed]]
@@ -181,7 +227,8 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
     return "\n".join(out)
 
 
-CHECK = Command(prog="python -m affectgpt.data.check", config="check", doc=__doc__, verbatim=("path", "json"),
+CHECK = Command(prog="python -m affectgpt.data.check", config="check", doc=__doc__,
+                verbatim=("path", "json", "train_config"),
                 required=("path",))
 
 
@@ -199,7 +246,10 @@ def _check_command(cfg) -> int:
         samples, reports = read_target(cfg.path, cfg.language)
     except (ManifestError, ValueError) as e:
         raise UsageError(str(e)) from None
-    stats = check_dataset(samples, reports, decode=bool(cfg.decode), workers=int(cfg.workers))
+    if cfg.get("train_config") and not bool(cfg.decode):
+        raise UsageError("train_config= needs decode=true (the audio length sets the number of audio tokens)")
+    stats = check_dataset(samples, reports, decode=bool(cfg.decode), workers=int(cfg.workers),
+                          train_config=cfg.get("train_config"))
     print(format_report(stats))
     if cfg.json:
         out = Path(cfg.json)
