@@ -111,6 +111,8 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
         cause = exc.strerror or first_line(exc)
         code = BAD_INPUT if exc.errno in _BAD_PATH else FAILED
         return code, f"{where}: {cause}" if where else cause
+    if isinstance(exc, OSError):  # no errno: a message of its own
+        return FAILED, first_line(exc)
     if isinstance(exc, _out_of_memory_types()):
         return FAILED, f"out of memory ({first_line(exc)})"
     if isinstance(exc, _malformed_file_types()):

@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             manifests = ensure_dataset(Path(cfg.root), seed=int(cfg.seed), workers=cfg.workers,
                                        **{k: cfg[k] for k in _DEFAULTS})
-        except (ValueError, OSError) as e:
+        except ValueError as e:  # an OSError goes to the one mapping (a full disk is not bad input)
             raise UsageError(str(e)) from None
         for split, path in manifests.items():
             n = sum(1 for line in path.open(encoding="utf-8") if line.strip())
