@@ -174,7 +174,7 @@ def full_disk(tmp_path):
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["umount", "--lazy", str(mnt)], check=True)  # lazy: a failed test may hold a file open
 
 
 def test_the_atomic_writers_say_no_space_left_on_device(full_disk):
