@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
     if os.environ.get("RANK", "0") == "0":  # one lock per run, before anything is written to output_dir
         try:
             lock = acquire(cfg.output_dir, "python train.py")
-        except FolderLocked as e:
+        except (FolderLocked, OSError) as e:  # held by another job; output_dir a file or not writable
             raise UsageError(str(e)) from None
     setup_logging(Path(cfg.output_dir))
     if lock is not None and lock.took_over:

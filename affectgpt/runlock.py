@@ -110,6 +110,8 @@ def acquire(target: str | Path, command: str = "", is_file: bool = False) -> Loc
     """Lock ``target`` (a folder, created if absent; or an output file with ``is_file``) for this process.
     Raises FolderLocked naming the live holder; takes over (``Lock.took_over``) a killed one's lock."""
     path = lock_path(target, is_file)
+    if not is_file and Path(target).exists() and not Path(target).is_dir():
+        raise NotADirectoryError(f"{target}: exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
