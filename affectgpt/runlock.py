@@ -4,15 +4,19 @@
 inference, the benchmark runner: their main process) before anything is written there. A second job
 gets :class:`FolderLocked` naming the holder (pid, host, start time, command line).
 
-Mechanism: ``fcntl.flock`` on ``FOLDER/.affectgpt.lock`` (a file that stays), plus the holder's
-record written into it. flock rather than an ``O_EXCL`` pid file because the kernel drops the lock
-when the holder dies however it dies (SIGKILL, OOM killer, a node reboot on NFSv4), so no pid has to
-be probed: a pid file can only guess whether its pid is still the same process (pids are reused)
-and cannot probe a pid on another host at all. The record only names the holder: a clean exit
+Mechanism: a POSIX record lock (``fcntl.lockf``) on ``FOLDER/.affectgpt.lock`` (a file that stays),
+plus the holder's record written into it. A kernel lock rather than an ``O_EXCL`` pid file because the
+kernel drops it when the holder dies however it dies (SIGKILL, OOM killer), so no pid has to be
+probed: a pid file can only guess whether its pid is still the same process (pids are reused) and
+cannot probe a pid on another host at all. ``lockf`` rather than ``flock`` because a POSIX lock
+belongs to the process and is not inherited by ``fork``: with flock, the DataLoader workers of a
+killed job kept its lock for seconds after it died. POSIX locks also work across NFS. Their one trap
+(closing any descriptor of the file drops the process's lock) is why a process never opens a lock
+file it already holds (``_held``). The record only names the holder: a clean exit
 empties it (``release``, also registered with ``atexit``), so a non-empty record under a free lock
 is the mark of a killed job, and its successor says that it takes the lock over.
 
-File systems without flock (some Lustre / old NFS mounts, ``ENOLCK`` or ``EOPNOTSUPP``) fall back to
+File systems without locks (some Lustre mounts, ``ENOLCK`` or ``EOPNOTSUPP``) fall back to
 the record alone: a record of a live pid on this host, or of any pid on another host (which cannot
 be checked), refuses; a record of a dead pid on this host is taken over. That fallback cannot stop
 two jobs that start within the same instant.
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = ".affectgpt.lock"
+_held: set[Path] = set()  # lock files this process holds (see the module docstring)
 
 
 class FolderLocked(RuntimeError):
@@ -52,11 +57,12 @@ class Lock:
             return
         try:
             os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)  # also for forked children (DataLoader workers) still holding the fd
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
         except OSError:
             pass
         os.close(self.fd)
         self.fd = None
+        _held.discard(self.path.resolve())
 
     def describe_takeover(self) -> str:
         return f"took over the lock {self.path} of {holder_text(self.took_over)}, which ended without releasing it"
@@ -113,12 +119,14 @@ def acquire(target: str | Path, command: str = "", is_file: bool = False) -> Loc
     if not is_file and Path(target).exists() and not Path(target).is_dir():
         raise NotADirectoryError(f"{target}: exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.resolve() in _held:
+        raise FolderLocked(f"{target}: already locked by this process (pid {os.getpid()}); lock {path}")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            if e.errno in (errno.EACCES, errno.EAGAIN):
                 raise FolderLocked(f"{target}: in use by {holder_text(_read(fd))}; lock {path}. Wait for that job "
                                    f"to end, or give this one another folder") from None
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
@@ -126,7 +134,7 @@ def acquire(target: str | Path, command: str = "", is_file: bool = False) -> Loc
             previous = _read(fd)  # no flock on this file system: the record alone decides
             if previous and _alive_here(previous):
                 raise FolderLocked(f"{target}: in use by {holder_text(previous)} (by its lock record {path}; this "
-                                   f"file system has no flock). Delete {path} if that job has ended") from None
+                                   f"file system has no locks). Delete {path} if that job has ended") from None
         else:
             previous = _read(fd)
         os.ftruncate(fd, 0)
@@ -137,5 +145,6 @@ def acquire(target: str | Path, command: str = "", is_file: bool = False) -> Loc
         os.close(fd)
         raise
     lock = Lock(path, fd, previous)
+    _held.add(path.resolve())
     atexit.register(lock.release)
     return lock
