@@ -254,7 +254,8 @@ def serve(cfg) -> None:
     t0 = time.perf_counter()
     try:
         loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype,
-                            merge_lora=device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora)
+                            merge_lora=device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora,
+                            trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
     except (OSError, ValueError, RuntimeError) as e:
         fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     where = f"{loaded.kind}, {device}"

@@ -116,6 +116,15 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     samples = check_inputs(cfg)  # media first: a bad clip fails in a second, before torch is imported
     generation_settings(cfg, {})  # bad generation options fail before the model loads
+    if cfg.manifest is not None:  # OUT must be this program's own file before anything touches it; one job on it
+        from affectgpt.predictions import check_predictions
+        from affectgpt.runlock import FolderLocked, acquire
+
+        try:
+            check_predictions(Path(cfg.output), (Path(cfg.manifest),))
+            acquire(cfg.output, "python infer.py", is_file=True)
+        except (ValueError, FolderLocked) as e:
+            fail(str(e))
     from affectgpt.inference import artifact_kind
 
     try:
@@ -133,7 +142,8 @@ def main(cfg: DictConfig) -> None:
         if cfg.merge_lora not in ("auto", True, False):
             fail(f"merge_lora must be auto, true or false, got {cfg.merge_lora!r}")
         merge = device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora
-        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype, merge_lora=merge)
+        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype, merge_lora=merge,
+                            trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
     except (OSError, ValueError, RuntimeError) as e:
         fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     load_s = time.perf_counter() - t0
@@ -168,7 +178,8 @@ def main(cfg: DictConfig) -> None:
     try:
         with writing(out):  # a full disk: "no space left on device: OUT"
             counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
-                                  num_workers=int(cfg.num_workers), system=loaded.system, progress=True)
+                                  num_workers=int(cfg.num_workers), system=loaded.system, progress=True,
+                                  inputs=(Path(cfg.manifest),))
     except ValueError as e:  # an unreadable OUT to resume from
         fail(str(e))
     rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from affectgpt import errors
-from affectgpt.cli import TRAIN_VERBATIM, Command, run
+from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TRAIN = Command(prog="python train.py", config="train", doc=__doc__, verbatim=TRAIN_VERBATIM)
@@ -42,15 +42,28 @@ def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
 
 
 def main(cfg: DictConfig) -> None:
+    from affectgpt.checkpoint import ResumeRefused
+    from affectgpt.runlock import FolderLocked, acquire
     from affectgpt.training import TrainRecipe
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)
     cfg.output_dir = os.path.abspath(cfg.output_dir)
+    lock = None
+    if os.environ.get("RANK", "0") == "0":  # one lock per run, before anything is written to output_dir
+        try:
+            lock = acquire(cfg.output_dir, "python train.py")
+        except (FolderLocked, OSError) as e:  # held by another job; output_dir a file or not writable
+            raise UsageError(str(e)) from None
     held = setup_logging(Path(cfg.output_dir))
+    if lock is not None and lock.took_over:
+        logging.getLogger("affectgpt.train").warning("%s", lock.describe_takeover())
     recipe = TrainRecipe(cfg)
     try:
         recipe.setup()
+    except (FileExistsError, ResumeRefused, FolderLocked) as e:  # a folder it did not make; an inexact resume; a
+        held.setTarget(None)  # feature cache another job is filling: its records stay in train.log
+        raise UsageError(str(e)) from None
     except BaseException:
         held.setTarget(None)  # refused at the start: its records stay in train.log, stderr gets the error line
         raise

@@ -153,14 +153,18 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
     return result
 
 
-def untrained_copy(checkpoint: str | Path, device: str = "cpu"):
+def untrained_copy(checkpoint: str | Path, device: str = "cpu", trust_remote_code: bool = False):
     """The model a checkpoint describes with freshly initialised adapters and LoRA (nothing trained loaded)."""
     import torch
     from omegaconf import OmegaConf
 
+    from .artifact import check_remote_code
     from .model.build import build_model
 
     cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
+    check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,
+                      Path(checkpoint) / "config.yaml")
+    cfg.model.llm.trust_remote_code = bool(trust_remote_code)
     torch.manual_seed(int(cfg.get("seed", 0)))
     model = build_model(cfg.model, device=device)
     return model.eval()
@@ -219,6 +223,8 @@ class Args:
     max_samples: int = 0  # 0 = all
     untrained: bool = False  # also score the untrained model (fresh adapters and LoRA)
     device: str = "cpu"
+    trust_remote_code: bool = False  # only ever from the command line, never from the checkpoint
+    verify_hashes: bool = True
 
 
 ABLATION = Command(prog="python -m affectgpt.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
@@ -236,7 +242,8 @@ def parse_args(argv: list[str]) -> Args:
         raise UsageError(f"task={cfg.task}: expected describe or labels")
     return Args(checkpoint=cfg.checkpoint, manifest=cfg.manifest, drop=drop, output=cfg.output, task=cfg.task,
                 batch_size=int(cfg.batch_size), max_new_tokens=cfg.max_new_tokens, max_samples=int(cfg.max_samples),
-                untrained=bool(cfg.untrained), device=str(cfg.device))
+                untrained=bool(cfg.untrained), device=str(cfg.device),
+                trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +268,8 @@ def _ablation_command(argv: list[str]) -> int:
 
         samples = read_manifest(args.manifest)
         samples = samples[: args.max_samples] if args.max_samples else samples
-        model = load_model(args.checkpoint, device=args.device).model
+        model = load_model(args.checkpoint, device=args.device, trust_remote_code=args.trust_remote_code,
+                           verify_hashes=args.verify_hashes).model
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -273,7 +281,8 @@ def _ablation_command(argv: list[str]) -> int:
         print(f"error: {args.manifest}: {e}", file=sys.stderr)
         return 2
     if args.untrained:
-        report["untrained"] = evaluate_condition(untrained_copy(args.checkpoint, args.device), samples, "full", **gen)
+        report["untrained"] = evaluate_condition(untrained_copy(args.checkpoint, args.device, args.trust_remote_code),
+                                                 samples, "full", **gen)
     report.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest))
     print(format_table(report))
     if args.output:

@@ -5,6 +5,11 @@ an export (:mod:`affectgpt.export` writes it) is an adapter bundle or a merged L
 ``affectgpt.json``, the record of everything inference needs besides weights. Loading an export
 checks the rebuilt model against that record (token plan, preprocessing, prompt), so inference never
 silently differs from training. Every load is strict.
+
+What an artifact may not decide (docs/safety.md): whether Python code shipped with it runs. An
+artifact whose record asks for ``trust_remote_code`` is refused unless the loading command says
+``trust_remote_code=true`` itself. An export's weight files are checked against the sha256 its
+record holds before they are read (``verify_hashes=False`` skips that).
 """
 
 from __future__ import annotations
@@ -30,9 +35,43 @@ ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):  # hashlib drops the GIL on blocks this size
             h.update(block)
     return h.hexdigest()
+
+
+def verify_files(folder: Path, recorded: dict | None, where: Path) -> None:
+    """Every weight file of an export against the sha256 its record holds (files hashed in parallel
+    threads: a merged 7B export has several shards); a safetensors file the record does not list is
+    refused too, since nothing vouches for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not isinstance(recorded, dict) or not recorded:
+        raise ValueError(f"{where}: records no sha256 of its weight files ('files'); verify_hashes=false loads it "
+                         "unchecked")
+    unlisted = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors")
+                      if p.relative_to(folder).as_posix() not in recorded)
+    if unlisted:
+        raise ValueError(f"{folder / unlisted[0]}: a weight file {where} does not record; verify_hashes=false loads "
+                         "it unchecked")
+    paths = {name: folder / name for name in recorded}
+    absent = [str(p) for p in paths.values() if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{absent[0]}: missing (recorded in {where})")
+    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
+        found = dict(zip(paths, pool.map(sha256, paths.values()), strict=True))
+    for name, digest in found.items():
+        if digest != recorded[name]:
+            raise ValueError(f"{paths[name]}: sha256 {digest[:12]}... differs from {str(recorded[name])[:12]}... "
+                             f"recorded in {where} (corrupt or changed); verify_hashes=false loads it anyway")
+
+
+def check_remote_code(asked, allowed: bool, where: Path) -> None:
+    """An artifact asks for ``trust_remote_code``; only the loading command's own switch can allow it."""
+    if asked and not allowed:
+        raise ValueError(f"{where}: asks for trust_remote_code=true (the model folder's own Python code would run); "
+                         "refused: a file cannot turn that on. If you trust this artifact, add trust_remote_code=true "
+                         "to the command line")
 
 
 def adapter_state(model) -> dict[str, torch.Tensor]:
@@ -115,8 +154,10 @@ class Loaded:
     system: str | None = None  # None: the prompts module's default system prompt
 
 
-def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | None = None):
-    """Build the model a training checkpoint describes and load its trainable weights strictly."""
+def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | None = None,
+                          trust_remote_code: bool = False):
+    """Build the model a training checkpoint describes and load its trainable weights strictly.
+    ``trust_remote_code``: the caller's (command line's) switch; the checkpoint's own is never used."""
     from omegaconf import OmegaConf
 
     from . import checkpoint as ckpt
@@ -127,6 +168,9 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{folder}: not a checkpoint (no config.yaml)")
     cfg = OmegaConf.load(cfg_path)
+    check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,
+                      cfg_path)
+    cfg.model.llm.trust_remote_code = bool(trust_remote_code)
     if dtype:
         cfg.model.llm.dtype = dtype
     if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
@@ -137,9 +181,12 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     return model, cfg
 
 
-def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = None) -> Loaded:
+def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = None, trust_remote_code: bool = False,
+                verify_hashes: bool = True) -> Loaded:
     """Build the model an ``affectgpt.json`` export describes: base LLM + peft adapter, or the
-    merged LLM; then the modality adapters, strictly; then check it against the record."""
+    merged LLM; then the modality adapters, strictly; then check it against the record.
+    ``trust_remote_code`` is the caller's switch (the record's is refused, not used); ``verify_hashes``
+    checks the weight files against the record's sha256 first."""
     from safetensors.torch import load_file
 
     from .model.affectgpt import AffectGPT
@@ -157,7 +204,11 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     kind = meta.get("kind")
     if kind not in ("adapter", "merged"):
         raise ValueError(f"{meta_path}: kind must be 'adapter' or 'merged', found {kind!r}")
+    if verify_hashes:
+        verify_files(folder, meta.get("files"), meta_path)
     d = copy.deepcopy(meta["model"])
+    check_remote_code(d["llm"].get("trust_remote_code"), trust_remote_code, meta_path)
+    d["llm"]["trust_remote_code"] = bool(trust_remote_code)
     d["llm"]["tokenizer"] = str(folder / meta["tokenizer"])
     d["llm"]["lora"]["enabled"] = False  # LoRA comes from the artifact, not a fresh init
     if kind == "merged":
@@ -229,17 +280,20 @@ def artifact_kind(path: str | Path) -> str:
     raise ValueError(f"{path}: neither a training checkpoint (config.yaml) nor an export (affectgpt.json)")
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, merge_lora: bool = False) -> Loaded:
+def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, merge_lora: bool = False,
+               trust_remote_code: bool = False, verify_hashes: bool = True) -> Loaded:
     """Load a training checkpoint or an export (adapter bundle or merged). ``merge_lora`` folds
     LoRA into the base weights after loading (what a merged export holds): one matmul per
-    projection instead of three, 3x faster decoding for 7B on a GPU (benchmarks/gpu_check.py)."""
+    projection instead of three, 3x faster decoding for 7B on a GPU (benchmarks/gpu_check.py).
+    ``trust_remote_code`` and ``verify_hashes``: see ``load_export``; they come from the command line."""
     kind = artifact_kind(path)
     with reading(path, KeyError):  # a truncated weight file, a refused pickle, a record missing a key
         if kind == "checkpoint":
-            model, _ = load_checkpoint_model(path, device=device, dtype=dtype)
+            model, _ = load_checkpoint_model(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
             loaded = Loaded(model, "checkpoint")
         else:
-            loaded = load_export(path, device=device, dtype=dtype)
+            loaded = load_export(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                                 verify_hashes=verify_hashes)
     if merge_lora and hasattr(loaded.model.llm, "merge_and_unload"):
         loaded.model.llm = loaded.model.llm.merge_and_unload()
     return loaded

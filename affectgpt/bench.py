@@ -11,6 +11,7 @@ are skipped. Options and defaults: conf/bench.yaml. Bad input: exit code 2 and o
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -135,12 +136,20 @@ def _bench_command(cfg: DictConfig) -> int:
     from accelerate import PartialState
 
     from .inference import artifact_kind, load_model
+    from .runlock import FolderLocked, acquire
 
     try:
         for c in checkpoints:
             artifact_kind(c)
     except ValueError as e:
         fail(str(e))
+    if os.environ.get("RANK", "0") == "0":  # one job per output folder; the main process locks for all ranks
+        try:
+            lock = acquire(cfg.output, "python -m affectgpt.bench")
+        except FolderLocked as e:
+            fail(str(e))
+        if lock.took_over:
+            print(lock.describe_takeover(), file=sys.stderr)
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = str(state.device) if cfg.device == "auto" else str(cfg.device)
     gen = {"max_new_tokens": int(cfg.max_new_tokens), "do_sample": False, "num_beams": 1}
@@ -151,7 +160,11 @@ def _bench_command(cfg: DictConfig) -> int:
     for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):
         visual = cfg.visual or checkpoint_visual(path)
         merge = device.startswith("cuda") if cfg.merge_lora == "auto" else bool(cfg.merge_lora)
-        loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge)
+        try:
+            loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge,
+                                trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
+        except (OSError, ValueError) as e:
+            fail(f"{path}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
         torch.manual_seed(int(cfg.seed) + state.process_index)
         for name, test in sets.items():
             merged = out / "predictions" / tag / f"{name}.jsonl"

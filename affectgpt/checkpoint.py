@@ -7,14 +7,18 @@ and torch generators of every rank), ``trainer_state.json`` (step, epoch, positi
 loss history) and ``config.yaml`` (the resolved config).
 
 Atomicity: everything is written into ``.tmp-<name>`` and the folder is renamed when complete,
-with ``COMPLETE`` written (and fsynced) last (``affectgpt.fileio``). A process killed at any moment
-leaves either the previous checkpoints untouched or a ``.tmp-*`` folder (or a ``.<name>.old-*``
-one being replaced or deleted) that ``resume=auto`` never picks and the next run deletes.
+with ``COMPLETE`` written (and fsynced) last (``affectgpt.fileio``). ``COMPLETE`` lists every file of
+the folder with its size, so a checkpoint that lost a file later (a partial copy, a hand-deleted
+``optimizer.pt``) is not complete either, and ``resume=auto`` falls back to the previous whole one.
+A process killed at any moment leaves either the previous checkpoints untouched or a ``.tmp-*``
+folder (or a ``.<name>.old-*`` one being replaced or deleted) that ``resume=auto`` never picks and
+the next run deletes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -25,6 +29,8 @@ import torch
 
 from .errors import reading
 from .fileio import atomic_write, remove_dir, replace_dir
+
+log = logging.getLogger("affectgpt.train")
 
 COMPLETE = "COMPLETE"
 WEIGHTS = "trainable.safetensors"
@@ -116,10 +122,12 @@ def write_files(tmp: Path, trainable: dict[str, torch.Tensor], config_yaml: str,
 
 
 def commit(tmp: Path, folder: Path) -> Path:
-    """Mark complete (fsynced) and rename into place. An existing folder of that name (``final`` of
-    an earlier run) is moved aside first and deleted after, so a kill in between still leaves one."""
+    """Mark complete (fsynced; the marker lists every file and its size) and rename into place. An
+    existing folder of that name (``final`` of an earlier run) is moved aside first and deleted after,
+    so a kill in between still leaves one."""
+    files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
     with atomic_write(tmp / COMPLETE) as f:
-        f.write("ok\n")
+        f.write(json.dumps({"files": files}, indent=0) + "\n")
     replace_dir(tmp, folder)
     return Path(folder)
 
@@ -143,31 +151,67 @@ def remove_partial(output_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- finding
+# What a checkpoint written before COMPLETE listed its files must hold (optimizer.pt or deepspeed/ besides).
+LEGACY_FILES = (WEIGHTS, "config.yaml", "trainer_state.json", "rng.json", "rng_torch.pt", "scheduler.pt")
+
+
+def missing_files(folder: Path) -> list[str]:
+    """What keeps ``folder`` from being a whole checkpoint: files its ``COMPLETE`` lists that are absent or
+    of another size (``name (N of M bytes)``); ``[COMPLETE]`` when there is no marker. Empty: complete."""
+    folder = Path(folder)
+    try:
+        text = (folder / COMPLETE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [COMPLETE]
+    try:
+        listed = json.loads(text)["files"]
+    except (ValueError, KeyError, TypeError):  # the plain "ok" marker of older versions
+        optimizer = "optimizer.pt" if not (folder / DEEPSPEED_DIR).is_dir() else DEEPSPEED_DIR
+        return [n for n in (*LEGACY_FILES, optimizer) if not (folder / n).exists()]
+    out = []
+    for name, size in listed.items():
+        path = folder / name
+        if not path.is_file():
+            out.append(name)
+        elif path.stat().st_size != size:
+            out.append(f"{name} ({path.stat().st_size} of {size} bytes)")
+    return out
+
+
 def is_complete(folder: Path) -> bool:
-    return (Path(folder) / COMPLETE).is_file() and (Path(folder) / WEIGHTS).is_file()
+    return not missing_files(folder)
+
+
+def step_folders(output_dir: Path) -> list[Path]:
+    """Every ``step-N`` folder, whole or not, oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    found = [(int(m.group(1)), p) for p in root.glob("step-*") if (m := re.fullmatch(r"step-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Complete ``step-N`` folders, oldest first."""
-    root = Path(output_dir) / "checkpoints"
-    found = []
-    for p in root.glob("step-*"):
-        m = re.fullmatch(r"step-(\d+)", p.name)
-        if m and is_complete(p):
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
+    return [p for p in step_folders(output_dir) if is_complete(p)]
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
-    """``auto`` → newest complete checkpoint in output_dir (or None); a path → that checkpoint."""
+    """``auto`` → newest complete checkpoint in output_dir (or None), with a warning naming each newer
+    incomplete one it passed over; a path → that checkpoint, which must be complete."""
     if resume in (None, "", "none", "null", False):
         return None
     if resume == "auto":
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
+        for path in reversed(step_folders(output_dir)):
+            missing = missing_files(path)
+            if not missing:
+                return path
+            log.warning("trainer.resume=auto: skipped %s, incomplete (missing %s); trying the previous checkpoint",
+                        path, ", ".join(missing[:5]))
+        return None
     path = Path(resume)
-    if not is_complete(path):
-        raise FileNotFoundError(f"trainer.resume={resume}: not a complete checkpoint (missing {COMPLETE} or {WEIGHTS})")
+    missing = missing_files(path)
+    if missing:
+        raise FileNotFoundError(f"trainer.resume={resume}: not a complete checkpoint "
+                                f"(missing {', '.join(missing[:5])})")
     return path
 
 
@@ -230,3 +274,76 @@ def load_deepspeed_state(engine, folder: Path) -> None:
     if loaded is None:
         raise RuntimeError(f"{path}: DeepSpeed found no checkpoint with tag {DEEPSPEED_TAG!r}")
 
+
+
+# ---------------------------------------------------------------------------- resume rules
+class ResumeRefused(ValueError):
+    """A resume that would not continue the run exactly, or would unpickle a file it has no reason to trust."""
+
+
+# The config keys (dotted; a key covers everything under it) that may differ between a checkpoint and the
+# run resuming it: when and where things are written, logged or evaluated, and when the run stops. None of
+# them changes a number the next training step computes, except max_steps, which the cosine schedule reads
+# (extending a run is the point of changing it; docs/safety.md says what that costs).
+# An allow-list rather than a list of forbidden keys: a key someone adds to the config later is compared
+# until it is judged harmless here, so the mistake this can make is a refusal that names the key, never a
+# silently inexact resume.
+RESUME_MAY_CHANGE = (
+    "output_dir",
+    "trainer.max_steps", "trainer.resume", "trainer.save_every", "trainer.keep_last", "trainer.stop_at_step",
+    "trainer.stop_after_minutes", "trainer.log_every", "trainer.eval_every", "trainer.max_bad_steps",
+    "trainer.collective_timeout_s", "trainer.trust_pickle",
+    "eval",  # evaluation restores every generator it touches
+    "wandb",
+    "data.max_bad_fraction",  # only when to give up
+    "features.extract", "features.batch_size", "features.splits",  # how a missing cache is filled, not what it holds
+)
+
+
+def _flatten(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def resume_changes(saved: dict, current: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
+    """``key: A in the checkpoint, B now`` for each key outside ``may_change`` whose value differs."""
+    a, b = _flatten(saved), _flatten(current)
+    absent = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == k or key.startswith(k + ".") for k in may_change):
+            continue
+        x, y = a.get(key, absent), b.get(key, absent)
+        if x != y:
+            show = ["(absent)" if v is absent else json.dumps(v) for v in (x, y)]
+            out.append(f"{key}: {show[0]} in the checkpoint, {show[1]} now")
+    return out
+
+
+def check_resume(folder: Path, current: dict, output_dir: Path, deepspeed: bool, trust_pickle: bool) -> None:
+    """Refuse (ResumeRefused) a resume from ``folder`` whose config differs from ``current`` outside
+    RESUME_MAY_CHANGE, and, under DeepSpeed, one that would unpickle a ``deepspeed/`` folder this
+    output_dir did not hold, unless ``trust_pickle``."""
+    import yaml
+
+    folder = Path(folder)
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ResumeRefused(f"{folder / 'config.yaml'}: unreadable ({e})") from None
+    changes = resume_changes(saved if isinstance(saved, dict) else {}, current)
+    if changes:
+        raise ResumeRefused(f"trainer.resume={folder}: the run's config differs from the checkpoint's in what an exact "
+                            f"resume needs: {'; '.join(changes[:12])}{' ...' if len(changes) > 12 else ''}. Resume "
+                            f"with the checkpoint's values, or start a new run in another output_dir")
+    if deepspeed and (folder / DEEPSPEED_DIR).is_dir() and not trust_pickle:
+        own = Path(output_dir).resolve() / "checkpoints"
+        if own not in folder.resolve().parents:
+            raise ResumeRefused(
+                f"{folder / DEEPSPEED_DIR}: DeepSpeed reads its optimizer state with pickle, which can run code, and "
+                f"this checkpoint is not one of output_dir's ({own}); add trainer.trust_pickle=true if you trust "
+                f"where it came from")

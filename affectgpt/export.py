@@ -51,12 +51,13 @@ from .fileio import atomic_dir
 
 
 def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
-           generation: dict | None = None) -> Path:
-    """Write an adapter bundle (``merge=False``) or a merged export of a training checkpoint."""
+           generation: dict | None = None, trust_remote_code: bool = False) -> Path:
+    """Write an adapter bundle (``merge=False``) or a merged export of a training checkpoint
+    (``trust_remote_code``: the command line's switch, see ``artifact.load_checkpoint_model``)."""
     checkpoint, output = Path(checkpoint), Path(output)
     if output.exists() and not (output / META).is_file():
         raise FileExistsError(f"{output}: exists and is not an AffectGPT export; refusing to overwrite it")
-    model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype)
+    model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype, trust_remote_code=trust_remote_code)
     if not hasattr(model.llm, "merge_and_unload"):
         raise ValueError(
             f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter"
@@ -125,7 +126,8 @@ def _export_command(cfg) -> int:
     if not (Path(cfg.checkpoint) / "config.yaml").is_file():
         raise UsageError(f"{cfg.checkpoint}: not a training checkpoint (no config.yaml)")
     try:
-        out = export(cfg.checkpoint, cfg.output, merge=bool(cfg.merge), dtype=cfg.dtype)
+        out = export(cfg.checkpoint, cfg.output, merge=bool(cfg.merge), dtype=cfg.dtype,
+                     trust_remote_code=bool(cfg.trust_remote_code))
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         raise UsageError(str(e)) from None
     kind = "merged model" if cfg.merge else "adapter bundle"

@@ -35,6 +35,7 @@ from .data.manifest import Sample
 from .errors import InputError
 from .fileio import atomic_path, atomic_write
 from .plan import SAMPLE_RATE
+from .runlock import FolderLocked, acquire
 
 log = logging.getLogger("affectgpt.features")
 IDENTITY = "identity.json"
@@ -262,11 +263,17 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
                 f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
                 f"run python -m affectgpt.features or set features.extract=auto"
             )
-        n = extract(model, samples, cache_dir, tag, identity, f.shard_size, f.batch_size, cfg.trainer.num_workers,
-                    accelerator.process_index, accelerator.num_processes, progress=accelerator.is_main_process,
-                    visual=visual)
-        log.info("extracted features of %d clips into %s", n, cache_dir)
-        accelerator.wait_for_everyone()
+        # One extracting job per cache (its main process holds the lock for all ranks); readers need none.
+        lock = acquire(cache_dir, "python train.py (feature extraction)") if accelerator.is_main_process else None
+        try:
+            n = extract(model, samples, cache_dir, tag, identity, f.shard_size, f.batch_size, cfg.trainer.num_workers,
+                        accelerator.process_index, accelerator.num_processes, progress=accelerator.is_main_process,
+                        visual=visual)
+            log.info("extracted features of %d clips into %s", n, cache_dir)
+            accelerator.wait_for_everyone()
+        finally:
+            if lock is not None:
+                lock.release()
         store = FeatureStore(cache_dir, identity)
         if store.missing(samples):
             raise RuntimeError(f"{cache_dir}: still missing features after extraction: {store.missing(samples)[:5]}")
@@ -293,6 +300,13 @@ def _extract_command(cfg) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:
         raise UsageError("features.cache_dir is not set (give features.cache_dir=DIR or data.feature_cache=DIR)")
+    if os.environ.get("RANK", "0") == "0":  # one lock for the whole launch, before anything is written
+        try:
+            lock = acquire(cfg.features.cache_dir, "python -m affectgpt.features")
+        except FolderLocked as e:
+            raise UsageError(str(e)) from None
+        if lock.took_over:
+            log.warning("%s", lock.describe_takeover())
     # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):

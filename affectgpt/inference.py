@@ -17,7 +17,7 @@ import torch
 from .artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
 from .data.collate import ClipDataset, Collator, worker_init
 from .data.manifest import Sample
-from .fileio import iter_jsonl
+from .predictions import check_predictions
 
 
 def emotions_from_text(text: str) -> list[str]:
@@ -160,26 +160,15 @@ def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None 
 
 
 # ----------------------------------------------------------------------------- manifest runs
-def read_done(out: Path) -> list[dict]:
-    """Rows already in a predictions file, for resuming. An unterminated last line (a kill
-    mid-write: rows are written with their newline) is cut off the file, so its sample is rerun;
-    a bad complete line is an error naming file:line."""
+def read_done(out: Path, inputs: tuple[Path, ...] = ()) -> list[dict]:
+    """Rows already in a predictions file, for resuming, after ``check_predictions`` accepted the
+    whole file; only then is the torn start of a row at its end (a kill mid-write: rows are written
+    with their newline) cut off, so its sample is rerun."""
     out = Path(out)
-    if not out.is_file():
-        return []
-    raw = out.read_bytes()
-    keep = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
-    if keep < len(raw):
+    rows, keep = check_predictions(out, inputs)
+    if out.is_file() and keep < out.stat().st_size:
         with open(out, "r+b") as f:
             f.truncate(keep)
-    rows = []
-    try:
-        for i, rec in iter_jsonl(out):
-            if not isinstance(rec.get("name"), str):
-                raise ValueError(f"{out}:{i}: expected a JSON object with a 'name'")
-            rows.append(rec)
-    except ValueError as e:
-        raise ValueError(f"{e}; fix or delete the file to rerun") from None
     return rows
 
 
@@ -195,6 +184,7 @@ def run_manifest(
     system: str | None = None,
     progress: bool = True,
     visual: str = "frames",
+    inputs: tuple[Path, ...] = (),
 ) -> dict:
     """Append a row per sample not yet in ``out``, flushed and fsynced per batch (an interruption
     loses at most the batch in flight); a clip that fails becomes an error row and the run goes on."""
@@ -203,7 +193,7 @@ def run_manifest(
     from tqdm import tqdm
 
     out = Path(out)
-    done = {r["name"] for r in read_done(out)}
+    done = {r["name"] for r in read_done(out, inputs)}
     todo = [s for s in samples if s.name not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = {"skipped": len(samples) - len(todo), "written": 0, "errors": 0}

@@ -115,6 +115,10 @@ class TrainRecipe:
         t = self.cfg.trainer
         self._use_parallel(make_parallel(self.cfg))
         set_seed(self.cfg.seed)  # identical initialisation on every rank
+        resume = ckpt.resolve_resume(t.resume, self.out)
+        if resume is not None:  # before anything is written: a refused resume leaves output_dir as it was
+            ckpt.check_resume(resume, OmegaConf.to_container(self.cfg, resolve=True), self.out, self.deepspeed,
+                              bool(t.get("trust_pickle", False)))
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
@@ -127,7 +131,6 @@ class TrainRecipe:
                 self._setup_model()
         self._setup_data()
         self.state = fresh_state()
-        resume = ckpt.resolve_resume(t.resume, self.out)
         if resume is None and self._has_standardizers():
             self._fit_standardizers()  # a resumed run loads the fitted statistics instead
         self._setup_optimizer()

@@ -49,12 +49,10 @@ def ensure_tiny_assets(
     info = {"version": ASSET_VERSION, "seed": seed, "tokenizer": tokenizer}
     done = root / "ASSETS.json"
     if done.is_file():
-        found = json.loads(done.read_text())
-        if found != info:
-            raise RuntimeError(
-                f"{root}: tiny weights were made with {found}, expected {info}; delete the folder to rebuild"
-            )
-        return root
+        return _check_existing(root, info)
+    if root.exists() and not (root.is_dir() and not any(root.iterdir())):  # as the synthetic data: never replaced
+        raise FileExistsError(f"{root}: exists and is not a folder of tiny weights (no ASSETS.json); "
+                              "refusing to replace it: choose another model.tiny_assets or remove it")
     if tokenizer == "bpe" and (corpus is None or not Path(corpus).is_file()):
         raise FileNotFoundError(
             f"{corpus}: the tiny BPE tokenizer is trained on a JSONL manifest, which does not exist "
@@ -62,12 +60,25 @@ def ensure_tiny_assets(
         )
     # Own seeds, and the caller's RNG state left untouched: a run that first writes the assets
     # initialises its adapters exactly like a run that finds them.
-    with atomic_dir(root) as tmp, torch.random.fork_rng(devices=[]):  # replaces a folder without ASSETS.json
+    # keep_existing: replaces only an empty folder; when another process finished first, its folder is kept
+    with atomic_dir(root, keep_existing=True) as tmp, torch.random.fork_rng(devices=[]):
         _write_clip(tmp / "clip.pt", seed)
         _write_whisper(tmp / "whisper.pt", seed + 1)
         tok = _qwen_tokenizer() if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
         _write_llm(tmp / "llm", seed + 2, tok)
         (tmp / "ASSETS.json").write_text(json.dumps(info))
+    return _check_existing(root, info)
+
+
+def _check_existing(root: Path, info: dict) -> Path:
+    done = root / "ASSETS.json"
+    try:
+        found = json.loads(done.read_text())
+    except (OSError, ValueError) as e:
+        raise FileExistsError(f"{done}: unreadable ({e}); refusing to replace {root}") from None
+    if found != info:
+        raise RuntimeError(f"{root}: tiny weights were made with {found}, expected {info}; "
+                           "delete the folder to rebuild")
     return root
 
 
