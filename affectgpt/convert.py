@@ -44,7 +44,8 @@ def read_official(path: Path) -> dict:
         raise UsageError(f"{path}: not a torch.save checkpoint ({str(e).splitlines()[0][:200]})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-        raise UsageError(f"{path}: expected a dict with a 'model' state dict (a released AffectGPT .pth), found {found}")
+        raise UsageError(f"{path}: expected a dict with a 'model' state dict (a released AffectGPT .pth), "
+                         f"found {found}")
     from .model.official import TOP_LEVEL
 
     extra = sorted(str(k) for k in obj if k not in TOP_LEVEL)
@@ -85,7 +86,8 @@ def convert(cfg: DictConfig) -> Path:
     expected = {k: tuple(v.shape) for k, v in model.trainable_state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
-        diff = sorted(set(expected) ^ set(found)) + sorted(k for k in expected if k in found and expected[k] != found[k])
+        diff = sorted(set(expected) ^ set(found))
+        diff += sorted(k for k in expected if k in found and expected[k] != found[k])
         raise UsageError(f"{source}: the converted tensors do not fit model={train_cfg.model.name} as configured "
                          f"(differing: {diff[:10]}); keep the model's LoRA and widths as released")
     epoch = obj.get("epoch")

@@ -84,7 +84,8 @@ def write_llm(out: Path, seed: int) -> None:
 def official_state(seed: int, dims: OfficialDims = TINY) -> dict[str, torch.Tensor]:
     """Random tensors under the released names and shapes (nonzero LoRA B, so a misplaced one shows)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(shape, generator=g) * (0.05 if "lora" in k else 0.2) for k, shape in official_spec(dims).items()}
+    return {k: torch.randn(shape, generator=g) * (0.05 if "lora" in k else 0.2)
+            for k, shape in official_spec(dims).items()}
 
 
 def official_file(state: dict[str, torch.Tensor], epoch: int = 60) -> dict:

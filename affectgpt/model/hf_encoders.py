@@ -67,7 +67,8 @@ def _load_strict(cls, name_or_path: str, device):
 
 
 # ----------------------------------------------------------------------------- HuBERT
-def clip_starts(num_samples: int, clips: int = 8, clip_seconds: float = 2.0, sample_rate: int = SAMPLE_RATE) -> list[int]:
+def clip_starts(num_samples: int, clips: int = 8, clip_seconds: float = 2.0,
+                sample_rate: int = SAMPLE_RATE) -> list[int]:
     """First sample of each clip: floor(k·max(D − clip, 0)/(clips − 1)·sr), D = num_samples/sr, with
     the same float-then-exact-fraction arithmetic as pytorchvideo's sampler."""
     duration = num_samples / sample_rate
