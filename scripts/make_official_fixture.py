@@ -11,7 +11,7 @@ writes under OUT (seeded, CPU, seconds; no download):
 - ``checkpoint_000060_loss_0.480.pth``: ``torch.save`` of the released dict (``model``, ``optimizer``,
   ``config``, ``scaler``, ``epoch``) with the released key names at the tiny widths (random tensors);
 - ``clip.mp4`` (a face video with speech-like audio), ``unibench/ovmerdplus_test.jsonl`` (two clips with face
-  crops), ``data/{train,val}.jsonl`` (a four-clip manifest for continued training).
+  crops), ``data/{train,val}.jsonl`` (a four-clip manifest with face crops, for continued training).
 
 The widths (``TINY``) are what ``python -m affectgpt.convert`` needs as ``model.fusion_dim`` (=
 max(vision, audio)) besides the three folder paths.
@@ -117,7 +117,7 @@ def write_media(out: Path, seed: int) -> None:
     frames = render_face("happy", 12, 64, rng)
     write_clip(out / "clip.mp4", frames, render_voice("excited", 3 * 16000, 16000, rng), fps=4, sample_rate=16000)
     bench, data = out / "unibench", out / "data"
-    for folder in (bench / "video", bench / "openface_face", data / "video"):
+    for folder in (bench / "video", bench / "openface_face", data / "video", data / "openface_face"):
         folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (face, voice, gold) in enumerate([("sad", "calm", ["sad"]), ("angry", "anxious", ["angry", "worried"])]):
@@ -133,8 +133,10 @@ def write_media(out: Path, seed: int) -> None:
     for i, (face, voice, gold) in enumerate([("happy", "excited", ["happy"]), ("sad", "calm", ["sad"]),
                                              ("angry", "anxious", ["angry"]), (None, "calm", ["neutral"])]):
         name = f"train_{i}"
-        write_clip(data / "video" / f"{name}.mp4", render_face(face, 8, 64, rng),
-                   render_voice(voice, 32000, 16000, rng), fps=4, sample_rate=16000)
+        clip = render_face(face, 8, 64, rng)
+        write_clip(data / "video" / f"{name}.mp4", clip, render_voice(voice, 32000, 16000, rng), fps=4,
+                   sample_rate=16000)
+        np.save(data / "openface_face" / f"{name}.npy", clip[:, 8:56, 8:56, ::-1].copy())
         manifest.append({"name": name, "video": f"video/{name}.mp4", "subtitle": "Fine.", "emotions": gold,
                          "description": f"In the text, the person sounds {voice}. Therefore it is {gold[0]}."})
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in manifest))

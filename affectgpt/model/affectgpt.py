@@ -307,8 +307,8 @@ class AffectGPT(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 256, do_sample: bool = False, temperature: float = 1.0,
                  top_p: float = 1.0, num_beams: int = 1, top_k: int | None = None,
-                 stop_strings: list[str] | None = None) -> list[str]:
-        """Decoded answers. ``top_k`` None: the LLM's generation_config value when sampling;
+                 stop_strings: list[str] | None = None, repetition_penalty: float | None = None) -> list[str]:
+        """Decoded answers. ``top_k`` / ``repetition_penalty`` None: the LLM's generation_config value;
         ``stop_strings`` end a sequence once its text ends with one (besides the stop ids)."""
         from ..data.prompts import clean_answer
 
@@ -323,6 +323,8 @@ class AffectGPT(nn.Module):
                 kwargs["top_k"] = int(top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if repetition_penalty is not None:
+            kwargs["repetition_penalty"] = float(repetition_penalty)
         if stop_strings:
             kwargs.update(stop_strings=list(stop_strings), tokenizer=self.tokenizer)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device), **kwargs)
