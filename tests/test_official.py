@@ -225,3 +225,22 @@ def test_hubert_clips_and_joint_normalisation(seconds, starts):
     if seconds > 2:  # per-clip normalisation would differ: the statistics really are joint
         per_clip = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-7)
         assert np.abs(mine - per_clip).max() > 1e-3
+
+
+def test_training_continues_from_the_converted_checkpoint(fx, converted, tmp_path):
+    """train.py experiment=affectgpt-official trainer.init_from=DIR starts from the released weights: at lr 0 the
+    weights it saves are the converted ones (a fresh init would differ everywhere)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "finetune"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "experiment=affectgpt-official", f"trainer.init_from={converted}",
+         "data=manifest", f"data.root={fx / 'data'}", f"output_dir={out}", *convert_args(fx, out)[2:],
+         "model.llm.dtype=float32", "trainer.mixed_precision=no", "trainer.max_steps=1", "trainer.batch_size=2",
+         "trainer.num_workers=0", "trainer.lr=0.0", "eval.max_samples=1", "eval.max_new_tokens=2", "device=cpu"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trainable weights initialised from" in r.stderr
+    before, after = load_file(str(converted / "trainable.safetensors")), load_file(str(out / "checkpoints/final/"
+                                                                                        "trainable.safetensors"))
+    assert set(before) == set(after) and all(torch.equal(before[k], after[k]) for k in before)
