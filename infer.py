@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from affectgpt.cli import Command, UsageError, run
 from affectgpt.fileio import writing
-from affectgpt.plan import DEFAULT_GENERATION, DTYPES, TASKS
+from affectgpt.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
@@ -45,12 +45,18 @@ def resolve_device(name: str) -> str:
 
 
 def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
-    """Command line over the artifact's defaults over greedy/256; sampling knobs need do_sample."""
+    """Command line over the ``decoding`` preset over the artifact's defaults over greedy/256;
+    sampling knobs need do_sample."""
     gen = dict(DEFAULT_GENERATION)
     gen.update({k: v for k, v in defaults.items() if k in gen})
+    preset = cfg.get("decoding")
+    if preset is not None:
+        if preset not in GENERATION_PRESETS:
+            fail(f"decoding={preset}: expected one of {', '.join(GENERATION_PRESETS)}")
+        gen.update(GENERATION_PRESETS[preset])
     gen.update({k: cfg[k] for k in gen if cfg.get(k) is not None})
     if not gen["do_sample"]:
-        for k, neutral in (("temperature", 1.0), ("top_p", 1.0)):
+        for k, neutral in (("temperature", 1.0), ("top_p", 1.0), ("top_k", None)):
             if cfg.get(k) is not None and float(cfg[k]) != neutral:
                 fail(f"{k}={cfg[k]} has no effect with greedy decoding; add do_sample=true")
     if int(gen["max_new_tokens"]) < 1 or int(gen["num_beams"]) < 1:

@@ -112,7 +112,11 @@ def preprocessing(model) -> dict:
 
 def prompt_spec(model, system: str | None = None) -> dict:
     from .data.prompts import QUESTIONS, SYSTEM_PROMPT
+    from .plan import OFFICIAL_MODALITY_TOKENS
 
+    if model.cfg.prompt == "official":  # the released ###Human: format: no system prompt, its own placeholders
+        return {"style": "official", "system": None, "questions": dict(QUESTIONS),
+                "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(OFFICIAL_MODALITY_TOKENS)}
     return {"system": SYSTEM_PROMPT if system is None else system, "questions": dict(QUESTIONS),
             "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(MODALITY_TOKENS)}
 

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import Command, UsageError, run
 from .fileio import atomic_write
+from .plan import GENERATION_PRESETS
 
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
-OFFICIAL_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 0.9, "num_beams": 1}
 
 
 BENCH = Command(prog="python -m affectgpt.bench", config="bench", doc=__doc__.split("\n\n")[0],
@@ -115,8 +115,8 @@ def _bench_command(cfg: DictConfig) -> int:
     checkpoints = checkpoint_paths(cfg.checkpoint)
     if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:
         fail(f"visual={cfg.visual}: expected one of {', '.join(VISUAL_INPUTS)}")
-    if cfg.decoding not in ("greedy", "official"):
-        fail(f"decoding={cfg.decoding}: expected greedy or official")
+    if cfg.decoding not in GENERATION_PRESETS:
+        fail(f"decoding={cfg.decoding}: expected one of {', '.join(GENERATION_PRESETS)}")
     if cfg.labels not in LABEL_MODES:
         fail(f"labels={cfg.labels}: expected one of {', '.join(LABEL_MODES)}")
     missing = [str(c) for c in checkpoints if not c.is_dir()]
@@ -152,9 +152,9 @@ def _bench_command(cfg: DictConfig) -> int:
             print(lock.describe_takeover(), file=sys.stderr)
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = str(state.device) if cfg.device == "auto" else str(cfg.device)
-    gen = {"max_new_tokens": int(cfg.max_new_tokens), "do_sample": False, "num_beams": 1}
-    if cfg.decoding == "official":
-        gen.update(OFFICIAL_SAMPLING)
+    gen = dict(GENERATION_PRESETS[cfg.decoding])
+    if cfg.max_new_tokens is not None:
+        gen["max_new_tokens"] = int(cfg.max_new_tokens)
     out = Path(cfg.output)
     summary = {}
     for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):

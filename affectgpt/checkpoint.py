@@ -215,6 +215,18 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
     return path
 
 
+def resolve_init_from(init_from: str | None) -> Path | None:
+    """``trainer.init_from``: a complete checkpoint (a training run's or ``python -m affectgpt.convert``'s)
+    whose trainable weights start a new run; None when unset."""
+    if init_from in (None, "", "none", "null", False):
+        return None
+    path = Path(init_from)
+    if not is_complete(path):
+        raise FileNotFoundError(f"trainer.init_from={init_from}: not a complete checkpoint "
+                                f"(missing {COMPLETE} or {WEIGHTS})")
+    return path
+
+
 def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
     """Keep the newest ``keep_last`` complete ``step-N`` folders (0 keeps all)."""
     if keep_last <= 0:

@@ -38,6 +38,8 @@ def fast_path_reason(batch: dict, gen: dict) -> str | None:
         return f"it decodes one clip at a time, the batch has {len(batch['input_ids'])}"
     if gen.get("do_sample") or int(gen.get("num_beams", 1)) != 1:
         return "it decodes greedily (do_sample=false, num_beams=1)"
+    if gen.get("stop_strings"):
+        return "it stops at end-of-sequence ids only, not at stop strings"
     return None
 
 

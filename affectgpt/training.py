@@ -131,12 +131,16 @@ class TrainRecipe:
                 self._setup_model()
         self._setup_data()
         self.state = fresh_state()
-        if resume is None and self._has_standardizers():
-            self._fit_standardizers()  # a resumed run loads the fitted statistics instead
+        init_from = ckpt.resolve_init_from(t.get("init_from")) if resume is None else None
+        if resume is None and init_from is None and self._has_standardizers():
+            self._fit_standardizers()  # a resumed or initialised run loads the fitted statistics instead
         self._setup_optimizer()
         set_seed(self.cfg.seed + 7919 * self.rank)  # dropout differs across ranks, not across restarts
         if resume is not None:
             self._resume(resume)
+        elif init_from is not None:  # fine-tune from a checkpoint's weights: fresh optimizer, schedule and step 0
+            self.parallel.load_trainable(self.model, ckpt.load_trainable(init_from), source=str(init_from))
+            log.info("trainable weights initialised from %s", init_from)
         self.tracker = telemetry.init_wandb(self.cfg.wandb, self.out, OmegaConf.to_container(self.cfg, resolve=True)) \
             if self.is_main else None
 

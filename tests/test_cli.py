@@ -63,7 +63,8 @@ def test_bad_arguments_are_named(args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model=nope"], "no conf/model/nope.yaml (choices: affectgpt-7b, affectgpt-mid, tiny)"),
+    (["model=nope"], "no conf/model/nope.yaml (choices: affectgpt-7b, affectgpt-mid, affectgpt-official, "
+                     "affectgpt-official-frame, tiny)"),
     (["trainer.max_steps=1.5"], "trainer.max_steps expects an integer (default 1200)"),
     (["trainer=[1]"], "no conf/trainer/[1].yaml"),
     (["trainer.lora=1"], "unknown key 'trainer.lora'"),

@@ -16,7 +16,15 @@ from ..errors import InputError
 from ..plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
 from .frames import resize_crop
 from .manifest import Sample
-from .prompts import build_messages, end_of_turn_id, pick_task, render_prompt, target_text
+from .prompts import (
+    OFFICIAL_TARGET_END,
+    build_messages,
+    end_of_turn_id,
+    official_prompt,
+    pick_task,
+    render_prompt,
+    target_text,
+)
 
 
 class SampleError(InputError, ValueError):
@@ -61,9 +69,10 @@ class ClipDataset(torch.utils.data.Dataset):
         s = self.samples[i]
         task = self.task or pick_task(self.describe_ratio, self.seed, self.epoch, i,
                                       bool(s.description), s.emotions is not None)
-        item = {"name": s.name, "subtitle": s.subtitle, "task": task, "error": None, "frames": None, "audio": None}
+        item = {"name": s.name, "subtitle": s.subtitle, "task": task, "error": None, "frames": None, "audio": None,
+                "visual": self.visual}
         if self.task is None:  # training: the target must exist
-            item["target"] = target_text(task, s.description, s.emotions)
+            item["target"] = target_text(task, s.description, s.emotions, self.plan.prompt_style)
         if self.features is not None:
             return self._cached(s, item)
         from .media import MediaError, load_media  # PyAV only where clips are decoded (not on cached features)
@@ -74,7 +83,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 media = self._faces(s, max_audio)
             else:
                 media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
-                                   max_audio_seconds=max_audio)
+                                   max_audio_seconds=max_audio, frame_sampling=self.plan.frame_sampling)
         except MediaError as e:
             item["error"] = str(e)
             return item
@@ -124,6 +133,15 @@ def _audio_samples(item: dict) -> int | None:
     return item["audio_samples"] if item.get("audio_feats") is not None else None
 
 
+def official_bos_id(tok) -> int:
+    """The bos the released code gives Qwen2.5 (``<|im_start|>``), else the tokenizer's own."""
+    vocab = tok.get_vocab()
+    bos = vocab.get("<|im_start|>", tok.bos_token_id)
+    if bos is None:
+        raise ValueError("the official prompt style needs a bos token (<|im_start|> or the tokenizer's bos)")
+    return int(bos)
+
+
 def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
     """Sample indices per row: each sample, in the given order, goes to the first row with room
     (first fit). A pure function of the lengths in data order, so a resumed run packs the same."""
@@ -163,9 +181,18 @@ class Collator:
         self.on_overflow, self.system, self.packing = on_overflow, system, packing
         self.eos = end_of_turn_id(tokenizer)  # a target ends as the template ends an assistant turn
         self.pad = tokenizer.pad_token_id
+        self.official = plan.prompt_style == "official"
+        if self.official:  # the released format: eos ends a target and pads; bos starts a training row
+            if system is not None:
+                raise ValueError("the official prompt style has no system prompt")
+            self.eos = self.pad = tokenizer.eos_token_id
+            self.bos = official_bos_id(tokenizer)
 
-    def prompt_ids(self, subtitle: str, task: str, n_video: int, n_audio: int) -> list[int]:
+    def prompt_ids(self, subtitle: str, task: str, n_video: int, n_audio: int, visual: str = "frames") -> list[int]:
         n_fusion = self.plan.fusion_tokens if (n_video or n_audio) else 0
+        if self.official:
+            text = official_prompt(subtitle, task, n_video, n_audio, n_fusion, visual)
+            return ([self.bos] if self.train else []) + self.tok(text, add_special_tokens=False).input_ids
         kwargs = {} if self.system is None else {"system": self.system}
         msgs = build_messages(subtitle, task, n_video, n_audio, n_fusion, **kwargs)
         text = render_prompt(self.tok, msgs)
@@ -175,14 +202,15 @@ class Collator:
         n_video = self.plan.video_tokens if _has_video(item) else 0
         n_samples = _audio_samples(item)
         n_audio = self.plan.audio_tokens(n_samples) if n_samples is not None else 0
-        prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio)
+        prompt = self.prompt_ids(item["subtitle"], item["task"], n_video, n_audio, item.get("visual", "frames"))
         if not self.train:
             if len(prompt) > self.max_length:
                 raise SampleError(
                     f"sample {item['name']!r}: prompt of {len(prompt)} tokens exceeds max_length={self.max_length}"
                 )
             return prompt, []
-        target = self.tok(item["target"], add_special_tokens=False).input_ids + [self.eos]
+        answer = item["target"] + (OFFICIAL_TARGET_END if self.official else "")
+        target = self.tok(answer, add_special_tokens=False).input_ids + [self.eos]
         room = self.max_length - len(prompt)
         if room < 1:
             # Modality tokens are never dropped and a target is never fully masked.

@@ -138,11 +138,19 @@ def _segment_centres(start: float, duration: float, n: int) -> np.ndarray:
     return start + (np.arange(n) + 0.5) * duration / n
 
 
+def index_sampling(count: int, n: int) -> np.ndarray:
+    """Frame indices floor(k*count/n) (``np.arange(0, count, count/n)``, the released AffectGPT's
+    loader); fewer than n frames: all of them, the last repeated."""
+    idx = np.arange(0, count, count / n).astype(int)[:n]
+    return np.concatenate([idx, np.full(n - len(idx), idx[-1])]) if len(idx) < n else idx
+
+
 def _truncation_tolerance(declared: float) -> float:
     return max(0.5, 0.1 * declared)
 
 
-def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: float) -> tuple[np.ndarray, float]:
+def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: float,
+                   sampling: str = "centre") -> tuple[np.ndarray, float]:
     import decord
 
     width, height = size
@@ -157,8 +165,11 @@ def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: f
         raise MediaError(
             path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s"
         )
-    targets = _segment_centres(start, max(end - start, 0.0), n_frames)
-    idx = np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, count - 1)
+    if sampling == "index":
+        idx = index_sampling(count, n_frames)
+    else:
+        targets = _segment_centres(start, max(end - start, 0.0), n_frames)
+        idx = np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, count - 1)
     frames = vr.get_batch(idx.tolist()).asnumpy()
     del vr
     if frames.ndim != 4 or frames.shape[0] != n_frames or frames.shape[-1] != 3:
@@ -167,7 +178,7 @@ def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: f
 
 
 def _frames_pyav(
-    path: Path, n_frames: int, size: tuple[int, int], rotation: int, declared: float
+    path: Path, n_frames: int, size: tuple[int, int], rotation: int, declared: float, sampling: str = "centre"
 ) -> tuple[np.ndarray, float]:
     """The same sampling as ``_frames_decord`` with PyAV: demux (no decode) to learn every
     frame's timestamp, then seek to the keyframe before each chosen frame and decode up to
@@ -192,8 +203,11 @@ def _frames_pyav(
             raise MediaError(
                 path, f"truncated: the header declares {declared:.2f} s of video but frames end at {end:.2f} s"
             )
-        targets = _segment_centres(start, max(end - start, 0.0), n_frames)
-        wanted = pts_arr[np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, len(pts_arr) - 1)]
+        if sampling == "index":
+            wanted = pts_arr[index_sampling(len(pts_arr), n_frames)]
+        else:
+            targets = _segment_centres(start, max(end - start, 0.0), n_frames)
+            wanted = pts_arr[np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, len(pts_arr) - 1)]
         kw = {} if width < 0 else {"width": width, "height": height}
         picked: dict[int, np.ndarray] = {}
         frames_iter, last_pts = None, None
@@ -213,21 +227,22 @@ def _frames_pyav(
     return np.stack([picked[w] for w in wanted.tolist()]), end - start
 
 
-def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | None) -> tuple[np.ndarray, float]:
+def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | None,
+                 sampling: str = "centre") -> tuple[np.ndarray, float]:
     """Frames and the video's duration in seconds (decoded timestamp span, or the header's)."""
     size = _target_size(probe.width, probe.height, frame_size)
     if probe.rotation % 90:
         raise MediaError(path, f"unsupported rotation {probe.rotation} degrees (only multiples of 90)")
     if probe.rotation == 0:
         try:
-            return _frames_decord(path, n_frames, size, probe.duration)
+            return _frames_decord(path, n_frames, size, probe.duration, sampling)
         except MediaError as e:
             if e.cause.startswith("truncated"):
                 raise
         except Exception:  # decord raises DECORDError / RuntimeError; PyAV gets the second word
             pass
     try:
-        return _frames_pyav(path, n_frames, size, probe.rotation, probe.duration)
+        return _frames_pyav(path, n_frames, size, probe.rotation, probe.duration, sampling)
     except av.error.FFmpegError as e:
         raise MediaError(
             path, f"video decode failed, truncated or corrupt ({getattr(e, 'strerror', None) or e})"
@@ -295,13 +310,15 @@ def load_media(
     sample_rate: int = 16000,
     frame_size: int | None = None,
     max_audio_seconds: float | None = None,
+    frame_sampling: str = "centre",
 ) -> Media:
     """Decode ``n_frames`` uniformly sampled RGB frames and a mono waveform at ``sample_rate``.
 
     ``audio`` (a separate file, e.g. MER2025's wav) replaces the video's own track.
     ``frame_size`` resizes the shorter side (aspect kept); None keeps the stored size and
     leaves resizing to the model's preprocessing. ``max_audio_seconds`` stops audio
-    decoding early so a long file costs about as much as a short one. A missing stream
+    decoding early so a long file costs about as much as a short one. ``frame_sampling``: centre
+    (the frame shown at each segment's centre) or index (frame floor(k*N/n)). A missing stream
     gives ``frames``/``audio`` None, never an error. Raises ``MediaError`` for missing,
     empty, truncated or non-media files.
     """
@@ -319,7 +336,7 @@ def load_media(
         if not probe.has_video and not probe.has_audio:
             raise MediaError(vpath, "no video or audio stream")
         if probe.has_video:
-            frames, duration = _load_frames(vpath, probe, n_frames, frame_size)
+            frames, duration = _load_frames(vpath, probe, n_frames, frame_size, frame_sampling)
         if probe.has_audio:
             audio_source = vpath
         if not probe.has_video:

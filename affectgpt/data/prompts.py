@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from ..plan import MODALITY_TOKENS, TASKS
+from ..plan import MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS, TASKS
 
 SYSTEM_PROMPT = "You are AffectGPT, an expert in multimodal emotion recognition."
 QUESTIONS = {
@@ -29,11 +29,15 @@ def join_emotions(emotions: list[str] | tuple[str, ...]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def labels_target(emotions) -> str:
+def labels_target(emotions, style: str = "chat") -> str:
+    """The labels answer; the ``official`` style joins every label with ", " (the released model's)."""
+    if style == "official":
+        words = [e.strip() for e in emotions if e.strip()]
+        return f"The character's emotional state is {', '.join(words) if words else 'neutral'}."
     return f"The character's emotional state is {join_emotions(emotions)}."
 
 
-def target_text(task: str, description: str | None, emotions) -> str:
+def target_text(task: str, description: str | None, emotions, style: str = "chat") -> str:
     """The assistant's answer for a task. Raises ValueError when the sample lacks what the task needs."""
     if task == "describe":
         if not description:
@@ -42,8 +46,50 @@ def target_text(task: str, description: str | None, emotions) -> str:
     if task == "labels":
         if emotions is None:
             raise ValueError("task 'labels' needs emotions")
-        return labels_target(emotions)
+        return labels_target(emotions, style)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+# ----------------------------------------------------------------------------- the released format
+# No system prompt, no chat template: "###Human: <sentences> {question} ###Assistant: " (one trailing
+# space); the answer is trained as answer + "###" + eos, with bos (<|im_start|>) first in training only.
+OFFICIAL_TARGET_END = "###"
+OFFICIAL_VISUAL_SENTENCE = {
+    "faces": "Meanwhile, we uniformly sample raw frames from the video and extract faces from these frames: "
+             "<Video>{}</Video>. ",
+    "frames": "Meanwhile, we uniformly sample raw frames from the video: <Video>{}</Video>. ",
+}
+
+
+def official_prompt(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion: int = 0,
+                    visual: str = "frames") -> str:
+    """The released AffectGPT's prompt text: Multi, Audio, then Face/Frame placeholders, the subtitle
+    (verbatim, empty allowed), the question. A modality the clip lacks has no sentence."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if visual not in OFFICIAL_VISUAL_SENTENCE:
+        raise ValueError(f"visual must be one of {sorted(OFFICIAL_VISUAL_SENTENCE)}, got {visual!r}")
+    t = OFFICIAL_MODALITY_TOKENS
+    parts = ["###Human: "]
+    if n_fusion:
+        parts.append(f"The audio and video merged info is: <Multi>{t['fusion'] * n_fusion}</Multi>. ")
+    if n_audio:
+        parts.append(f"The audio content is as follows: <Audio>{t['audio'] * n_audio}</Audio>. ")
+    if n_video:
+        parts.append(OFFICIAL_VISUAL_SENTENCE[visual].format(t[visual] * n_video))
+    parts.append(f"The subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. ")
+    parts.append(f"Now, please answer my question based on all the provided information. {QUESTIONS[task]} ")
+    parts.append("###Assistant: ")
+    return "".join(parts)
+
+
+def clean_answer(text: str, style: str = "chat") -> str:
+    """A decoded answer as the style's users read it: ``official`` keeps the text before the last
+    "###" and after the last "Assistant:" (the released post-processing); both strip spaces."""
+    if style == "official":
+        text = text.rsplit(OFFICIAL_TARGET_END, 1)[0]
+        text = text.rsplit("Assistant:", 1)[-1]
+    return text.strip()
 
 
 def user_message(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion: int = 0) -> str:

@@ -7,7 +7,11 @@
   every ``stride_seconds``; each window yields ``queries_per_window`` tokens (SALMONN's design).
 - ``attention``: ``num_query_tokens`` learned queries, one multi-head attention pooling layer.
 - ``mean``: the mean over all tokens, projected (one token).
-- ``PreFusion``: one token mixing both modalities (AffectGPT 2025's pre-fusion).
+- ``score``: one raw linear score per token, the score-weighted sum (no softmax, no norm, no
+  query), projected (one token): the released AffectGPT's "attention" pooling.
+- ``PreFusion``: one token mixing both modalities (AffectGPT 2025's pre-fusion); its weight net is
+  ``mlp`` (GELU, softmax over the present modalities) or ``linear`` (the released model's: two
+  linears, no activation, raw weights).
 
 Audio tokens per clip (``AudioAdapter.num_tokens`` = ``TokenPlan.audio_tokens``): a waveform of
 ``N`` samples at 16 kHz is first capped by the encoder's long-audio policy (``truncate``: 30 s;
@@ -29,16 +33,21 @@ from torch import nn
 
 from ..plan import ENCODER_FRAMES_PER_SECOND
 
+POOL_KINDS = ("qformer", "attention", "mean", "score")
+SINGLE_TOKEN_KINDS = ("mean", "score")
+FUSION_WEIGHT_NETS = ("mlp", "linear")
+
 
 @dataclass
 class AdapterConfig:
-    kind: str = "qformer"  # qformer | attention | mean
+    kind: str = "qformer"  # qformer | attention | mean | score
     num_query_tokens: int = 32  # video qformer / attention pooling
     hidden_size: int = 768
     num_layers: int = 2
     num_heads: int = 12
     intermediate_size: int = 3072
     max_frames: int = 64  # frame-position table size (video)
+    frame_position: bool = True  # video: learned frame-position embeddings (the released model has none)
     window_seconds: float = 2.0  # audio
     stride_seconds: float = 2.0  # audio
     queries_per_window: int = 1  # audio
@@ -99,15 +108,16 @@ class VideoAdapter(nn.Module):
 
     def __init__(self, cfg: AdapterConfig, encoder_dim: int, tokens_per_frame: int, llm_dim: int):
         super().__init__()
-        if cfg.kind not in ("qformer", "attention", "mean"):
-            raise ValueError(f"video adapter kind must be qformer|attention|mean, got {cfg.kind!r}")
+        if cfg.kind not in POOL_KINDS:
+            raise ValueError(f"video adapter kind must be {'|'.join(POOL_KINDS)}, got {cfg.kind!r}")
         self.cfg = cfg
         self.standardizer = FeatureStandardizer(encoder_dim, tokens_per_frame) if cfg.standardize else None
-        self.frame_position = nn.Embedding(cfg.max_frames, encoder_dim)
-        nn.init.normal_(self.frame_position.weight, std=0.02)
+        self.frame_position = nn.Embedding(cfg.max_frames, encoder_dim) if cfg.frame_position else None
+        if self.frame_position is not None:
+            nn.init.normal_(self.frame_position.weight, std=0.02)
         self.pool = _Pool(cfg, encoder_dim)
         self.proj = nn.Linear(self.pool.out_dim, llm_dim)
-        self.num_tokens = 1 if cfg.kind == "mean" else cfg.num_query_tokens
+        self.num_tokens = 1 if cfg.kind in SINGLE_TOKEN_KINDS else cfg.num_query_tokens
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         feats = feats.to(self.proj.weight.dtype)  # frozen encoders may run in bf16
@@ -115,9 +125,10 @@ class VideoAdapter(nn.Module):
         if t > self.cfg.max_frames:
             raise ValueError(f"{t} frames exceed video adapter max_frames={self.cfg.max_frames}")
         x = self.standardizer(feats) if self.standardizer is not None else feats
-        # Through the module call, not .weight: ZeRO-3 gathers a partitioned weight only in its module's forward.
-        pos = self.frame_position(torch.arange(t, device=x.device))
-        x = x + pos.view(1, t, 1, d).to(x.dtype)
+        if self.frame_position is not None:
+            # Through the module call, not .weight: ZeRO-3 gathers a partitioned weight only in its module's forward.
+            pos = self.frame_position(torch.arange(t, device=x.device))
+            x = x + pos.view(1, t, 1, d).to(x.dtype)
         return self.proj(self.pool(x.reshape(b, t * n, d), None))
 
 
@@ -129,8 +140,8 @@ class AudioAdapter(nn.Module):
 
     def __init__(self, cfg: AdapterConfig, encoder_dim: int, llm_dim: int, max_positions: int = 1500):
         super().__init__()
-        if cfg.kind not in ("qformer", "attention", "mean"):
-            raise ValueError(f"audio adapter kind must be qformer|attention|mean, got {cfg.kind!r}")
+        if cfg.kind not in POOL_KINDS:
+            raise ValueError(f"audio adapter kind must be {'|'.join(POOL_KINDS)}, got {cfg.kind!r}")
         if cfg.kind == "qformer" and (cfg.window_seconds <= 0 or cfg.stride_seconds <= 0):
             raise ValueError("audio adapter window_seconds and stride_seconds must be > 0")
         self.cfg = cfg
@@ -150,7 +161,7 @@ class AudioAdapter(nn.Module):
         """Tokens for a clip whose encoder output has n_frames (50 per second)."""
         if self.cfg.kind == "qformer":
             return self.num_windows(n_frames) * self.cfg.queries_per_window
-        return 1 if self.cfg.kind == "mean" else self.cfg.num_query_tokens
+        return 1 if self.cfg.kind in SINGLE_TOKEN_KINDS else self.cfg.num_query_tokens
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
         feats = [f.to(self.proj.weight.dtype) for f in feats]
@@ -178,16 +189,25 @@ class AudioAdapter(nn.Module):
 
 
 class PreFusion(nn.Module):
-    """One token from both modalities: each projected to fusion_dim and time-averaged, weighted by
-    a small MLP (softmax over the present modalities), projected to the LLM width."""
+    """One token from both modalities: each time-averaged and projected to fusion_dim, weighted by
+    a small net, projected to the LLM width. ``weight_net``: ``mlp`` (2F→F/4, GELU, →2, softmax over
+    the present modalities) or ``linear`` (2F→F→2, no activation, raw weights; an absent modality
+    gets weight 0), the released model's."""
 
-    def __init__(self, video_dim: int, audio_dim: int, llm_dim: int, fusion_dim: int = 1024):
+    def __init__(self, video_dim: int, audio_dim: int, llm_dim: int, fusion_dim: int = 1024,
+                 weight_net: str = "mlp"):
         super().__init__()
+        if weight_net not in FUSION_WEIGHT_NETS:
+            raise ValueError(f"fusion weight net must be {'|'.join(FUSION_WEIGHT_NETS)}, got {weight_net!r}")
+        self.weight_net = weight_net
         self.video = nn.Linear(video_dim, fusion_dim)
         self.audio = nn.Linear(audio_dim, fusion_dim)
-        self.weight = nn.Sequential(
-            nn.Linear(2 * fusion_dim, fusion_dim // 4), nn.GELU(), nn.Linear(fusion_dim // 4, 2)
-        )
+        if weight_net == "linear":
+            self.weight = nn.Sequential(nn.Linear(2 * fusion_dim, fusion_dim), nn.Linear(fusion_dim, 2))
+        else:
+            self.weight = nn.Sequential(
+                nn.Linear(2 * fusion_dim, fusion_dim // 4), nn.GELU(), nn.Linear(fusion_dim // 4, 2)
+            )
         self.proj = nn.Linear(fusion_dim, llm_dim)
 
     def forward(
@@ -200,12 +220,15 @@ class PreFusion(nn.Module):
         a = self.audio((audio * m).sum(1) / m.sum(1).clamp(min=1))
         logits = self.weight(torch.cat([v, a], -1))
         present = torch.stack([video_present, audio_mask.any(1)], -1)
-        w = logits.masked_fill(~present, float("-inf")).softmax(-1).nan_to_num(0.0)
+        if self.weight_net == "linear":
+            w = logits * present.to(logits.dtype)
+        else:
+            w = logits.masked_fill(~present, float("-inf")).softmax(-1).nan_to_num(0.0)
         return self.proj(w[:, :1] * v + w[:, 1:] * a).unsqueeze(1)
 
 
 class _Pool(nn.Module):
-    """Tokens [N,L,D] (+ mask [N,L]) → [N,Q,H]: qformer, attention pooling or mean."""
+    """Tokens [N,L,D] (+ mask [N,L]) → [N,Q,H]: qformer, attention pooling, mean or raw scores."""
 
     def __init__(self, cfg: AdapterConfig, encoder_dim: int):
         super().__init__()
@@ -223,6 +246,9 @@ class _Pool(nn.Module):
                 )
             self.attn = nn.MultiheadAttention(encoder_dim, cfg.num_heads, batch_first=True)
             self.out_dim = encoder_dim
+        elif cfg.kind == "score":
+            self.score = nn.Linear(encoder_dim, 1)
+            self.out_dim = encoder_dim
         else:
             self.norm = nn.LayerNorm(encoder_dim)
             self.out_dim = encoder_dim
@@ -234,6 +260,11 @@ class _Pool(nn.Module):
             return self.qformer(
                 query_embeds=q, encoder_hidden_states=x, encoder_attention_mask=enc_mask
             ).last_hidden_state
+        if self.kind == "score":  # sum_t s_t x_t with raw s_t = w.x_t + b: no softmax, no normalisation
+            s = self.score(x)
+            if mask is not None:
+                s = s * mask.unsqueeze(-1).to(s.dtype)
+            return (s * x).sum(1, keepdim=True)
         x = self.norm(x)
         if self.kind == "attention":
             q = self.query_tokens.expand(x.shape[0], -1, -1).to(x.dtype)

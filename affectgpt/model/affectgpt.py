@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..plan import IGNORE_INDEX, TokenPlan
+from ..plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
 from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
-from .encoders import SAMPLE_RATE, AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
+from .encoders import SAMPLE_RATE, AudioConfig, VisionConfig, make_audio_encoder, make_vision_encoder
 from .kernels import apply_kernels, fused_linear_cross_entropy
 from .llm import LLMConfig, add_token_rows, build_base_llm, output_logits, random_tokenizer_source, wrap_lora
-from .tokenizer import load_tokenizer, modality_token_ids, stop_token_ids
+from .tokenizer import load_tokenizer, modality_token_ids, official_token_ids, stop_token_ids
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ModelConfig:
     fusion: bool = False
     fusion_dim: int = 1024
     fusion_trainable: bool = True
+    fusion_weight: str = "mlp"  # mlp (GELU, softmax) | linear (the released model's: two linears, raw weights)
+    prompt: str = "chat"  # chat: the tokenizer's chat template | official: the released ###Human: format
     llm: LLMConfig = field(default_factory=LLMConfig)
     init: str = "pretrained"  # pretrained: load every frozen weight; random: build from the architectures only
 
@@ -56,22 +58,28 @@ class AffectGPT(nn.Module):
         weights = weights or cfg.init
         if weights not in ("pretrained", "random"):
             raise ValueError(f"model.init / weights must be 'pretrained' or 'random', got {weights!r}")
+        if cfg.prompt not in PROMPT_STYLES:
+            raise ValueError(f"model.prompt must be one of {PROMPT_STYLES}, got {cfg.prompt!r}")
         self.cfg, self.weights = cfg, weights
         tok_source = (
             (cfg.llm.tokenizer or cfg.llm.name_or_path) if weights == "pretrained" else random_tokenizer_source(cfg.llm)
         )
-        self.tokenizer = load_tokenizer(tok_source, cfg.llm.trust_remote_code)
+        official = cfg.prompt == "official"
+        self.tokenizer = load_tokenizer(tok_source, cfg.llm.trust_remote_code,
+                                        OFFICIAL_PLACEHOLDERS if official else None)
         base = build_base_llm(cfg.llm, device, weights)
         # Rows for placeholder tokens the vocabulary lacks: fixed, saved with the trainable state.
         self.added_rows = add_token_rows(base, self.tokenizer)
         # Before LoRA: the fused MLP forward calls the projections, which peft then wraps.
         self.kernels = apply_kernels(base, cfg.llm.kernels, device)
         self.llm = wrap_lora(base, cfg.llm.lora, cfg.llm.gradient_checkpointing, cfg.llm.checkpoint_every)
-        self.token_ids = modality_token_ids(self.tokenizer)
+        # Per modality, the placeholder ids whose rows its tokens replace (official: frames or faces for video).
+        self.token_ids = (official_token_ids(self.tokenizer) if official
+                          else {k: (v,) for k, v in modality_token_ids(self.tokenizer).items()})
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(base.generation_config, "eos_token_id", None))
         llm_dim = base.config.hidden_size
-        self.vision = VisionEncoder(cfg.vision, device, weights) if cfg.vision else None
-        self.audio = AudioEncoder(cfg.audio, device, weights) if cfg.audio else None
+        self.vision = make_vision_encoder(cfg.vision, device, weights) if cfg.vision else None
+        self.audio = make_audio_encoder(cfg.audio, device, weights) if cfg.audio else None
         self.video_adapter = (
             VideoAdapter(cfg.video_adapter, self.vision.out_dim, self.vision.tokens_per_frame, llm_dim)
             if self.vision
@@ -82,7 +90,8 @@ class AffectGPT(nn.Module):
         if cfg.fusion:
             if not (self.vision and self.audio):
                 raise ValueError("model.fusion needs both a vision and an audio encoder")
-            self.fusion = PreFusion(self.vision.out_dim, self.audio.out_dim, llm_dim, cfg.fusion_dim)
+            self.fusion = PreFusion(self.vision.out_dim, self.audio.out_dim, llm_dim, cfg.fusion_dim,
+                                    cfg.fusion_weight)
         switches = {"video_adapter": cfg.video_adapter.trainable, "audio_adapter": cfg.audio_adapter.trainable,
                     "fusion": cfg.fusion_trainable}
         for name, trainable in switches.items():
@@ -109,6 +118,8 @@ class AffectGPT(nn.Module):
             audio_max_samples=a.effective_samples(10**12) if a else 0,
             has_vision=v is not None,
             has_audio=a is not None,
+            prompt_style=self.cfg.prompt,
+            frame_sampling=v.cfg.frame_sampling if v else "centre",
         )
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -230,9 +241,10 @@ class AffectGPT(nn.Module):
         if "sample_row" in batch:  # packed: a row's placeholders are its samples' runs, in order
             rows = pack_modality_rows(rows, batch["sample_row"], ids.shape[0])
         out = emb.clone()
-        for key, tid in self.token_ids.items():
+        for key, tids in self.token_ids.items():
+            wanted = torch.tensor(tids, device=ids.device)
             for i in range(ids.shape[0]):
-                pos = (ids[i] == tid).nonzero().squeeze(-1)
+                pos = torch.isin(ids[i], wanted).nonzero().squeeze(-1)
                 r = rows[key][i]
                 have = 0 if r is None else r.shape[0]
                 if pos.numel() != have:
@@ -294,17 +306,29 @@ class AffectGPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 256, do_sample: bool = False, temperature: float = 1.0,
-                 top_p: float = 1.0, num_beams: int = 1) -> list[str]:
+                 top_p: float = 1.0, num_beams: int = 1, top_k: int | None = None,
+                 stop_strings: list[str] | None = None, repetition_penalty: float | None = None) -> list[str]:
+        """Decoded answers. ``top_k`` / ``repetition_penalty`` None: the LLM's generation_config value;
+        ``stop_strings`` end a sequence once its text ends with one (besides the stop ids)."""
+        from ..data.prompts import clean_answer
+
         embeds = self.embed(batch, self.encode_media(batch))
+        placeholders = sorted({i for ids in self.token_ids.values() for i in ids})
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
                       eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                      suppress_tokens=sorted(set(self.token_ids.values())))  # a placeholder is never an answer
+                      suppress_tokens=placeholders)  # a placeholder is never an answer
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
+            if top_k is not None:
+                kwargs["top_k"] = int(top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if repetition_penalty is not None:
+            kwargs["repetition_penalty"] = float(repetition_penalty)
+        if stop_strings:
+            kwargs.update(stop_strings=list(stop_strings), tokenizer=self.tokenizer)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device), **kwargs)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return [clean_answer(t, self.cfg.prompt) for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
 def num_samples(batch: dict) -> int:

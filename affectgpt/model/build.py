@@ -61,6 +61,8 @@ def model_config(d) -> ModelConfig:
         fusion=bool(d.get("fusion", False)),
         fusion_dim=int(d.get("fusion_dim", 1024)),
         fusion_trainable=bool(d.get("fusion_trainable", True)),
+        fusion_weight=str(d.get("fusion_weight", "mlp")),
+        prompt=str(d.get("prompt", "chat")),
         llm=_make(LLMConfig, d.get("llm") or {}, "model.llm"),
         init=str(d.get("init", "pretrained")),
     )

@@ -1,4 +1,6 @@
-"""Frozen encoders: CLIP's vision tower (open_clip) per frame, Whisper's audio encoder on log-mel.
+"""Frozen encoders: CLIP's vision tower (open_clip) per frame, Whisper's audio encoder on log-mel;
+``kind: hf_clip`` / ``kind: hubert`` select the transformers encoders of the released AffectGPT
+(:mod:`affectgpt.model.hf_encoders`) through ``make_vision_encoder`` / ``make_audio_encoder``.
 
 Frozen means ``requires_grad=False``, ``eval()`` and ``torch.no_grad()`` in ``forward``: the
 outputs depend only on the weights and the preprocessing, which is what makes them cacheable
@@ -42,13 +44,24 @@ def file_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+VISION_KINDS = ("open_clip", "hf_clip")
+AUDIO_KINDS = ("whisper", "hubert")
+FRAME_SAMPLING = ("centre", "index")
+
+
 @dataclass
 class VisionConfig:
-    model: str = "ViT-L-14-quickgelu"  # open_clip model name (its shipped config), or "local-dir:/path"
+    kind: str = "open_clip"  # open_clip | hf_clip (transformers CLIPModel.get_image_features, output pooled)
+    model: str = "ViT-L-14-quickgelu"  # open_clip model name (its shipped config), or "local-dir:/path"; hf_clip:
+    # a transformers CLIP folder or hub name (openai/clip-vit-large-patch14)
     pretrained: str | None = "openai"  # tag, local .pt/.safetensors file, or None (random init)
     output: str = "pooled"  # "tokens": patch tokens per frame; "pooled": one projected embedding per frame
     frames: int = 8
     dtype: str = "float32"  # frozen tower's weights; features are cast to the adapters' dtype
+    interpolation: str | None = None  # null: the encoder's own (open_clip's preprocess config; hf_clip: bicubic)
+    resize_mode: str | None = None  # null: the encoder's own; squash: straight to image_size (no crop)
+    frame_sampling: str = "centre"  # centre: frame shown at each segment's centre | index: frame floor(k*N/frames)
+    architecture: str | None = None  # hf_clip random builds: affectgpt/model/architectures/<name>.json
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -107,8 +120,8 @@ class VisionEncoder(nn.Module):
         visual = clip.visual.to(_dtype(cfg.dtype))
         pp = dict(visual.preprocess_cfg)
         self.image_size = tuple(pp["size"]) if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
-        self.interpolation = pp.get("interpolation", "bicubic")
-        self.resize_mode = pp.get("resize_mode", "shortest")
+        self.interpolation = cfg.interpolation or pp.get("interpolation", "bicubic")
+        self.resize_mode = cfg.resize_mode or pp.get("resize_mode", "shortest")
         self.register_buffer("mean", torch.tensor(pp["mean"], device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(pp["std"], device=device).view(1, 3, 1, 1), persistent=False)
         visual.output_tokens = cfg.output == "tokens"
@@ -120,7 +133,9 @@ class VisionEncoder(nn.Module):
         del clip
 
     def preprocessing(self) -> dict:
+        extra = {} if self.cfg.frame_sampling == "centre" else {"frame_sampling": self.cfg.frame_sampling}
         return {
+            **extra,
             "image_size": list(self.image_size),
             "interpolation": self.interpolation,
             "resize_mode": self.resize_mode,
@@ -152,7 +167,9 @@ class VisionEncoder(nn.Module):
 
 @dataclass
 class AudioConfig:
-    model: str = "large-v3"  # whisper name (downloads to ~/.cache/whisper) or a local .pt with dims + model_state_dict
+    kind: str = "whisper"  # whisper | hubert (transformers HubertModel on 8 fixed 2-s clips, the released model's)
+    model: str = "large-v3"  # whisper name (downloads to ~/.cache/whisper) or a local .pt with dims + model_state_dict;
+    # hubert: a transformers folder or hub name (TencentGameMate/chinese-hubert-large)
     pad_to_30s: bool = (
         True  # the encoder's native input; False crops the positional embedding (faster, different features)
     )
@@ -162,6 +179,32 @@ class AudioConfig:
     # weights are built from it; real weights must match it. None: the checkpoint's own dims.
     architecture: str | None = None
     dtype: str = "float32"
+    clips: int = 8  # hubert: clips per waveform
+    clip_seconds: float = 2.0  # hubert: length of each clip
+    last_layers: int = 4  # hubert: the feature is the mean of the last hidden states, then over time
+
+
+def make_vision_encoder(cfg: VisionConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
+    """The frozen vision encoder of ``cfg.kind``."""
+    if cfg.kind not in VISION_KINDS or cfg.frame_sampling not in FRAME_SAMPLING:
+        raise ValueError(f"model.vision: kind must be one of {VISION_KINDS} and frame_sampling one of "
+                         f"{FRAME_SAMPLING}, got {cfg.kind!r} and {cfg.frame_sampling!r}")
+    if cfg.kind == "hf_clip":
+        from .hf_encoders import HFClipVisionEncoder
+
+        return HFClipVisionEncoder(cfg, device, weights)
+    return VisionEncoder(cfg, device, weights)
+
+
+def make_audio_encoder(cfg: AudioConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
+    """The frozen audio encoder of ``cfg.kind``."""
+    if cfg.kind not in AUDIO_KINDS:
+        raise ValueError(f"model.audio.kind must be one of {AUDIO_KINDS}, got {cfg.kind!r}")
+    if cfg.kind == "hubert":
+        from .hf_encoders import HubertAudioEncoder
+
+        return HubertAudioEncoder(cfg, device, weights)
+    return AudioEncoder(cfg, device, weights)
 
 
 def whisper_checkpoint_path(model: str) -> Path:

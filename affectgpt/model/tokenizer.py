@@ -75,9 +75,10 @@ def build_qwen25_tokenizer(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, placeholders=None):
     """Load a tokenizer by hub name, folder, or ``builtin:qwen2.5``; add the modality tokens the
-    vocabulary lacks and give it a pad token when it has none (an existing token: no id moves)."""
+    vocabulary lacks (``placeholders``, in order; default ``MODALITY_TOKENS``) and give it a pad token
+    when it has none (an existing token: no id moves)."""
     from transformers import AutoTokenizer
 
     if name_or_path == BUILTIN_QWEN25:
@@ -92,7 +93,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
             f"tokenizer {name_or_path!r} has no chat template; AffectGPT prompts through the tokenizer's own "
             "template (use an instruct/chat tokenizer or set one in tokenizer_config.json)"
         )
-    missing = [t for t in MODALITY_TOKENS.values() if t not in tok.get_vocab()]
+    wanted = MODALITY_TOKENS.values() if placeholders is None else placeholders
+    missing = [t for t in wanted if t not in tok.get_vocab()]
     if missing:
         tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     ensure_pad_token(tok, name_or_path)
@@ -121,6 +123,14 @@ def ensure_pad_token(tok, where: str = "tokenizer") -> None:
 
 def modality_token_ids(tok) -> dict[str, int]:
     return {k: tok.convert_tokens_to_ids(v) for k, v in MODALITY_TOKENS.items()}
+
+
+def official_token_ids(tok) -> dict[str, tuple[int, ...]]:
+    """Placeholder ids of the ``official`` prompt style per modality (video: frames or faces)."""
+    from ..plan import OFFICIAL_MODALITY_TOKENS as T
+
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in T.items()}
+    return {"video": (ids["frames"], ids["faces"]), "audio": (ids["audio"],), "fusion": (ids["fusion"],)}
 
 
 def stop_token_ids(tok, generation_eos=None) -> list[int]:
