@@ -31,13 +31,13 @@ def setup_logging(output_dir: Path) -> None:
 
 
 def main(cfg: DictConfig) -> None:
-    from affectgpt.training import TrainRecipe
+    from affectgpt.training import make_recipe
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)
     cfg.output_dir = os.path.abspath(cfg.output_dir)
     setup_logging(Path(cfg.output_dir))
-    recipe = TrainRecipe(cfg)
+    recipe = make_recipe(cfg)
     recipe.setup()
     metrics = recipe.train()["metrics"]
     if recipe.is_main and metrics.get("exact"):
