@@ -163,3 +163,14 @@ def test_rewards_match_the_stored_trajectory(weak_start, tmp_path, data):
     got = rewards_of(out)
     print("rewards", [round(x, 6) for x in got], "losses", losses(out))
     assert got == pytest.approx(STORED_REWARDS, abs=1e-5), got
+
+
+def test_deepspeed_zero2_runs_the_grpo_step(tmp_path_factory, tmp_path, data):
+    """The same step through Accelerate's DeepSpeed plugin (single process, "torch_adam": no compiled optimizer)."""
+    pytest.importorskip("deepspeed")
+    init = f"trainer.init_from={reference_run(tmp_path_factory, data) / 'checkpoints' / 'final'}"
+    out = tmp_path / "ds"
+    r = run(train_cmd(out, data, *GRPO, init, "trainer.max_steps=2", "trainer.deepspeed=conf/deepspeed/zero2.json"),
+            timeout=500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "checkpoints" / "final" / "deepspeed").is_dir() and len(rewards_of(out)) == 2
