@@ -44,7 +44,7 @@ def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
 def main(cfg: DictConfig) -> None:
     from affectgpt.checkpoint import ResumeRefused
     from affectgpt.runlock import FolderLocked, acquire
-    from affectgpt.training import TrainRecipe
+    from affectgpt.training import make_recipe
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)
@@ -58,7 +58,7 @@ def main(cfg: DictConfig) -> None:
     held = setup_logging(Path(cfg.output_dir))
     if lock is not None and lock.took_over:
         logging.getLogger("affectgpt.train").warning("%s", lock.describe_takeover())
-    recipe = TrainRecipe(cfg)
+    recipe = make_recipe(cfg)
     try:
         recipe.setup()
     except (FileExistsError, ResumeRefused, FolderLocked) as e:  # a folder it did not make; an inexact resume; a

@@ -28,7 +28,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TRAIN_VERBATIM = ("output_dir", "data.root", "data.train_manifest", "data.val_manifest", "data.test_manifest",
                   "data.feature_cache", "features.cache_dir", "trainer.resume", "trainer.deepspeed",
                   "model.tiny_assets", "model.llm.name_or_path", "model.llm.tokenizer", "model.vision.pretrained",
-                  "model.audio.model", "wandb.name", "trainer.init_from", "model.vision.model")
+                  "model.audio.model", "wandb.name", "trainer.init_from", "model.vision.model", "trainer.grpo.wheels")
 
 
 class UsageError(errors.InputError, ValueError):

@@ -78,7 +78,8 @@ def validation_record(step: int, metrics: dict) -> dict:
 
 
 def curves_figure(history: list[dict]):
-    """loss, learning rate and every validation metric in ``VALIDATION_SERIES`` over steps."""
+    """loss, learning rate and every validation metric in ``VALIDATION_SERIES`` over steps; for the
+    GRPO stage (history rows with a ``reward``) the rollout reward and the KL in place of the first two."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,12 +87,10 @@ def curves_figure(history: list[dict]):
 
     train = [h for h in history if "loss" in h]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
-    axes[0].set(title="training loss (per target token)", xlabel="step")
-    if train and min(h["loss"] for h in train) > 0:
-        axes[0].set_yscale("log")
-    axes[1].plot([h["step"] for h in train], [h["lr"] for h in train], lw=1)
-    axes[1].set(title="learning rate (first group)", xlabel="step")
+    if train and "reward" in train[-1]:
+        _reward_panels(axes, train)
+    else:
+        _loss_panels(axes, train)
     for key, label in VALIDATION_SERIES:
         val = [h for h in history if h.get(key) is not None]
         if val:
@@ -103,6 +102,25 @@ def curves_figure(history: list[dict]):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _loss_panels(axes, train: list[dict]) -> None:
+    axes[0].plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
+    axes[0].set(title="training loss (per target token)", xlabel="step")
+    if train and min(h["loss"] for h in train) > 0:
+        axes[0].set_yscale("log")
+    axes[1].plot([h["step"] for h in train], [h["lr"] for h in train], lw=1)
+    axes[1].set(title="learning rate (first group)", xlabel="step")
+
+
+def _reward_panels(axes, train: list[dict]) -> None:
+    steps = [h["step"] for h in train]
+    for key in [k for k in train[-1] if k.startswith("reward") and not k.endswith("_std")]:
+        axes[0].plot(steps, [h.get(key) for h in train], lw=1, label=key)
+    axes[0].legend(fontsize=7)
+    axes[0].set(title="rollout reward (mean per step)", xlabel="step")
+    axes[1].plot(steps, [h["kl"] for h in train], lw=1)
+    axes[1].set(title="KL to the reference (k3, per token)", xlabel="step")
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

@@ -90,7 +90,22 @@ def fresh_state() -> dict:
     return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
 
 
+def make_recipe(cfg: DictConfig) -> TrainRecipe:
+    """The recipe of ``trainer.stage``: ``sft`` (supervised, this module) or ``grpo`` (affectgpt/grpo.py)."""
+    stage = cfg.trainer.get("stage", "sft")
+    if stage == "grpo":
+        from .grpo import GRPORecipe
+
+        return GRPORecipe(cfg)
+    if stage != "sft":
+        raise ValueError(f"trainer.stage must be sft or grpo, got {stage!r}")
+    return TrainRecipe(cfg)
+
+
 class TrainRecipe:
+    eval_task = "describe"  # the validation prompt (the GRPO stage evaluates the labels task it trains)
+    system: str | None = None  # the system prompt; None: the template's default (data/prompts.py)
+
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
@@ -149,10 +164,13 @@ class TrainRecipe:
         self.accelerator, self.deepspeed = parallel.accelerator, parallel.deepspeed
         self.rank, self.world, self.is_main = parallel.rank, parallel.world, parallel.is_main
 
+    def _param_groups(self) -> list[dict]:
+        return param_groups(self.model, self.cfg.trainer)
+
     def _setup_optimizer(self) -> None:
         """Optimizer over the model's groups, both prepared by Accelerate; the warmup + cosine schedule."""
         t = self.cfg.trainer
-        self.optimizer = make_optimizer(param_groups(self.model, t), t, self.accelerator, self.cfg.device)
+        self.optimizer = make_optimizer(self._param_groups(), t, self.accelerator, self.cfg.device)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         # Not prepared: Accelerate would step it once per process per step.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t.warmup_steps, t.max_steps,
@@ -335,7 +353,8 @@ class TrainRecipe:
         t = self.cfg.trainer
         lr = self.scheduler.get_last_lr()[0]
         self.state["history"].append({"step": step, "loss": self.step_loss, "lr": lr,
-                                      "wall_s": round(time.time() - self.started, 3)})  # since this process started
+                                      "wall_s": round(time.time() - self.started, 3),  # since this process started
+                                      **self._history_row()})
         self._report(lr)
         if self.stop_requested and step < t.max_steps:
             return "SIGUSR1, a STOP file or trainer.stop_after_minutes"
@@ -346,6 +365,14 @@ class TrainRecipe:
         if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
             self._log_eval(self.evaluate())
         return None
+
+    def _read_answers(self, preds: list[dict]) -> list[dict]:
+        """Validation rows as scored; a stage with another answer format reads its emotions here."""
+        return preds
+
+    def _history_row(self) -> dict:
+        """What a stage adds to a step's history entry (and to the tracker's row)."""
+        return {}
 
     def _batches(self):
         """Micro-batches forever, epoch after epoch, from the saved position."""
@@ -401,6 +428,7 @@ class TrainRecipe:
                    "train/peak_memory_mb": mem}
             if self.grad_norm is not None:
                 row["train/grad_norm"] = self.grad_norm
+            row.update({f"train/{k}": v for k, v in self._history_row().items()})
             self.tracker.log(row, step=self.state["step"])
 
     def _log_eval(self, metrics: dict) -> None:
@@ -453,9 +481,10 @@ class TrainRecipe:
         shard = samples[self.rank :: self.world]
         if self.parallel.zero_stage == 3 and samples:  # padding; the duplicate rows are dropped below
             shard = (shard or samples[:1]) + (shard or samples[:1])[-1:] * (-(-len(samples) // self.world) - len(shard))
-        preds = predict(model, shard, task="describe", batch_size=self.cfg.eval.batch_size,
+        preds = predict(model, shard, task=self.eval_task, batch_size=self.cfg.eval.batch_size,
                         max_new_tokens=self.cfg.eval.max_new_tokens, progress=self.is_main,
-                        visual=self.cfg.data.get("visual", "frames"))
+                        visual=self.cfg.data.get("visual", "frames"), system=self.system)
+        preds = self._read_answers(preds)
         self._train_mode()
         ckpt.set_rng_state(rng)
         rows = {p["name"]: p for part in self.parallel.gather(preds) for p in part}

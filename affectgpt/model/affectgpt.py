@@ -255,8 +255,13 @@ class AffectGPT(nn.Module):
         return out
 
     # ----------------------------------------------------------------- train / generate
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy over target tokens and their count."""
+    def forward(self, batch: dict, completions: tuple[torch.Tensor, torch.Tensor] | None = None,
+                temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over target tokens and their count. With ``completions`` (the GRPO
+        step, through DDP's or DeepSpeed's forward so their gradient hooks see it): the per-token
+        log-probabilities of those completions instead (``completion_logprobs``)."""
+        if completions is not None:
+            return self.completion_logprobs(batch, *completions, temperature=temperature)
         hidden, labels, target = self._target_hidden(batch)
         if self.kernels == "liger":  # fused head + loss: the [tokens, vocab] logits never exist
             head = self._base().get_output_embeddings()
@@ -273,6 +278,27 @@ class AffectGPT(nn.Module):
         else:
             owner = torch.arange(target.shape[0], device=self.device).unsqueeze(1).expand_as(target)[target]
         return torch.zeros(num_samples(batch), device=self.device).index_add_(0, owner, losses)
+
+    def completion_logprobs(self, batch: dict, ids: torch.Tensor, mask: torch.Tensor,
+                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities (at ``temperature``) of completion tokens ``ids`` [B*G, L] (``mask``: 1
+        up to and including the stop token) after the B left-padded prompts of a generation batch,
+        each prompt shared by G consecutive rows: the media and adapters run once per prompt and
+        the prompt embeddings are repeated. Returns the flat log-probs of the masked tokens (row
+        by row) and the [B*G, L] boolean mask. Position ids count real tokens only, as in generation."""
+        feats = self.encode_media(batch)
+        prompt = self.embed(batch, feats)
+        group = ids.shape[0] // prompt.shape[0]
+        ids, keep = ids.to(self.device), mask.to(self.device).bool()
+        attn = torch.cat([batch["attention_mask"].to(self.device).repeat_interleave(group, 0), keep.long()], 1)
+        embeds = torch.cat([prompt.repeat_interleave(group, 0), self.llm.get_input_embeddings()(ids)], 1)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        hidden = self._base().get_decoder()(inputs_embeds=embeds, attention_mask=attn, position_ids=positions,
+                                           use_cache=False).last_hidden_state
+        # hidden[:, P-1+j] predicts completion token j; logits only where a token is kept
+        h = hidden[:, prompt.shape[1] - 1 : -1][keep]
+        logits = output_logits(self._base(), h).float() / temperature
+        return torch.log_softmax(logits, -1).gather(1, ids[keep].unsqueeze(1)).squeeze(1), keep
 
     def _base(self):
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
