@@ -75,12 +75,15 @@ def test_bench_resumes_without_generating_again(first_run, artifacts, root):
 
 
 def test_bench_faces_input_counts_a_missing_face(artifacts, root, tmp_path):
+    """A clip without a face file is cropped on the fly (said on stderr); the drawn face is not one dlib's
+    detector finds, so it is an error row, never a frame fallback."""
     out = tmp_path / "faces"
     r = bench(f"checkpoint={artifacts['checkpoint']}", f"root={root}", f"output={out}", "sets=meld,ovmerdplus",
               "visual=faces", *SMALL)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "meld: visual=faces: 1 of 2 clips have no face file" in r.stderr and "on the fly" in r.stderr
     meld = rows(out / "predictions" / "final" / "meld.jsonl")
-    assert meld[0].get("reason") and "test_dia0_utt1.npy: file not found" in meld[1]["error"]
+    assert meld[0].get("reason") and "test_dia0_utt1.mp4: visual=faces: no face found in any of" in meld[1]["error"]
     assert all(g.get("reason") for g in rows(out / "predictions" / "final" / "ovmerdplus.jsonl"))  # nested faces
     assert "meld: 2 written (1 errors)" in r.stderr
 
