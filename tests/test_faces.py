@@ -192,3 +192,21 @@ def test_face_files_train_and_infer(clips, tmp_path, tmp_path_factory, capsys):
         "dlib (clip)" in r.stderr, r.stderr[-2000:]
     got = [json.loads(ln) for ln in pred.read_text().splitlines()]
     assert [g["name"] for g in got] == ["astro1", "clip"] and not any(g.get("error") for g in got), got
+
+
+@pytest.mark.integration
+def test_demo_shows_the_face_crops_it_feeds(artifacts, clips):
+    """demo.py with visual=faces: an upload is cropped on the fly, the page gets those crops (RGB), and an
+    upload without a face is the page's one-line error."""
+    import demo
+    from affectgpt.inference import load_model
+
+    session = demo.Session(load_model(artifacts["checkpoint"], device="cpu"), 0, "cpu", "faces")
+    gen = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    video = clips / "video" / "astro0.mp4"
+    out = demo.run_request(session, str(video), None, "", "describe", gen)
+    n = session.loaded.model.token_plan().frames
+    assert len(out["frames"]) == n
+    np.testing.assert_array_equal(np.stack(out["frames"]), F.crop_clip(video, n)[..., ::-1])
+    with pytest.raises(demo.InputError, match="coffee.mp4: visual=faces: no face found"):
+        demo.run_request(session, str(clips / "video" / "coffee.mp4"), None, "", "describe", gen)
