@@ -136,6 +136,7 @@ class Session:
     loaded: object
     seed: int
     where: str
+    visual: str = "frames"  # faces: uploads have no face file, so their faces are cropped on the fly
 
 
 def run_request(session: Session, video: str | None, audio: str | None, subtitle: str, task: str,
@@ -157,14 +158,22 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     model = session.loaded.model
     plan = model.token_plan()
     frames = []
-    if video and plan.has_vision:
+    if video and plan.has_vision and session.visual == "faces":
+        from affectgpt.data.faces import crop_clip
+
+        try:  # the face crops the model sees (stored BGR, shown RGB)
+            frames = [f[..., ::-1] for f in crop_clip(video, plan.frames)]
+        except MediaError as e:
+            raise InputError(str(e)) from None
+    elif video and plan.has_vision:
         try:  # the frames the model sees, before its resize
             media = load_media(video, audio, n_frames=plan.frames, max_audio_seconds=1.0)
         except MediaError as e:
             raise InputError(str(e)) from None
         frames = list(media.frames) if media.has_video else []
     torch.manual_seed(session.seed)
-    row, timing = predict_one(model, sample, task, gen, system=session.loaded.system, profile=True)
+    row, timing = predict_one(model, sample, task, gen, system=session.loaded.system, profile=True,
+                              visual=session.visual)
     if row.get("error"):
         raise InputError(row["error"])
     return {"frames": frames, "description": row["description"], "emotions": row["emotions"], "timing": timing,
@@ -265,7 +274,15 @@ def serve(cfg) -> None:
               "and run the model; there is no login", file=sys.stderr)
     import gradio as gr
 
-    app = build_app(Session(loaded, int(cfg.seed), where))
+    from affectgpt.bench import checkpoint_visual
+
+    visual = cfg.visual or checkpoint_visual(Path(cfg.checkpoint))
+    if visual not in ("frames", "faces"):
+        fail(f"visual={visual}: expected frames or faces (or null for the checkpoint's)")
+    if visual == "faces":
+        print("demo: visual=faces: every upload's faces are cropped on the fly with dlib (the page shows the crops)",
+              file=sys.stderr)
+    app = build_app(Session(loaded, int(cfg.seed), where, visual))
     app.queue(max_size=int(cfg.max_queue), default_concurrency_limit=1)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web-font downloads
                               font_mono=["ui-monospace", "monospace"])

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from affectgpt.cli import Command, UsageError, run
 from affectgpt.fileio import writing
-from affectgpt.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS
+from affectgpt.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS, VISUAL_INPUTS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
@@ -72,6 +72,8 @@ def check_inputs(cfg: DictConfig):
     from affectgpt.data.media import MediaError, load_media
     if cfg.task not in TASKS:
         fail(f"task={cfg.task}: expected one of {', '.join(TASKS)}")
+    if cfg.get("visual") is not None and cfg.visual not in VISUAL_INPUTS:
+        fail(f"visual={cfg.visual}: expected one of {', '.join(VISUAL_INPUTS)} (or null for the checkpoint's)")
     if cfg.dtype is not None and cfg.dtype not in DTYPES:
         fail(f"dtype={cfg.dtype}: expected one of {', '.join(DTYPES)} (or null for the artifact's)")
     single = cfg.video is not None or (cfg.audio is not None and cfg.manifest is None)
@@ -99,6 +101,19 @@ def check_inputs(cfg: DictConfig):
         fail(str(e))
     except OSError as e:
         fail(f"{cfg.manifest}: cannot read manifest ({e.strerror or e})")
+
+
+def resolve_visual(cfg: DictConfig, samples) -> str:
+    """visual= or the checkpoint's data.visual; with faces, says on stderr which clips are cropped on the fly."""
+    from affectgpt.bench import checkpoint_visual
+
+    visual = cfg.get("visual") or checkpoint_visual(Path(cfg.checkpoint))
+    if visual == "faces":
+        from affectgpt.data.faces import on_the_fly_note, without_face_file
+
+        if missing := without_face_file(samples):
+            print(on_the_fly_note(missing, len(samples)), file=sys.stderr)
+    return visual
 
 
 def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> None:
@@ -156,6 +171,7 @@ def main(cfg: DictConfig) -> None:
     gen = generation_settings(cfg, loaded.generation)
     torch.manual_seed(int(cfg.seed))
     model = loaded.model
+    visual = resolve_visual(cfg, samples)
 
     if cfg.manifest is None:
         decode = str(cfg.get("decode", "plain"))
@@ -169,7 +185,7 @@ def main(cfg: DictConfig) -> None:
         if why:
             fail(f"decode={decode}: {why}")
         row, timing = predict_one(model, samples[0], cfg.task, gen, system=loaded.system, profile=bool(cfg.profile),
-                                  decode=decode)
+                                  decode=decode, visual=visual)
         if row.get("error"):
             fail(row["error"])
         if cfg.show_prompt:
@@ -185,7 +201,7 @@ def main(cfg: DictConfig) -> None:
         with writing(out):  # a full disk: "no space left on device: OUT"
             counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
                                   num_workers=int(cfg.num_workers), system=loaded.system, progress=True,
-                                  inputs=(Path(cfg.manifest),))
+                                  inputs=(Path(cfg.manifest),), visual=visual)
     except ValueError as e:  # an unreadable OUT to resume from
         fail(str(e))
     rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0

@@ -159,6 +159,12 @@ def _bench_command(cfg: DictConfig) -> int:
     summary = {}
     for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):
         visual = cfg.visual or checkpoint_visual(path)
+        if visual == "faces" and state.is_main_process:
+            from .data.faces import on_the_fly_note, without_face_file
+
+            for name, test in sets.items():
+                if missing := without_face_file(test.samples):
+                    print(f"{name}: {on_the_fly_note(missing, len(test.samples))}", file=sys.stderr)
         merge = device.startswith("cuda") if cfg.merge_lora == "auto" else bool(cfg.merge_lora)
         try:
             loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge,

@@ -117,7 +117,7 @@ def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_w
     every clip as one without that stream (the modality ablation)."""
     plan = plan or model.token_plan()
     loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, plan, task=task, visual=visual), batch_size=batch_size,
+        ClipDataset(samples, plan, task=task, visual=visual, crop_faces=True), batch_size=batch_size,
         collate_fn=make_collator(model, system, plan),
         num_workers=num_workers, worker_init_fn=worker_init, prefetch_factor=2 if num_workers else None)
     return iter(loader)
@@ -143,11 +143,11 @@ def predict(model, samples: list[Sample], task: str = "describe", batch_size: in
 
 @torch.no_grad()
 def predict_one(model, sample: Sample, task: str, gen: dict, system: str | None = None,
-                profile: bool = False, decode: str = "plain") -> tuple[dict, dict]:
+                profile: bool = False, decode: str = "plain", visual: str = "frames") -> tuple[dict, dict]:
     """One clip, in this process (no workers): its row and, with ``profile``, a timing breakdown.
-    ``decode``: see ``generate_batch``."""
+    ``decode``: see ``generate_batch``; ``visual="faces"`` crops faces on the fly without a face file."""
     t0 = time.perf_counter()
-    item = ClipDataset([sample], model.token_plan(), task=task)[0]
+    item = ClipDataset([sample], model.token_plan(), task=task, visual=visual, crop_faces=True)[0]
     t1 = time.perf_counter()
     batch = make_collator(model, system)([item])
     t2 = time.perf_counter()

@@ -41,16 +41,18 @@ class ClipDataset(torch.utils.data.Dataset):
     """Decodes one sample per item. Media failures become ``{"error": ...}`` items, never swaps."""
 
     def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
-                 task: str | None = None, sample_rate: int = SAMPLE_RATE, features=None, visual: str = "frames"):
+                 task: str | None = None, sample_rate: int = SAMPLE_RATE, features=None, visual: str = "frames",
+                 crop_faces: bool = False):
         """``features``: a ``affectgpt.features.FeatureStore``; items then carry the frozen encoders'
         outputs (``video_feats``, ``audio_feats``) instead of decoded media. ``visual="faces"`` feeds
         the sample's OpenFace crops (``media.face_file``) instead of video frames; a missing face file
-        makes the sample an error item."""
+        makes the sample an error item, or with ``crop_faces`` (inference) the faces are cropped from the
+        video on the fly (``faces.crop_clip``; callers say so, see ``faces.on_the_fly_note``)."""
         if visual not in VISUAL_INPUTS:
             raise ValueError(f"visual must be one of {VISUAL_INPUTS}, got {visual!r}")
         self.samples, self.plan, self.describe_ratio, self.seed = samples, plan, describe_ratio, seed
         self.task, self.sample_rate, self.epoch, self.features = task, sample_rate, 0, features
-        self.visual = visual
+        self.visual, self.crop_faces = visual, crop_faces
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -101,9 +103,14 @@ class ClipDataset(torch.utils.data.Dataset):
         from .media import MediaError, face_file, load_faces, load_media
 
         path = face_file(s.name, s.video, s.extra.get("faces"))
-        if path is None:
+        if self.crop_faces and s.video and (path is None or not path.is_file()):
+            from .faces import crop_clip
+
+            faces = crop_clip(s.video, self.plan.frames)
+        elif path is None:
             raise MediaError(s.name, "visual=faces needs a face file ('faces' in the manifest) or a video path")
-        faces = load_faces(path, self.plan.frames)
+        else:
+            faces = load_faces(path, self.plan.frames)
         media = load_media(None if s.audio else s.video, s.audio, n_frames=1, sample_rate=self.sample_rate,
                            max_audio_seconds=max_audio)
         media.frames = faces
