@@ -114,6 +114,8 @@ def sample_fields(sample: Sample) -> dict:
     """What an output row carries about its sample beside the prediction: a timeline segment's
     ``start``/``end`` and, with ``subtitle=auto``, the transcript (``subtitle``, ``subtitle_source``, ``asr``)."""
     out = {k: sample.extra[k] for k in ("start", "end") if k in sample.extra}
+    if out:
+        out["subtitle"] = sample.subtitle
     out.update(sample.extra.get("asr") or {})
     return out
 

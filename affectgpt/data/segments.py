@@ -82,7 +82,7 @@ def runs_from_levels(levels: np.ndarray, cfg: SegmentConfig) -> list[tuple[float
         hi = min(total, e + cfg.pad, (e + kept[i + 1][0]) / 2 if i + 1 < len(kept) else total)
         pieces = max(1, int(np.ceil((hi - lo) / cfg.max_seconds)))
         step = (hi - lo) / pieces
-        out += [(round(lo + k * step, 3), round(lo + (k + 1) * step, 3)) for k in range(pieces)]
+        out += [(round(float(lo + k * step), 3), round(float(lo + (k + 1) * step), 3)) for k in range(pieces)]
     return out
 
 
