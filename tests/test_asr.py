@@ -106,3 +106,17 @@ def test_infer_subtitle_auto_transcribes_spoken_clips(artifacts, tmp_path):
 def test_an_english_only_model_refuses_another_language(tiny_en):
     with pytest.raises(ValueError, match="English-only"):
         asr.transcribe(tiny_en, np.zeros(16000, np.float32), asr.AsrConfig(language="fr"))
+
+
+@needs_espeak
+def test_the_demo_takes_subtitle_auto(artifacts, tmp_path):
+    import demo
+    from affectgpt.inference import load_model
+
+    clip = spoken_clip(tmp_path / "spoken.mp4", SENTENCES[1])
+    session = demo.Session(loaded=load_model(artifacts["checkpoint"]), seed=0, where="cpu")
+    gen = {"max_new_tokens": 4, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}
+    out = demo.run_request(session, str(clip), None, "auto", "describe", gen)
+    assert out["asr"]["subtitle_source"] == "asr" and asr.word_error_rate(SENTENCES[1], out["asr"]["subtitle"]) <= 0.2
+    plain = demo.run_request(session, str(clip), None, "I went to the market.", "describe", gen)
+    assert plain["asr"] is None
