@@ -138,7 +138,10 @@ def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     if cfg.manifest is not None:  # resuming: transcribe only the clips still to run
         from affectgpt.inference import read_done
 
-        done = {r["name"] for r in read_done(Path(cfg.output))}
+        try:
+            done = {r["name"] for r in read_done(Path(cfg.output))}
+        except ValueError as e:  # an unreadable OUT to resume from
+            fail(str(e))
         todo = transcribe([s for s in samples if s.name not in done])
         return [s for s in samples if s.name in done] + todo
     return transcribe(samples)
