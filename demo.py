@@ -156,6 +156,13 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     sample = cli_check(infer.check_inputs, cfg)[0]
     gen = cli_check(infer.generation_settings, cfg, session.loaded.generation)
     model = session.loaded.model
+    if (subtitle or "").strip() == "auto":  # subtitle by speech recognition, as infer.py subtitle=auto
+        from affectgpt.data.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
+
+        try:
+            sample = transcribe_samples([sample], AsrConfig(device=str(model.device)), encoder_checkpoint_of(model))[0]
+        except (OSError, ValueError) as e:
+            raise InputError(f"subtitle=auto: {e}") from None
     plan = model.token_plan()
     frames = []
     if video and plan.has_vision and session.visual == "faces":
@@ -177,7 +184,7 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     if row.get("error"):
         raise InputError(row["error"])
     return {"frames": frames, "description": row["description"], "emotions": row["emotions"], "timing": timing,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "asr": sample.extra.get("asr")}
 
 
 def _shown_path(message: str, paths: list[str | None]) -> str:
@@ -202,6 +209,8 @@ def build_app(session: Session):
         n = len(out["frames"])
         gallery = [(f, f"frame {i + 1}/{n}") for i, f in enumerate(out["frames"])]
         status = f"done in {out['seconds']:.2f} s ({session.where})"
+        if out.get("asr"):
+            status += f"; subtitle by speech recognition: {out['asr']['subtitle'] or '(' + out['asr']['asr'] + ')'}"
         return (gallery, marked_description(out["description"]), emotions_html(out["emotions"]),
                 timing_markdown(out["timing"], out["seconds"]), status)
 

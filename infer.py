@@ -4,6 +4,10 @@
 ``{"name", "description", "emotions", "task"}`` on stdout (logs on stderr).
 ``python infer.py checkpoint=DIR manifest=FILE output=OUT.jsonl`` appends one line per sample not
 yet in OUT (resumable). ``checkpoint`` is a training checkpoint or an export. Options: conf/infer.yaml.
+``subtitle=auto`` transcribes each clip's audio (Whisper; ``asr.*``) and puts the transcript in the
+output (``subtitle``, ``subtitle_source``, ``asr``). ``video=LONG.mp4 timeline=true output=T.jsonl``
+writes one row per utterance segment (``start``, ``end``, ``subtitle``, ``description``, ``emotions``)
+and the plot T.png (``affectgpt.timeline``; docs/asr-timeline.md).
 Bad input: exit code 2 and one line on stderr naming the file and the cause; inputs are checked
 before the model loads.
 """
@@ -79,6 +83,10 @@ def check_inputs(cfg: DictConfig):
     single = cfg.video is not None or (cfg.audio is not None and cfg.manifest is None)
     if single == (cfg.manifest is not None):
         fail("give exactly one of video=FILE (audio=FILE alone also works) or manifest=FILE")
+    if cfg.get("timeline") and (not single or cfg.output is None):
+        fail("timeline=true needs video=FILE (or audio=FILE) and output=FILE.jsonl")
+    if cfg.get("timeline") and (cfg.subtitle not in ("", "auto", None) or cfg.subtitle_file):
+        fail("timeline=true: a subtitle for the whole video does not fit its segments; use subtitle=auto or none")
     subtitle = cfg.subtitle or ""
     if cfg.subtitle_file:
         try:
@@ -114,6 +122,51 @@ def resolve_visual(cfg: DictConfig, samples) -> str:
         if missing := without_face_file(samples):
             print(on_the_fly_note(missing, len(samples)), file=sys.stderr)
     return visual
+
+
+def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
+    """Timeline mode: the video's utterance segments; ``subtitle=auto``: every clip's transcript as its subtitle."""
+    from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+
+    try:
+        asr = asr_config(cfg.get("asr"))
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    asr.device = device
+
+    def transcribe(todo: list) -> list:
+        try:
+            return transcribe_samples(todo, asr, encoder_checkpoint_of(model), progress=len(todo) > 1)
+        except (OSError, ValueError) as e:
+            fail(f"subtitle=auto: {e}")
+
+    auto = cfg.subtitle == "auto"
+    if cfg.get("timeline"):
+        from affectgpt.data.manifest import ManifestError
+        from affectgpt.data.media import MediaError
+        from affectgpt.timeline import segment_config, segment_samples, segments_path
+
+        try:
+            samples, reused = segment_samples(Path(cfg.video) if cfg.video else None,
+                                              Path(cfg.audio) if cfg.audio else None, Path(cfg.output),
+                                              segment_config(cfg.get("segment")), transcribe if auto else None)
+        except (ValueError, ManifestError, MediaError) as e:
+            fail(str(e))
+        where = "read back from" if reused else "written to"
+        print(f"{len(samples)} segments ({where} {segments_path(cfg.output)})", file=sys.stderr)
+        return samples
+    if not auto:
+        return samples
+    if cfg.manifest is not None:  # resuming: transcribe only the clips still to run
+        from affectgpt.inference import read_done
+
+        try:
+            done = {r["name"] for r in read_done(Path(cfg.output))}
+        except ValueError as e:  # an unreadable OUT to resume from
+            fail(str(e))
+        todo = transcribe([s for s in samples if s.name not in done])
+        return [s for s in samples if s.name in done] + todo
+    return transcribe(samples)
 
 
 def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> None:
@@ -171,9 +224,10 @@ def main(cfg: DictConfig) -> None:
     gen = generation_settings(cfg, loaded.generation)
     torch.manual_seed(int(cfg.seed))
     model = loaded.model
+    samples = prepare_samples(cfg, samples, model, device)
     visual = resolve_visual(cfg, samples)
 
-    if cfg.manifest is None:
+    if cfg.manifest is None and not cfg.get("timeline"):
         decode = str(cfg.get("decode", "plain"))
         try:
             from affectgpt.decoding import check_mode, fast_path_reason
@@ -193,7 +247,10 @@ def main(cfg: DictConfig) -> None:
         if cfg.profile:
             where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
             print_profile(timing, load_s, time.perf_counter() - t_start, where)
-        print(json.dumps({k: row[k] for k in ("name", "description", "emotions", "task")}, ensure_ascii=False))
+        from affectgpt.inference import sample_fields
+
+        obj = {k: row[k] for k in ("name", "description", "emotions", "task")}
+        print(json.dumps({**obj, **sample_fields(samples[0])}, ensure_ascii=False))
         return
 
     out = Path(cfg.output)
@@ -207,6 +264,12 @@ def main(cfg: DictConfig) -> None:
     rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0
     print(f"wrote {counts['written']} rows ({counts['errors']} errors, {counts['skipped']} already in {out}) "
           f"in {counts['seconds']:.1f} s, {rate:.2f} clips/s", file=sys.stderr)
+    if cfg.get("timeline"):
+        from affectgpt.timeline import plot_path, plot_timeline, read_rows
+
+        png = plot_timeline(read_rows(out), plot_path(out), title=f"{Path(cfg.video or cfg.audio).name}: emotions")
+        print(f"timeline plot -> {png}", file=sys.stderr)
+        return
     if cfg.score:
         from affectgpt.eval.cli import format_table
 

@@ -83,6 +83,17 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     done = {r["name"] for p in [merged, *_part_files(merged)] for r in read_done(p)}
     mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
+    if cfg.get("subtitle", "given") == "auto":  # each clip's transcript replaces the set's subtitle
+        from .data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+
+        try:
+            asr = asr_config(cfg.get("asr"))
+            asr.device = str(model.device)
+            mine = transcribe_samples(mine, asr, encoder_checkpoint_of(model), progress=state.is_main_process)
+        except (OSError, ValueError) as e:
+            fail(f"subtitle=auto: {e}")
+    elif cfg.get("subtitle", "given") != "given":
+        fail(f"subtitle={cfg.subtitle}: expected given or auto")
     counts = run_manifest(model, mine, part, TASK, gen,
                           batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), system=loaded.system,
                           progress=state.is_main_process, visual=visual)

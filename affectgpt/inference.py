@@ -110,6 +110,16 @@ def rows_for(batch: dict, texts: list[str], task: str) -> list[dict]:
     return rows
 
 
+def sample_fields(sample: Sample) -> dict:
+    """What an output row carries about its sample beside the prediction: a timeline segment's
+    ``start``/``end`` and, with ``subtitle=auto``, the transcript (``subtitle``, ``subtitle_source``, ``asr``)."""
+    out = {k: sample.extra[k] for k in ("start", "end") if k in sample.extra}
+    if out:
+        out["subtitle"] = sample.subtitle
+    out.update(sample.extra.get("asr") or {})
+    return out
+
+
 def iter_batches(model, samples: list[Sample], task: str, batch_size: int, num_workers: int, system: str | None = None,
                  visual: str = "frames", plan=None):
     """Collated batches; media decode in ``num_workers`` DataLoader workers, ahead of generation.
@@ -200,11 +210,12 @@ def run_manifest(
     t0 = time.perf_counter()
     bar = tqdm(total=len(samples), initial=counts["skipped"], disable=not progress, desc=f"infer ({task})",
                dynamic_ncols=True, unit="clip")
+    fields = {s.name: sample_fields(s) for s in todo}
     with out.open("a", encoding="utf-8") as f:
         if todo:
             for batch in iter_batches(model, todo, task, batch_size, num_workers, system, visual):
                 texts = model.generate(batch, **gen) if batch.get("names") else []
-                rows = rows_for(batch, texts, task)
+                rows = [{**r, **fields.get(r["name"], {})} for r in rows_for(batch, texts, task)]
                 f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 f.flush()
                 os.fsync(f.fileno())

@@ -83,6 +83,8 @@ class ClipDataset(torch.utils.data.Dataset):
             max_audio = self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0
             if self.visual == "faces":
                 media = self._faces(s, max_audio)
+            elif "start" in s.extra:  # a part of a longer file (a timeline segment)
+                media = self._range(s, max_audio)
             else:
                 media = load_media(s.video, s.audio, n_frames=self.plan.frames, sample_rate=self.sample_rate,
                                    max_audio_seconds=max_audio, frame_sampling=self.plan.frame_sampling)
@@ -97,6 +99,21 @@ class ClipDataset(torch.utils.data.Dataset):
         if item["frames"] is None and item["audio"] is None:
             item["error"] = f"{s.video or s.audio}: neither a usable video nor an audio stream"
         return item
+
+    def _range(self, s: Sample, max_audio: float):
+        """The sample's ``start``..``end`` seconds of its file(s), decoded by seeking (``stream.load_range``)."""
+        from .media import MediaError
+        from .stream import load_range
+
+        try:
+            start, end = float(s.extra["start"]), float(s.extra["end"])
+        except (KeyError, TypeError, ValueError):
+            raise MediaError(s.video or s.audio, f"sample {s.name!r}: 'start' and 'end' must be seconds, found "
+                             f"{s.extra.get('start')!r} and {s.extra.get('end')!r}") from None
+        media = load_range(s.video, s.audio, start, end, n_frames=self.plan.frames, sample_rate=self.sample_rate)
+        if media.audio is not None:
+            media.audio = media.audio[: int(max_audio * self.sample_rate)]
+        return media
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
