@@ -22,18 +22,23 @@ log = logging.getLogger("affectgpt.train")
 
 
 class Throughput:
-    """Samples/s and tokens/s over the steps since the meter started (resumes start a new meter)."""
+    """Samples/s, tokens/s and model FLOP/s over the steps since the meter started (resumes start a new meter)."""
 
     def __init__(self):
-        self.t0, self.samples, self.tokens = time.perf_counter(), 0, 0
+        self.t0, self.samples, self.tokens, self.flops = time.perf_counter(), 0, 0, 0.0
 
-    def update(self, samples: int, tokens: int) -> None:
+    def update(self, samples: int, tokens: int, flops: float = 0.0) -> None:
         self.samples += samples
         self.tokens += tokens
+        self.flops += flops
 
     def rates(self) -> tuple[float, float]:
         dt = max(time.perf_counter() - self.t0, 1e-9)
         return self.samples / dt, self.tokens / dt
+
+    def mfu(self, peak_tflops: float) -> float:
+        """Model FLOPs per second over ``peak_tflops`` (``affectgpt.model.flops``), as a fraction."""
+        return self.flops / max(time.perf_counter() - self.t0, 1e-9) / (peak_tflops * 1e12)
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -28,6 +28,7 @@ from .data.splits import load_split, load_train
 from .distributed import Parallel, make_optimizer, make_parallel
 from .errors import InputError, RunError
 from .fileio import writing
+from .model import flops
 from .model.adapters import pad_features
 
 log = logging.getLogger("affectgpt.train")
@@ -162,6 +163,11 @@ class TrainRecipe:
     def _use_parallel(self, parallel: Parallel) -> None:
         self.parallel = parallel
         self.accelerator, self.deepspeed = parallel.accelerator, parallel.deepspeed
+        device = self.accelerator.device
+        # MFU in the log: on CUDA by the card's name, elsewhere only with trainer.peak_tflops set.
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+        self.peak_tflops = flops.peak_tflops(name, self.cfg.trainer.get("peak_tflops"))
+        self.flop_shape = None
         self.rank, self.world, self.is_main = parallel.rank, parallel.world, parallel.is_main
 
     def _param_groups(self) -> list[dict]:
@@ -344,9 +350,18 @@ class TrainRecipe:
         self.scheduler.step()
         self.state["step"] += 1
         self.state["samples_seen"] += int(n)
-        self.meter.update(int(n), int(tokens))
+        self.meter.update(int(n), int(tokens), self._step_flops(micro))
         self.step_loss, self.stop_requested = loss_all / total, bool(stop)
         return True
+
+    def _step_flops(self, micro: list[dict]) -> float:
+        """This rank's model FLOPs of the step (``affectgpt.model.flops``); 0 when MFU is not reported."""
+        if not self.peak_tflops:
+            return 0.0
+        model = self.accelerator.unwrap_model(self.model)
+        if self.flop_shape is None:
+            self.flop_shape = flops.llm_shape(model.llm)
+        return sum(flops.batch_flops(model, b, self.flop_shape) for b in micro)
 
     def _after_step(self, step: int) -> str | None:
         """Log the step, then save or evaluate when due; the reason to stop early, if any."""
@@ -421,11 +436,21 @@ class TrainRecipe:
         sps, tps = self.meter.rates()
         mem = telemetry.peak_memory_mb(self.accelerator.device)
         self.bar.update(1)
+        # The GRPO step counts no FLOPs (its rollouts are not a training forward): no MFU rather than 0%.
+        mfu = self.meter.mfu(self.peak_tflops) if self.peak_tflops and self.meter.flops else None
+        extra = {} if mfu is None else {"mfu": f"{100 * mfu:.1f}%"}
         self.bar.set_postfix(loss=f"{self.step_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}", tps=f"{tps:.0f}",
-                             mem=f"{mem:.0f}M")
-        if self.tracker is not None and self.state["step"] % self.cfg.trainer.log_every == 0:
+                             mem=f"{mem:.0f}M", **extra)
+        if self.state["step"] % self.cfg.trainer.log_every != 0:
+            return
+        if mfu is not None:
+            log.info("step %d: loss %.4f, %.1f samples/s, %.0f tokens/s, %.3g model TFLOP/s, MFU %.2f%% (peak %g TFLOP/s)",
+                     self.state["step"], self.step_loss, sps, tps, mfu * self.peak_tflops, 100 * mfu, self.peak_tflops)
+        if self.tracker is not None:
             row = {"train/loss": self.step_loss, "train/lr": lr, "train/samples_per_s": sps, "train/tokens_per_s": tps,
                    "train/peak_memory_mb": mem}
+            if mfu is not None:
+                row["train/mfu"] = mfu
             if self.grad_norm is not None:
                 row["train/grad_norm"] = self.grad_norm
             row.update({f"train/{k}": v for k, v in self._history_row().items()})

@@ -21,39 +21,13 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import sys
-import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Step:
-    name: str
-    argv: list[str]
-    train_out: Path | None = None  # training output folder: losses and samples/s come from its checkpoints
-    clips: int = 0  # clips processed, for clips/s (features, inference)
-    json_stdout: bool = False  # the last stdout line must be one JSON object
-
-
-@dataclass
-class Row:
-    name: str
-    command: str
-    rc: int
-    wall_s: float
-    samples_per_s: float | None = None
-    peak_mem_mib: float | None = None
-    first_loss: float | None = None
-    last_loss: float | None = None
-    note: str = ""
-    losses: list[float] = field(default_factory=list)
-
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gpu_e2e_run import Row, Step, run_step  # noqa: E402
 
 # The numbers of each mode, side by side: (CPU rehearsal, GPU).
 SIZES = {
@@ -89,136 +63,63 @@ def sizes(dry: bool) -> dict:
     )
 
 
+# The commands in order; later ones read what earlier ones wrote. Columns: name, launcher (None: plain
+# python; "single" / "zero2": accelerate launch with that config), the command, the model overrides ("mid" /
+# "big" / None), the command's own arguments ({placeholders} from sizes() and the paths below), what the
+# row measures (clips: a sizes() key or a number; train_out: the training output folder; json_stdout).
+PLAN = [
+    ("features", None, ["-m", "affectgpt.features"], "mid", [], dict(clips="n_train")),
+    ("train mid, cached", "single", ["train.py"], "mid",
+     ["trainer.max_steps={steps}", "output_dir={work}/mid-cached", "trainer.resume=null"],
+     dict(train_out="mid-cached")),
+    ("train mid, stop half way", "single", ["train.py"], "mid",
+     ["trainer.max_steps={steps}", "trainer.stop_at_step={half}", "output_dir={work}/mid-resumed",
+      "trainer.resume=null"], dict(train_out="mid-resumed")),
+    ("train mid, resume=auto", "single", ["train.py"], "mid",
+     ["trainer.max_steps={steps}", "output_dir={work}/mid-resumed", "trainer.resume=auto"],
+     dict(train_out="mid-resumed")),
+    ("train mid, online encoders", "single", ["train.py"], "mid",
+     ["features.cache_dir=null", "trainer.max_steps={online_steps}", "output_dir={work}/mid-online",
+      "trainer.resume=null"], dict(train_out="mid-online")),
+    ("train 7b, ZeRO-2", "zero2", ["train.py"], "big",
+     ["trainer.max_steps={big_steps}", "output_dir={work}/big-zero2", "trainer.resume=null"],
+     dict(train_out="big-zero2")),
+    ("infer one clip", None, ["infer.py"], None, ["checkpoint={ckpt}", "video={clip}", "{gen}"],
+     dict(clips=1, json_stdout=True)),
+    ("infer manifest, batch 16", None, ["infer.py"], None,
+     ["checkpoint={ckpt}", "manifest={data}/test.jsonl", "output={work}/test-predictions.jsonl", "batch_size=16",
+      "{gen}"], dict(clips="n_test")),
+    ("export merge=true", None, ["-m", "affectgpt.export"], None,
+     ["checkpoint={ckpt}", "output={export}", "merge=true"], {}),
+    ("infer from the export", None, ["infer.py"], None, ["checkpoint={export}", "video={clip}", "{gen}"],
+     dict(clips=1, json_stdout=True)),
+    ("MER-UniBench runner", None, ["-m", "affectgpt.bench"], None,
+     ["checkpoint={ckpt}", "root={work}/unibench", "output={work}/bench", "check_sizes=false", "{bench_args}"], {}),
+]
+LAUNCH = {"single": ["--config_file", "conf/accelerate/single_gpu.yaml"],
+          "zero2": ["--config_file", "conf/accelerate/deepspeed_zero2.yaml", "--num_processes", "1"]}
+
+
 def plan(dry: bool, work: Path) -> list[Step]:
-    """The commands in order; later ones read what earlier ones wrote."""
+    """The rows of PLAN as commands for this mode; the MER-UniBench runner only where the tree has it."""
     s = sizes(dry)
     py, data = sys.executable, work / "data"
     common = [f"data.root={data}", *s["data"], *s["eval"]]
-    launch = [py, "-m", "accelerate.commands.launch", "--config_file"]
-    single, zero2 = "conf/accelerate/single_gpu.yaml", "conf/accelerate/deepspeed_zero2.yaml"
-    ckpt, export = work / "mid-cached" / "checkpoints" / "final", work / "export-merged"
-    clip = data / "clips" / "syn_test_00001.mp4"
-    steps = [
-        Step("features", [py, "-m", "affectgpt.features", *s["mid"], *common], clips=s["n_train"]),
-        Step(
-            "train mid, cached",
-            [
-                *launch,
-                single,
-                "train.py",
-                *s["mid"],
-                *common,
-                f"trainer.max_steps={s['steps']}",
-                f"output_dir={work / 'mid-cached'}",
-                "trainer.resume=null",
-            ],
-            train_out=work / "mid-cached",
-        ),
-        Step(
-            "train mid, stop half way",
-            [
-                *launch,
-                single,
-                "train.py",
-                *s["mid"],
-                *common,
-                f"trainer.max_steps={s['steps']}",
-                f"trainer.stop_at_step={s['steps'] // 2}",
-                f"output_dir={work / 'mid-resumed'}",
-                "trainer.resume=null",
-            ],
-            train_out=work / "mid-resumed",
-        ),
-        Step(
-            "train mid, resume=auto",
-            [
-                *launch,
-                single,
-                "train.py",
-                *s["mid"],
-                *common,
-                f"trainer.max_steps={s['steps']}",
-                f"output_dir={work / 'mid-resumed'}",
-                "trainer.resume=auto",
-            ],
-            train_out=work / "mid-resumed",
-        ),
-        Step(
-            "train mid, online encoders",
-            [
-                *launch,
-                single,
-                "train.py",
-                *s["mid"],
-                *common,
-                "features.cache_dir=null",
-                f"trainer.max_steps={s['online_steps']}",
-                f"output_dir={work / 'mid-online'}",
-                "trainer.resume=null",
-            ],
-            train_out=work / "mid-online",
-        ),
-        Step(
-            "train 7b, ZeRO-2",
-            [
-                *launch,
-                zero2,
-                "--num_processes",
-                "1",
-                "train.py",
-                *s["big"],
-                *common,
-                f"trainer.max_steps={s['big_steps']}",
-                f"output_dir={work / 'big-zero2'}",
-                "trainer.resume=null",
-            ],
-            train_out=work / "big-zero2",
-        ),
-        Step(
-            "infer one clip",
-            [py, "infer.py", f"checkpoint={ckpt}", f"video={clip}", *s["gen"]],
-            clips=1,
-            json_stdout=True,
-        ),
-        Step(
-            "infer manifest, batch 16",
-            [
-                py,
-                "infer.py",
-                f"checkpoint={ckpt}",
-                f"manifest={data / 'test.jsonl'}",
-                f"output={work / 'test-predictions.jsonl'}",
-                "batch_size=16",
-                *s["gen"],
-            ],
-            clips=s["n_test"],
-        ),
-        Step(
-            "export merge=true", [py, "-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={export}", "merge=true"]
-        ),
-        Step(
-            "infer from the export",
-            [py, "infer.py", f"checkpoint={export}", f"video={clip}", *s["gen"]],
-            clips=1,
-            json_stdout=True,
-        ),
-    ]
-    if bench_present():  # written in parallel with this script: run it only where the tree has it
-        steps.append(
-            Step(
-                "MER-UniBench runner",
-                [
-                    py,
-                    "-m",
-                    "affectgpt.bench",
-                    f"checkpoint={ckpt}",
-                    f"root={work / 'unibench'}",
-                    f"output={work / 'bench'}",
-                    "check_sizes=false",
-                    *os.environ.get("BENCH_ARGS", "").split(),
-                ],
-            )
-        )
+    values = {**{k: v for k, v in s.items() if isinstance(v, int)}, "half": s["steps"] // 2, "work": work,
+              "data": data, "ckpt": work / "mid-cached" / "checkpoints" / "final", "export": work / "export-merged",
+              "clip": data / "clips" / "syn_test_00001.mp4"}
+    lists = {"{gen}": s["gen"], "{bench_args}": os.environ.get("BENCH_ARGS", "").split()}
+    steps = []
+    for name, launcher, command, model, args, measure in PLAN:
+        if name == "MER-UniBench runner" and not bench_present():
+            continue
+        own = [x for a in args for x in (lists[a] if a in lists else [a.format(**values)])]
+        head = [py, "-m", "accelerate.commands.launch", *LAUNCH[launcher]] if launcher else [py]
+        argv = [*head, *command, *(s[model] + common if model else []), *own]
+        clips = measure.get("clips", 0)
+        steps.append(Step(name, argv, train_out=work / measure["train_out"] if "train_out" in measure else None,
+                          clips=s[clips] if isinstance(clips, str) else clips,
+                          json_stdout=measure.get("json_stdout", False)))
     return steps
 
 
@@ -244,96 +145,6 @@ def decoders() -> str:
     if "av" not in have:
         return "none: PyAV is missing (affectgpt.data.media needs it)"
     return "decord, PyAV fallback" if "decord" in have else "PyAV (decord absent)"
-
-
-class GpuMemory:
-    """Peak of nvidia-smi's used memory while a command runs (every 0.2 s); None without nvidia-smi."""
-
-    def __init__(self):
-        self.peak, self._stop = None, threading.Event()
-        self.ok = shutil.which("nvidia-smi") is not None
-
-    def _poll(self):
-        while not self._stop.wait(0.2):
-            r = subprocess.run(
-                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-            )
-            if r.returncode == 0 and r.stdout.strip():
-                used = max(float(x) for x in r.stdout.split())
-                self.peak = used if self.peak is None else max(self.peak, used)
-
-    def __enter__(self):
-        if self.ok:
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self.ok:
-            self._thread.join()
-
-
-def train_stats(out: Path) -> tuple[list[float], float | None]:
-    """Losses of the newest checkpoint (final, else the last step-N) and samples/s over its history."""
-    folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    folder = out / "checkpoints" / "final" if (out / "checkpoints" / "final").is_dir() else (folders or [None])[-1]
-    if folder is None:
-        return [], None
-    state = json.loads((folder / "trainer_state.json").read_text())
-    rows = [h for h in state["history"] if "loss" in h]
-    cfg = (folder / "config.yaml").read_text()
-    batch = int(next(line.split(":")[1] for line in cfg.splitlines() if line.strip().startswith("batch_size:")))
-    # this process's rows only: a resumed run restarts its wall clock, so they follow the last drop of wall_s
-    start = max([0] + [i for i in range(1, len(rows)) if rows[i]["wall_s"] < rows[i - 1]["wall_s"]])
-    tail, rate = rows[start:], None
-    if len(tail) > 1 and tail[-1]["wall_s"] > tail[0]["wall_s"]:
-        rate = (tail[-1]["step"] - tail[0]["step"]) * batch / (tail[-1]["wall_s"] - tail[0]["wall_s"])
-    return [r["loss"] for r in rows], rate
-
-
-def run_step(step: Step, logs: Path, env: dict) -> Row:
-    log = logs / f"{step.name.split(',')[0].replace(' ', '_')}-{abs(hash(step.name)) % 10**6}.log"
-    t0 = time.perf_counter()
-    with GpuMemory() as gpu, open(log, "w") as err:
-        proc = subprocess.Popen(step.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        stdout = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)  # this command's own peak RSS (Linux: KiB), with its children's
-    wall = time.perf_counter() - t0
-    rc = os.waitstatus_to_exitcode(status)
-    row = Row(
-        step.name,
-        " ".join(_short(a) for a in step.argv),
-        rc,
-        round(wall, 2),
-        peak_mem_mib=gpu.peak if gpu.peak is not None else round(usage.ru_maxrss / 1024, 1),
-    )
-    if step.train_out is not None:
-        row.losses, row.samples_per_s = train_stats(step.train_out)
-        if row.losses:
-            row.first_loss, row.last_loss = row.losses[0], row.losses[-1]
-    elif step.clips and rc == 0:
-        row.samples_per_s = step.clips / wall
-    if step.json_stdout and rc == 0:
-        try:
-            obj = json.loads(stdout.strip().splitlines()[-1])
-            row.note = f"JSON: {len(obj.get('emotions') or [])} emotions, {len(obj.get('description') or '')} chars"
-        except (ValueError, IndexError):
-            row.rc, row.note = 97, "no JSON object on stdout"
-    if rc != 0:
-        row.note = (row.note + " " if row.note else "") + f"log: {log.name}: " + _last_line(log)
-    return row
-
-
-def _short(arg: str) -> str:
-    return arg.replace(str(ROOT) + "/", "").replace(sys.executable, "python")
-
-
-def _last_line(log: Path) -> str:
-    lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
-    return lines[-1][:200] if lines else "(empty)"
 
 
 def checks(rows: list[Row]) -> list[tuple[str, bool]]:

@@ -1,5 +1,5 @@
-"""benchmarks/gpu_check.py on CPU: the FLOP formula against hand computations on tiny shapes, the
-peak table, and the whole dry run (every row, the ZeRO-2 path, the OOM handling, the budget)."""
+"""benchmarks/gpu_check.py on CPU: its rows, the recipe step it times, and the whole dry run
+(every row, the ZeRO-2 path, the OOM handling, the budget)."""
 
 import json
 import math
@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import gpu_check  # noqa: E402
+import gpu_check_rows  # noqa: E402
+import gpu_check_setup  # noqa: E402
+import gpu_check_train  # noqa: E402
 
 
 def env():
@@ -22,66 +24,8 @@ def env():
     return e
 
 
-# --------------------------------------------------------------------------- FLOP formula
-def test_llm_flops_match_hand_count_for_tiny_qwen2():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from affectgpt.model.llm import LoraSettings, wrap_lora
-
-    cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=256, tie_word_embeddings=True)
-    llm = wrap_lora(Qwen2ForCausalLM(cfg), LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
-    shape = gpu_check.llm_shape(llm)
-    # Per layer: q 64x64, k 64x32, v 64x32, o 64x64 (head_dim 16, 2 KV heads), gate/up/down 64x128.
-    per_layer = 4096 + 2048 + 2048 + 4096 + 3 * 8192
-    assert shape.matmul_params == 2 * per_layer == 73_728
-    # LoRA r=4: q A 4x64 + B 64x4, v A 4x64 + B 32x4.
-    assert shape.lora_params == 2 * (512 + 384) == 1_792
-    assert (shape.layers, shape.attn_width, shape.hidden, shape.vocab) == (2, 64, 64, 256)
-    # T=10 tokens, 4 targets: 4NT + 6nT + 12·L·T²·d + 4·V·h·T_tgt.
-    expected = 4 * 73_728 * 10 + 6 * 1_792 * 10 + 12 * 2 * 100 * 64 + 4 * 256 * 64 * 4
-    assert expected == 2_949_120 + 107_520 + 153_600 + 262_144 == 3_472_384
-    assert gpu_check.train_flops_per_sequence(shape, 10, 4) == 3_472_384
-
-
-def test_encoder_flops_match_hand_count(tmp_path):
-    from types import SimpleNamespace
-
-    from affectgpt.model.encoders import AudioConfig, AudioEncoder, VisionConfig, VisionEncoder
-
-    dims = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2)
-    (tmp_path / "whisper-tiny-test.json").write_text(json.dumps(dims))
-    audio = AudioEncoder(AudioConfig(model="unused", architecture=str(tmp_path / "whisper-tiny-test.json"),
-                                     pad_to_30s=False), weights="random")
-    vision = VisionEncoder(VisionConfig(model="affectgpt-tiny-vit", pretrained=None, output="pooled", frames=8),
-                           weights="random")
-    (v, v_items), (a, a_items) = gpu_check.encoder_shapes(SimpleNamespace(vision=vision, audio=audio), 2 * 16000)
-    # CLIP tiny-vit: width 64, 2 blocks of in_proj 3·64² + out_proj 64² + MLP 2·64·256; 8x8 patches of 8x8x3.
-    assert (v.token_params, v.tokens, v.layers, v.width, v_items) == (2 * 49_152, 65, 2, 64, 8)
-    assert v.extra == ((64 * 3 * 8 * 8, 64), (64 * 64, 1))
-    assert (
-        gpu_check.encoder_forward_flops(v)
-        == 2 * 98_304 * 65 + 2 * 12_288 * 64 + 2 * 4_096 + 4 * 2 * 65**2 * 64
-        == 16_523_776
-    )
-    # Whisper: 2 s = 100 frames (not padded); blocks 4·64² + 2·64·256, conv2 64·64·3, conv1 64·80·3 at 200 mel frames.
-    assert (a.token_params, a.tokens, a.layers, a.width, a_items) == (2 * 49_152 + 12_288, 100, 2, 64, 1)
-    assert a.extra == ((15_360, 200),)
-    assert (
-        gpu_check.encoder_forward_flops(a) == 2 * 110_592 * 100 + 2 * 15_360 * 200 + 4 * 2 * 100**2 * 64 == 33_382_400
-    )
-
-
-def test_peak_tflops_by_device_name():
-    assert gpu_check.peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.0
-    assert gpu_check.peak_tflops("NVIDIA H100 PCIe", None) == 756.0
-    assert gpu_check.peak_tflops("NVIDIA H200", None) == 989.0
-    assert gpu_check.peak_tflops("NVIDIA H200", 500.0) == 500.0
-    assert gpu_check.peak_tflops("Some Card", None) is None
-
-
 def test_gpu_rows_lead_with_the_7b_mfu_row_and_cover_the_issue():
-    rows = gpu_check.gpu_rows()
+    rows = gpu_check_rows.gpu_rows()
     first = rows[0]
     assert (first.model, first.kind, first.features, first.seq) == ("7b", "train", "cached", 1024)
     assert first.grad_ckpt is False
@@ -97,7 +41,7 @@ def test_gpu_rows_lead_with_the_7b_mfu_row_and_cover_the_issue():
     packed, padded = by_key["7b-emer-packed"], by_key["7b-emer-padded"]
     assert packed.packing and not padded.packing
     assert (packed.batch, packed.seq, packed.accum) == (padded.batch, padded.seq, padded.accum)
-    at_8k = {(gpu_check.checkpoint_mode(r.grad_ckpt), r.ckpt_every) for r in rows
+    at_8k = {(gpu_check_rows.checkpoint_mode(r.grad_ckpt), r.ckpt_every) for r in rows
              if r.model == "7b" and r.kind == "train" and (r.batch, r.seq, r.features) == (8, 1024, "cached")}
     assert at_8k == {("none", 1), ("full", 1), ("mlp", 1), ("full", 2)}
     assert by_key["7b-liger-nockpt-b8"].kernels == "liger" and by_key["7b-cached-nockpt-b8"].kernels == "none"
@@ -118,19 +62,19 @@ def test_recipe_step_is_the_training_recipes_step(tmp_path):
 
     args = SimpleNamespace(dry_run=True, budget_s=60, peak_tflops=None, mixed_precision="no", work=str(tmp_path),
                            audio_seconds=1.0)
-    ctx = gpu_check.Ctx(args, torch.device("cpu"))
-    row = gpu_check.Row("t", "mid", "train", "cached", False, 2, 96, accum=2)
-    model, micro = gpu_check.training_setup(row, ctx)
+    ctx = gpu_check_setup.Ctx(args, torch.device("cpu"))
+    row = gpu_check_rows.Row("t", "mid", "train", "cached", False, 2, 96, accum=2)
+    model, micro = gpu_check_train.training_setup(row, ctx)
     assert len(micro) == 2
     before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
-    recipe = gpu_check.bench_recipe(model, row, ctx)
-    loss = gpu_check.recipe_step(recipe, micro)
+    recipe = gpu_check_train.bench_recipe(model, row, ctx)
+    loss = gpu_check_train.recipe_step(recipe, micro)
     assert recipe.state["step"] == 1 and recipe.scheduler.last_epoch == 1
     assert math.isfinite(loss) and 0 < loss < 20
     moved = [k for k, v in model.trainable_state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("llm.") and "lora_" in k for k in moved)
     assert any(k.startswith("video_adapter") for k in moved)
-    gpu_check.release_recipe(recipe)
+    gpu_check_train.release_recipe(recipe)
     assert "_original_forward" not in vars(model)  # Accelerate's wrapper undone for the next row
 
 
@@ -181,14 +125,14 @@ def test_dry_run_reports_every_row_with_sane_numbers(dry_run):
     doc = json.loads((out / "gpu_check.json").read_text())
     table = (out / "gpu_check.md").read_text()
     assert proc.stdout.strip() == table.strip()
-    assert doc["dry_run"] and doc["peak_tflops"] == gpu_check.DRY_RUN_PEAK_TFLOPS
+    assert doc["dry_run"] and doc["peak_tflops"] == gpu_check_setup.DRY_RUN_PEAK_TFLOPS
     assert "4·N·T" in doc["flop_formula"]
     rows = {r["key"]: r for r in doc["rows"]}
-    expected = [r.key for r in gpu_check.gpu_rows()] + ["oom-check", "oom-check-b1"]
+    expected = [r.key for r in gpu_check_rows.gpu_rows()] + ["oom-check", "oom-check-b1"]
     assert list(rows) == expected
     for key in expected:
         assert f"| {key} |" in table
-    kind = {r.key: r.kind for r in gpu_check.gpu_rows()}
+    kind = {r.key: r.kind for r in gpu_check_rows.gpu_rows()}
     for key, r in rows.items():
         if key == "oom-check":
             continue
