@@ -444,8 +444,9 @@ class TrainRecipe:
         if self.state["step"] % self.cfg.trainer.log_every != 0:
             return
         if mfu is not None:
-            log.info("step %d: loss %.4f, %.1f samples/s, %.0f tokens/s, %.3g model TFLOP/s, MFU %.2f%% (peak %g TFLOP/s)",
-                     self.state["step"], self.step_loss, sps, tps, mfu * self.peak_tflops, 100 * mfu, self.peak_tflops)
+            log.info("step %d: loss %.4f, %.1f samples/s, %.0f tokens/s, %.3g model TFLOP/s, MFU %.2f%% "
+                     "(peak %g TFLOP/s)", self.state["step"], self.step_loss, sps, tps, mfu * self.peak_tflops,
+                     100 * mfu, self.peak_tflops)
         if self.tracker is not None:
             row = {"train/loss": self.step_loss, "train/lr": lr, "train/samples_per_s": sps, "train/tokens_per_s": tps,
                    "train/peak_memory_mb": mem}
