@@ -258,7 +258,7 @@ def main(cfg: DictConfig) -> None:
         with writing(out):  # a full disk: "no space left on device: OUT"
             counts = run_manifest(model, samples, out, cfg.task, gen, batch_size=int(cfg.batch_size),
                                   num_workers=int(cfg.num_workers), system=loaded.system, progress=True,
-                                  inputs=(Path(cfg.manifest),), visual=visual)
+                                  inputs=tuple(Path(m) for m in (cfg.manifest,) if m), visual=visual)
     except ValueError as e:  # an unreadable OUT to resume from
         fail(str(e))
     rate = counts["written"] / counts["seconds"] if counts["seconds"] > 0 else 0.0

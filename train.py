@@ -41,10 +41,20 @@ def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
     return held
 
 
+def make_recipe(cfg: DictConfig):
+    """The recipe of ``trainer.stage``: ``sft`` (supervised, affectgpt/training.py) or ``grpo`` (affectgpt/grpo.py)."""
+    from affectgpt.grpo import GRPORecipe
+    from affectgpt.training import TrainRecipe
+
+    stage = cfg.trainer.get("stage", "sft")
+    if stage not in ("sft", "grpo"):
+        raise UsageError(f"trainer.stage must be sft or grpo, got {stage!r}")
+    return GRPORecipe(cfg) if stage == "grpo" else TrainRecipe(cfg)
+
+
 def main(cfg: DictConfig) -> None:
     from affectgpt.checkpoint import ResumeRefused
     from affectgpt.runlock import FolderLocked, acquire
-    from affectgpt.training import make_recipe
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)

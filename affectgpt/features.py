@@ -300,13 +300,6 @@ def _extract_command(cfg) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:
         raise UsageError("features.cache_dir is not set (give features.cache_dir=DIR or data.feature_cache=DIR)")
-    if os.environ.get("RANK", "0") == "0":  # one lock for the whole launch, before anything is written
-        try:
-            lock = acquire(cfg.features.cache_dir, "python -m affectgpt.features")
-        except FolderLocked as e:
-            raise UsageError(str(e)) from None
-        if lock.took_over:
-            log.warning("%s", lock.describe_takeover())
     # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
@@ -322,6 +315,14 @@ def _extract_command(cfg) -> int:
     identity = encoder_identity(model, cfg.features.dtype, visual)
     cache_dir = Path(cfg.features.cache_dir)
     if state.is_main_process:
+        # One lock for the whole launch, before the first write into the cache; not earlier, since the cache
+        # folder may sit inside a synthetic data.root that must be generated into an empty folder first.
+        try:
+            lock = acquire(cache_dir, "python -m affectgpt.features")
+        except FolderLocked as e:
+            raise UsageError(str(e)) from None
+        if lock.took_over:
+            log.warning("%s", lock.describe_takeover())
         write_identity(cache_dir, identity)
     state.wait_for_everyone()
     for split, rows in samples.items():

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 
 # Every key a row of ``rows_for`` may have, and the benchmark runner's merged rows' "reason".
-ROW_KEYS = {"name", "task", "description", "emotions", "error", "reason"}
+# A prediction row, plus what inference.sample_fields adds: a timeline segment and a subtitle=auto transcript.
+ROW_KEYS = {"name", "task", "description", "emotions", "error", "reason",
+            "start", "end", "subtitle", "subtitle_source", "asr", "asr_language"}
 ROW_START = b'{"name": '  # how json.dumps begins each of those rows: the only tail a torn write can leave
 
 

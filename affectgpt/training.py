@@ -91,18 +91,6 @@ def fresh_state() -> dict:
     return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples_seen": 0, "bad_samples": 0, "history": []}
 
 
-def make_recipe(cfg: DictConfig) -> TrainRecipe:
-    """The recipe of ``trainer.stage``: ``sft`` (supervised, this module) or ``grpo`` (affectgpt/grpo.py)."""
-    stage = cfg.trainer.get("stage", "sft")
-    if stage == "grpo":
-        from .grpo import GRPORecipe
-
-        return GRPORecipe(cfg)
-    if stage != "sft":
-        raise ValueError(f"trainer.stage must be sft or grpo, got {stage!r}")
-    return TrainRecipe(cfg)
-
-
 class TrainRecipe:
     eval_task = "describe"  # the validation prompt (the GRPO stage evaluates the labels task it trains)
     system: str | None = None  # the system prompt; None: the template's default (data/prompts.py)

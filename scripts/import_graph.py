@@ -22,7 +22,10 @@ from pathlib import Path
 
 DEFAULT_APPS = (
     "affectgpt.training",
+    "affectgpt.grpo",
     "affectgpt.inference",
+    "affectgpt.timeline",
+    "affectgpt.convert",
     "affectgpt.export",
     "affectgpt.features",
     "affectgpt.bench",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, ROOT
+from conftest import ENV, ROOT, recomplete
 
 SMALL_TRAIN = ["data.n_train=16", "data.n_val=2", "data.n_test=6", "trainer.batch_size=4", "trainer.max_steps=3",
                "trainer.standardize_samples=16", "trainer.num_workers=0", "eval.max_samples=2", "eval.max_new_tokens=2"]
@@ -43,6 +43,7 @@ def broken(artifacts, tmp_path_factory) -> dict:
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     out["pickle"] = shutil.copytree(ckpt, base / "pickle")  # an optimizer.pt that pickles a function
     torch.save({"state": {}, "param_groups": [], "hook": print}, out["pickle"] / "optimizer.pt")
+    recomplete(out["pickle"])  # a hostile checkpoint comes with a consistent COMPLETE marker
     out["no_rng"] = shutil.copytree(ckpt, base / "no rng")  # a space in the path on purpose
     (out["no_rng"] / "rng_torch.pt").unlink()
     out["no_key"] = shutil.copytree(artifacts["adapter"], base / "no_key")
@@ -79,10 +80,10 @@ CASES = [
     ("ablation: truncated safetensors", lambda b: ["-m", "affectgpt.ablation", f"checkpoint={b['truncated']}",
                                                    f"manifest={b['data'] / 'val.jsonl'}"],
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
-    ("train: resume refuses a pickle", lambda b: _train(b, "t1", f"trainer.resume={b['pickle']}"),
+    ("train: resume refuses a pickle", lambda b: _train(b, "t1", f"trainer.resume={b['pickle']}", "seed=1"),
      2, lambda b: f"{b['pickle'] / 'optimizer.pt'}: refused to unpickle"),
     ("train: checkpoint missing a file", lambda b: _train(b, "t2", f"trainer.resume={b['no_rng']}"),
-     2, lambda b: f"{b['no_rng'] / 'rng_torch.pt'}: No such file or directory"),
+     2, lambda b: f"trainer.resume={b['no_rng']}: not a complete checkpoint (missing rng_torch.pt"),
     ("train: bad manifest rows", lambda b: ["train.py", f"output_dir={b['base'] / 't3'}", "data=manifest",
                                             f"data.root={b['base']}", f"data.train_manifest={b['bad_rows']}",
                                             f"data.val_manifest={b['bad_rows']}"],
