@@ -299,20 +299,8 @@ class GRPORecipe(TrainRecipe):
         loss_all, kl_all, clip_all, n, bad, stop = par.sum([
             loss_local, kl_local, clipped_local, sum(len(b["names"]) for b in micro),
             float(not math.isfinite(loss_local)), float(self._stop_requested(late))])
-        if bad:
-            self.bad_steps += 1
-            why = f"non-finite GRPO loss at step {self.state['step'] + 1} ({self.bad_steps} in a row)"
-            par.skip(self.model, self.optimizer, why)
-            log.warning("%s; step skipped", why)
-            if self.bad_steps >= t.max_bad_steps:
-                raise RuntimeError(f"{self.bad_steps} non-finite losses in a row "
-                                   f"(trainer.max_bad_steps={t.max_bad_steps})")
+        if not self._apply_step(bool(bad), n, "non-finite GRPO loss"):
             return False
-        self.bad_steps = 0
-        self.grad_norm = par.step(self.model, self.optimizer, t.grad_clip)
-        self.scheduler.step()
-        self.state["step"] += 1
-        self.state["samples_seen"] += int(n)
         t0, t1, t2 = times
         parts = par.gather({k: stats[k] for k in ("reward", "labels", "length", "terms", "rollout_tokens")} |
                            {"rollout_s": stats["rollout_s"], "train_tokens": train_tokens, "train_s": t2 - t1})

@@ -323,23 +323,30 @@ class TrainRecipe:
                                                   sum(int(b["attention_mask"].sum()) for b in micro),
                                                   float(not math.isfinite(loss_local)),
                                                   float(self._stop_requested(late))])
+        if not self._apply_step(bool(bad), n, "non-finite loss",
+                                f", samples {[name for b in micro for name in b['names']]}"):
+            return False
+        self.meter.update(int(n), int(tokens), self._step_flops(micro))
+        self.step_loss, self.stop_requested = loss_all / total, bool(stop)
+        return True
+
+    def _apply_step(self, bad: bool, n: float, what: str, detail: str = "") -> bool:
+        """The optimizer step over the accumulated gradients, or, after a non-finite loss on any rank, the
+        step skipped, logged and counted (``trainer.max_bad_steps`` in a row abort). True when it stepped."""
+        t, par = self.cfg.trainer, self.parallel
         if bad:
             self.bad_steps += 1
-            why = (f"non-finite loss at step {self.state['step'] + 1} ({self.bad_steps} in a row, samples "
-                   f"{[name for b in micro for name in b['names']]})")
+            why = f"{what} at step {self.state['step'] + 1} ({self.bad_steps} in a row{detail})"
             par.skip(self.model, self.optimizer, why)
             log.warning("%s; step skipped", why)
             if self.bad_steps >= t.max_bad_steps:
-                raise RunError(f"{self.bad_steps} non-finite losses in a row "
-                                   f"(trainer.max_bad_steps={t.max_bad_steps})")
+                raise RunError(f"{self.bad_steps} non-finite losses in a row (trainer.max_bad_steps={t.max_bad_steps})")
             return False
         self.bad_steps = 0
         self.grad_norm = par.step(self.model, self.optimizer, t.grad_clip)
         self.scheduler.step()
         self.state["step"] += 1
         self.state["samples_seen"] += int(n)
-        self.meter.update(int(n), int(tokens), self._step_flops(micro))
-        self.step_loss, self.stop_requested = loss_all / total, bool(stop)
         return True
 
     def _step_flops(self, micro: list[dict]) -> float:
