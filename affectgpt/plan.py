@@ -6,7 +6,7 @@ the data loaders need from the model, so it lives below both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 IGNORE_INDEX = -100  # label of positions that are not trained on (the prompt, padding, modality tokens)
 SAMPLE_RATE = 16000  # Hz: every waveform is resampled to this (Whisper's rate)
@@ -63,3 +63,13 @@ class TokenPlan:
             return self.audio_fixed_tokens
         windows = 1 if frames <= self.audio_window else -(-(frames - self.audio_window) // self.audio_stride) + 1
         return windows * self.audio_queries_per_window
+
+
+def options_block(cls, node, where: str):
+    """A settings dataclass ``cls`` from a command's ``where:`` block (an OmegaConf node, a dict or None for
+    the defaults); unknown keys are an error naming the block."""
+    items = dict(node.items()) if node is not None else {}
+    known = {f.name for f in fields(cls)}
+    if set(items) - known:
+        raise ValueError(f"{where}: unknown keys {sorted(set(items) - known)}; expected some of {sorted(known)}")
+    return cls(**items)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .data.manifest import Sample, read_manifest
 from .data.segments import SegmentConfig, find_segments
+from .plan import options_block
 
 
 def segments_path(out: str | Path) -> Path:
@@ -30,11 +31,7 @@ def plot_path(out: str | Path) -> Path:
 
 def segment_config(node) -> SegmentConfig:
     """``SegmentConfig`` from infer.py's ``segment:`` block; unknown keys are an error."""
-    items = dict(node.items()) if node is not None else {}
-    known = set(SegmentConfig.__dataclass_fields__)
-    if set(items) - known:
-        raise ValueError(f"segment: unknown keys {sorted(set(items) - known)}; expected some of {sorted(known)}")
-    return SegmentConfig(**items)
+    return options_block(SegmentConfig, node, "segment")
 
 
 def segment_samples(video: Path | None, audio: Path | None, out: Path, cfg: SegmentConfig,

@@ -220,16 +220,12 @@ def fill_throughput(res: Result, ctx: Ctx, step_s: float, micro: list[dict], flo
     res.extra["row_tokens_per_step"] = sum(int(b["input_ids"].numel()) for b in micro)  # padding included
 
 
-def step_flops(model, micro: list[dict], online: bool, audio_seconds: float) -> float:
-    """Model FLOPs of one step (``affectgpt.model.flops``): every sample at its own length; online
-    rows add the frozen encoders for clips of ``audio_seconds``."""
+def step_flops(model, micro: list[dict], audio_seconds: float) -> float:
+    """Model FLOPs of one step (``affectgpt.model.flops``): every sample at its own length; micro-batches
+    that carry raw media (online rows; cached rows hold only features) add the frozen encoders for clips
+    of ``audio_seconds``."""
     shape = llm_shape(model.llm)
-    audio = int(audio_seconds * SAMPLE_RATE)
-    return sum(batch_flops(model, b if online else _cached_view(b), shape, audio) for b in micro)
-
-
-def _cached_view(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in ("frames", "audio")}
+    return sum(batch_flops(model, b, shape, int(audio_seconds * SAMPLE_RATE)) for b in micro)
 
 
 def emer_items(model, n: int, seq: int, audio_seconds: float, seed: int) -> list[dict]:

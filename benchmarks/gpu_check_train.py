@@ -105,7 +105,7 @@ def train_row(row: Row, ctx: Ctx, res: Result) -> None:
     if row.lengths == "emer":
         res.seq = round(sum(int(b["attention_mask"].sum()) for b in micro) / sum(len(b["names"]) for b in micro))
         res.batch = row.batch * row.accum
-    fill_throughput(res, ctx, step_s, micro, step_flops(model, micro, row.features == "online", a.audio_seconds))
+    fill_throughput(res, ctx, step_s, micro, step_flops(model, micro, a.audio_seconds))
 
 
 def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
@@ -147,7 +147,7 @@ def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
         engine.step()
         return loss.detach()
 
-    flops = step_flops(model, [batch], row.features == "online", a.audio_seconds)
+    flops = step_flops(model, [batch], a.audio_seconds)
     try:
         step_s, loss = timed_steps(step, a.warmup, a.steps, ctx.device, ctx.seconds_left())
         res.extra.update(zero_stage=engine.zero_optimization_stage(), bf16=bf16)

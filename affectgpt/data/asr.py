@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..plan import SAMPLE_RATE, options_block
+
 RELEASED_TEXT_CTX = 448  # every released Whisper model; the tiny default's random checkpoint has 16
 # CTranslate2's DataType enum (include/ctranslate2/types.h)
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -360,11 +361,7 @@ def transcribe_samples(samples: list, cfg: AsrConfig, encoder_checkpoint: str | 
 
 def asr_config(node) -> AsrConfig:
     """``AsrConfig`` from a command's ``asr:`` block (an OmegaConf node or a dict); unknown keys are an error."""
-    items = dict(node.items()) if node is not None else {}
-    known = set(AsrConfig.__dataclass_fields__)
-    if set(items) - known:
-        raise ValueError(f"asr: unknown keys {sorted(set(items) - known)}; expected some of {sorted(known)}")
-    return AsrConfig(**items)
+    return options_block(AsrConfig, node, "asr")
 
 
 # ----------------------------------------------------------------------------- word error rate

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..plan import SAMPLE_RATE
 
 
 def have_espeak() -> bool:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plan import SAMPLE_RATE
 from .synthetic import AUDIO_WORDS, VISUAL_WORDS, labels_for, render_face, render_voice
-
-SAMPLE_RATE = 16000
 
 
 def write_long_video(path: str | Path, clips: int = 12, seed: int = 0, fps: int = 10, size: int = 64,
