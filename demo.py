@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectgpt.cli import Command, UsageError, run
+from affectgpt.apps.cli import Command, UsageError, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
@@ -148,7 +148,7 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
 
     import infer
     from affectgpt.data.media import MediaError, load_media
-    from affectgpt.inference import predict_one
+    from affectgpt.runtime.inference import predict_one
 
     t0 = time.perf_counter()
     cfg = OmegaConf.create({"task": task, "dtype": None, "video": video, "audio": audio, "manifest": None,
@@ -260,7 +260,7 @@ def serve(cfg) -> None:
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
     import infer
-    from affectgpt.inference import artifact_kind, load_model
+    from affectgpt.runtime.inference import artifact_kind, load_model
 
     try:
         artifact_kind(cfg.checkpoint)
@@ -283,7 +283,7 @@ def serve(cfg) -> None:
               "and run the model; there is no login", file=sys.stderr)
     import gradio as gr
 
-    from affectgpt.bench import checkpoint_visual
+    from affectgpt.apps.bench import checkpoint_visual
 
     visual = cfg.visual or checkpoint_visual(Path(cfg.checkpoint))
     if visual not in ("frames", "faces"):

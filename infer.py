@@ -7,7 +7,7 @@ yet in OUT (resumable). ``checkpoint`` is a training checkpoint or an export. Op
 ``subtitle=auto`` transcribes each clip's audio (Whisper; ``asr.*``) and puts the transcript in the
 output (``subtitle``, ``subtitle_source``, ``asr``). ``video=LONG.mp4 timeline=true output=T.jsonl``
 writes one row per utterance segment (``start``, ``end``, ``subtitle``, ``description``, ``emotions``)
-and the plot T.png (``affectgpt.timeline``; docs/asr-timeline.md).
+and the plot T.png (``affectgpt.runtime.timeline``; docs/asr-timeline.md).
 Bad input: exit code 2 and one line on stderr naming the file and the cause; inputs are checked
 before the model loads.
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from affectgpt.cli import Command, UsageError, run
-from affectgpt.fileio import writing
-from affectgpt.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS, VISUAL_INPUTS
+from affectgpt.apps.cli import Command, UsageError, run
+from affectgpt.core.fileio import writing
+from affectgpt.core.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS, VISUAL_INPUTS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
@@ -113,7 +113,7 @@ def check_inputs(cfg: DictConfig):
 
 def resolve_visual(cfg: DictConfig, samples) -> str:
     """visual= or the checkpoint's data.visual; with faces, says on stderr which clips are cropped on the fly."""
-    from affectgpt.bench import checkpoint_visual
+    from affectgpt.apps.bench import checkpoint_visual
 
     visual = cfg.get("visual") or checkpoint_visual(Path(cfg.checkpoint))
     if visual == "faces":
@@ -144,7 +144,7 @@ def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     if cfg.get("timeline"):
         from affectgpt.data.manifest import ManifestError
         from affectgpt.data.media import MediaError
-        from affectgpt.timeline import segment_config, segment_samples, segments_path
+        from affectgpt.runtime.timeline import segment_config, segment_samples, segments_path
 
         try:
             samples, reused = segment_samples(Path(cfg.video) if cfg.video else None,
@@ -158,7 +158,7 @@ def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     if not auto:
         return samples
     if cfg.manifest is not None:  # resuming: transcribe only the clips still to run
-        from affectgpt.inference import read_done
+        from affectgpt.runtime.inference import read_done
 
         try:
             done = {r["name"] for r in read_done(Path(cfg.output))}
@@ -191,15 +191,15 @@ def main(cfg: DictConfig) -> None:
     samples = check_inputs(cfg)  # media first: a bad clip fails in a second, before torch is imported
     generation_settings(cfg, {})  # bad generation options fail before the model loads
     if cfg.manifest is not None:  # OUT must be this program's own file before anything touches it; one job on it
-        from affectgpt.predictions import check_predictions
-        from affectgpt.runlock import FolderLocked, acquire
+        from affectgpt.core.predictions import check_predictions
+        from affectgpt.core.runlock import FolderLocked, acquire
 
         try:
             check_predictions(Path(cfg.output), (Path(cfg.manifest),))
             acquire(cfg.output, "python infer.py", is_file=True)
         except (ValueError, FolderLocked) as e:
             fail(str(e))
-    from affectgpt.inference import artifact_kind
+    from affectgpt.runtime.inference import artifact_kind
 
     try:
         artifact_kind(cfg.checkpoint)
@@ -208,7 +208,7 @@ def main(cfg: DictConfig) -> None:
 
     import torch
 
-    from affectgpt.inference import load_model, predict_one, run_manifest, score_manifest
+    from affectgpt.runtime.inference import load_model, predict_one, run_manifest, score_manifest
 
     device = resolve_device(str(cfg.device))
     t0 = time.perf_counter()
@@ -230,7 +230,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.manifest is None and not cfg.get("timeline"):
         decode = str(cfg.get("decode", "plain"))
         try:
-            from affectgpt.decoding import check_mode, fast_path_reason
+            from affectgpt.runtime.decoding import check_mode, fast_path_reason
 
             check_mode(decode, model.device)
         except ValueError as e:
@@ -247,7 +247,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.profile:
             where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
             print_profile(timing, load_s, time.perf_counter() - t_start, where)
-        from affectgpt.inference import sample_fields
+        from affectgpt.runtime.inference import sample_fields
 
         obj = {k: row[k] for k in ("name", "description", "emotions", "task")}
         print(json.dumps({**obj, **sample_fields(samples[0])}, ensure_ascii=False))
@@ -265,7 +265,7 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {counts['written']} rows ({counts['errors']} errors, {counts['skipped']} already in {out}) "
           f"in {counts['seconds']:.1f} s, {rate:.2f} clips/s", file=sys.stderr)
     if cfg.get("timeline"):
-        from affectgpt.timeline import plot_path, plot_timeline, read_rows
+        from affectgpt.runtime.timeline import plot_path, plot_timeline, read_rows
 
         png = plot_timeline(read_rows(out), plot_path(out), title=f"{Path(cfg.video or cfg.audio).name}: emotions")
         print(f"timeline plot -> {png}", file=sys.stderr)

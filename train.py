@@ -13,8 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from affectgpt import errors
-from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, run
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
+from affectgpt.core import errors
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TRAIN = Command(prog="python train.py", config="train", doc=__doc__, verbatim=TRAIN_VERBATIM)
@@ -42,9 +42,10 @@ def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
 
 
 def make_recipe(cfg: DictConfig):
-    """The recipe of ``trainer.stage``: ``sft`` (supervised, affectgpt/training.py) or ``grpo`` (affectgpt/grpo.py)."""
-    from affectgpt.grpo import GRPORecipe
-    from affectgpt.training import TrainRecipe
+    """The recipe of ``trainer.stage``: ``sft`` (supervised, affectgpt/recipe/training.py) or ``grpo``
+    (affectgpt/recipe/grpo.py)."""
+    from affectgpt.recipe.grpo import GRPORecipe
+    from affectgpt.recipe.training import TrainRecipe
 
     stage = cfg.trainer.get("stage", "sft")
     if stage not in ("sft", "grpo"):
@@ -53,8 +54,8 @@ def make_recipe(cfg: DictConfig):
 
 
 def main(cfg: DictConfig) -> None:
-    from affectgpt.checkpoint import ResumeRefused
-    from affectgpt.runlock import FolderLocked, acquire
+    from affectgpt.core.runlock import FolderLocked, acquire
+    from affectgpt.recipe.checkpoint import ResumeRefused
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)

@@ -4,7 +4,7 @@
 
 Tiny: a checkpoint (trained here for a few steps when --checkpoint is not given), exported as an
 adapter bundle (base + peft LoRA, unmerged) and merged, each loaded with
-``affectgpt.inference.load_model`` exactly as ``infer.py`` does. Mid (``--mid``):
+``affectgpt.runtime.inference.load_model`` exactly as ``infer.py`` does. Mid (``--mid``):
 conf/model/affectgpt-mid.yaml with random weights (no checkpoint exists offline), LoRA unmerged
 vs ``merge_and_unload``. Timings: one warm-up, then the median of ``--repeat`` runs. Speed only:
 an untrained model rarely stops early, so every clip generates ``--tokens`` tokens.
@@ -54,13 +54,13 @@ def train_tiny(work: Path) -> tuple[Path, Path]:
 
 
 def clip_once(model, sample, gen, system) -> dict:
-    from affectgpt.inference import predict_one
+    from affectgpt.runtime.inference import predict_one
 
     return predict_one(model, sample, "describe", gen, system, profile=True)[1]
 
 
 def manifest_once(model, samples, gen, system, batch_size: int, workers: int) -> float:
-    from affectgpt.inference import run_manifest
+    from affectgpt.runtime.inference import run_manifest
 
     with tempfile.TemporaryDirectory() as d:
         c = run_manifest(model, samples, Path(d) / "pred.jsonl", "describe", gen, batch_size=batch_size,
@@ -99,8 +99,8 @@ def report(name: str, kind: str, load_s: float, s: dict, rate: float, n: int, ba
 
 def bench_tiny(args, work: Path) -> list[str]:
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.export import export
-    from affectgpt.inference import load_model
+    from affectgpt.runtime.export import export
+    from affectgpt.runtime.inference import load_model
 
     if args.checkpoint:
         ckpt, data = Path(args.checkpoint), Path(args.data)

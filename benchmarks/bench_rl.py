@@ -3,7 +3,7 @@ of a GRPO step spent in rollouts.
 
     python benchmarks/bench_rl.py [--checkpoint DIR --data DIR] [--prompts 8] [--group 8] [--tokens 32]
 
-Both rollout modes run ``affectgpt.grpo.rollout`` on the same prompts from the same seed, so they
+Both rollout modes run ``affectgpt.recipe.grpo.rollout`` on the same prompts from the same seed, so they
 sample the same tokens (tests/test_grpo.py checks it): "shared" prefills each prompt once and
 repeats its KV cache G times, "independent" repeats the prompt G times before the prefill (what
 ``generate(num_return_sequences=G)`` does). Timings: one warm-up, then the median of ``--repeat``.
@@ -55,8 +55,8 @@ def main() -> None:
     import torch
 
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.grpo import ReferenceWeights, grpo_token_loss, rollout
-    from affectgpt.inference import iter_batches, load_model
+    from affectgpt.recipe.grpo import ReferenceWeights, grpo_token_loss, rollout
+    from affectgpt.runtime.inference import iter_batches, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.checkpoint:

@@ -44,7 +44,7 @@ def compose(overrides: list[str]):
 
 def train_rate(overrides: list[str], warm: int, steps: int) -> dict:
     """Samples/s over the steps after ``warm``, from a real TrainRecipe run."""
-    from affectgpt.training import TrainRecipe
+    from affectgpt.recipe.training import TrainRecipe
 
     cfg = compose(overrides + [f"trainer.max_steps={warm + steps}", "trainer.warmup_steps=1", "eval.max_samples=1",
                                "eval.max_new_tokens=1"])
@@ -63,9 +63,9 @@ def extraction_rate(overrides: list[str], cache: Path) -> dict:
     """Clips/s of ``features.extract`` over the training split into an empty cache."""
     import torch
 
-    from affectgpt import features as F
     from affectgpt.data.splits import load_split
     from affectgpt.model.build import build_model
+    from affectgpt.recipe import features as F
 
     cfg = compose(overrides + [f"features.cache_dir={cache}"])
     samples = load_split(cfg.data, "train")

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def stand_in_gold(preds: dict, gold: dict) -> dict:
     """Seeded random gold for every set that has predictions but no gold (same names, the set's kind of label)."""
-    from affectgpt.eval.unibench import BY_NAME
+    from affectgpt.unibench.score import BY_NAME
 
     rng = random.Random(0)
     out = dict(gold)
@@ -52,9 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    from affectgpt.data.unibench import find_sets
-    from affectgpt.eval.unibench import load_predictions, score_unibench
     from affectgpt.eval.wheels import load_lexicon
+    from affectgpt.unibench.data import find_sets
+    from affectgpt.unibench.score import load_predictions, score_unibench
 
     ref = Path(args.reference)
     t0 = time.perf_counter()

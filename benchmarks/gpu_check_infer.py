@@ -106,11 +106,11 @@ def merged_model(row: Row, ctx: Ctx):
 
 @torch.no_grad()
 def decode_row(row: Row, ctx: Ctx, res: Result) -> None:
-    """One clip, ``new_tokens`` greedy tokens (EOS banned) through ``affectgpt.decoding`` in
+    """One clip, ``new_tokens`` greedy tokens (EOS banned) through ``affectgpt.runtime.decoding`` in
     ``row.decode`` mode and through transformers' ``generate``; tokens/s after the first token
     (the prefill excluded), medians over repeats after a warm-up call (which compiles or captures;
     its time is reported). ``identical``: the two paths' token ids are equal on every repeat."""
-    from affectgpt.decoding import greedy_static
+    from affectgpt.runtime.decoding import greedy_static
 
     model = merged_model(row, ctx)
     a = ctx.args

@@ -26,7 +26,7 @@ class Row:
     pack_length: int = 1024
     accum: int = 1  # micro-batches per optimizer step
     kernels: str = "none"  # model.llm.kernels
-    decode: str = "static"  # decode rows: affectgpt.decoding mode
+    decode: str = "static"  # decode rows: affectgpt.runtime.decoding mode
     attn: str = ""  # training rows: attention implementation for this row only (transformers' set_attn_implementation)
 
 

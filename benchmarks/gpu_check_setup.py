@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from gpu_check_rows import Result
 
+from affectgpt.core.plan import SAMPLE_RATE
 from affectgpt.model.flops import batch_flops, llm_shape, peak_tflops
 from affectgpt.model.llm import set_gradient_checkpointing
-from affectgpt.plan import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_MODEL = ROOT / "conf" / "model"
@@ -196,7 +196,7 @@ class Ctx:
         """One Accelerator for the run (Accelerate keeps its state per process), from the recipe's
         own ``make_accelerator``."""
         if not hasattr(self, "_accelerator"):
-            from affectgpt.distributed import make_accelerator
+            from affectgpt.recipe.distributed import make_accelerator
 
             self._accelerator, _ = make_accelerator(cfg)
         return self._accelerator

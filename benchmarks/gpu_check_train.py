@@ -49,8 +49,8 @@ def bench_recipe(model, row: Row, ctx: Ctx):
     batch, no warmup and no DeepSpeed. Call ``release_recipe`` after the row."""
     from omegaconf import OmegaConf
 
-    from affectgpt.distributed import Parallel
-    from affectgpt.training import TrainRecipe
+    from affectgpt.recipe.distributed import Parallel
+    from affectgpt.recipe.training import TrainRecipe
 
     t = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
     t.update(batch_size=row.batch, grad_accum=row.accum, mixed_precision=ctx.args.mixed_precision, warmup_steps=0,

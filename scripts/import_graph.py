@@ -20,17 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_APPS = (
-    "affectgpt.training",
-    "affectgpt.grpo",
-    "affectgpt.inference",
-    "affectgpt.timeline",
-    "affectgpt.convert",
-    "affectgpt.export",
-    "affectgpt.features",
-    "affectgpt.bench",
-    "affectgpt.ablation",
-)
+DEFAULT_APPS = ("affectgpt.recipe", "affectgpt.apps", "affectgpt.export", "affectgpt.__main__")
+# The layers, lowest first: a module may import its own layer and the ones before it. Modules named
+# ``__main__`` and top-level modules of the package outside every layer count as apps (the top).
+DEFAULT_LAYERS = ("affectgpt.core", "affectgpt.eval", "affectgpt.data", "affectgpt.model",
+                  "affectgpt.runtime,affectgpt.unibench", "affectgpt.recipe", "affectgpt.apps")
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,20 @@ def is_app(module: str, apps: tuple[str, ...], scripts: set[str]) -> bool:
     return module in scripts or any(module == a or module.startswith(a + ".") for a in apps)
 
 
-def report(root: Path, package: str, scripts: list[str], apps: tuple[str, ...]) -> tuple[str, int, int]:
+def layer_of(module: str, layers: tuple[str, ...], package: str) -> int:
+    """The index of ``module``'s layer in ``layers`` (comma-separated packages per layer); the top for
+    ``__main__`` modules, scripts and the package's own top-level modules."""
+    if module.split(".")[-1] != "__main__":
+        for i, layer in enumerate(layers):
+            if any(module == p or module.startswith(p + ".") for p in layer.split(",")):
+                return i
+        if module == package:
+            return -1  # the package's __init__: imports nothing of the layers (checked by the edges into it)
+    return len(layers)
+
+
+def report(root: Path, package: str, scripts: list[str], apps: tuple[str, ...],
+           layers: tuple[str, ...] = ()) -> tuple[str, int, int]:
     """The printed report, the number of module cycles, and the number of subpackage cycles plus
     library -> app arrows (what ``--strict`` also fails on)."""
     nodes, edges = build_graph(root, package, scripts)
@@ -188,7 +195,13 @@ def report(root: Path, package: str, scripts: list[str], apps: tuple[str, ...]) 
     lines += ["", f"library modules importing the recipe or the apps ({', '.join(apps + tuple(scripts))}): "
               f"{len(upward)}"]
     lines += [f"  {e.describe()}" for e in upward]
-    return "\n".join(lines), len(cycles), len(group_cycles) + len(upward)
+    against = []
+    if layers:
+        rank = {n: layer_of(n, layers, package) for n in nodes}
+        against = [e for e in edges if rank[e.target] > rank[e.source] and e not in upward]
+        lines += ["", f"imports against the layers ({' < '.join(layers)} < apps): {len(against)}"]
+        lines += [f"  {e.describe()}" for e in against]
+    return "\n".join(lines), len(cycles), len(group_cycles) + len(upward) + len(against)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,13 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--package", default="affectgpt")
     p.add_argument("--scripts", nargs="*", default=["train.py", "infer.py"], help="top-level scripts (apps)")
     p.add_argument("--apps", nargs="*", default=list(DEFAULT_APPS), help="recipe and app modules of the package")
+    p.add_argument("--layers", nargs="*", default=list(DEFAULT_LAYERS),
+                   help="the package's layers, lowest first (packages of one layer comma-separated); none: no check")
     p.add_argument("--allow-cycles", action="store_true", help="report cycles without failing")
     p.add_argument("--strict", action="store_true",
-                   help="also fail on a cycle between subpackages or a library module importing an app")
+                   help="also fail on a cycle between subpackages, a library module importing an app, or an import "
+                        "against the layers")
     args = p.parse_args(argv)
     if not (args.root / args.package).is_dir():
         p.error(f"{args.root / args.package}: no such package folder (--root/--package)")
-    text, n_cycles, n_layering = report(args.root, args.package, args.scripts, tuple(args.apps))
+    text, n_cycles, n_layering = report(args.root, args.package, args.scripts, tuple(args.apps), tuple(args.layers))
     print(text)
     failed = (n_cycles and not args.allow_cycles) or (n_layering and args.strict)
     return 1 if failed else 0

@@ -13,7 +13,7 @@ writes under OUT (seeded, CPU, seconds; no download):
 - ``clip.mp4`` (a face video with speech-like audio), ``unibench/ovmerdplus_test.jsonl`` (two clips with face
   crops), ``data/{train,val}.jsonl`` (a four-clip manifest with face crops, for continued training).
 
-The widths (``TINY``) are what ``python -m affectgpt.convert`` needs as ``model.fusion_dim`` (=
+The widths (``TINY``) are what ``python -m affectgpt.apps.convert`` needs as ``model.fusion_dim`` (=
 max(vision, audio)) besides the three folder paths.
 """
 

@@ -26,7 +26,7 @@ MUTATIONS = {
                    LEARNING),
     "lora_off": ("affectgpt/model/llm.py", "    if not lora.enabled:\n        return model",
                  "    if True:\n        return model", LEARNING),
-    "metrics_off_by_one": ("affectgpt/training.py", "samples = self.val_samples[: self.cfg.eval.max_samples]",
+    "metrics_off_by_one": ("affectgpt/recipe/training.py", "samples = self.val_samples[: self.cfg.eval.max_samples]",
                            "samples = self.val_samples[1 : self.cfg.eval.max_samples]",
                            ["tests/test_end_to_end.py", "-k", "metrics_json"]),
     "collate_imports_pyav": ("affectgpt/data/collate.py", "from .manifest import Sample\n",

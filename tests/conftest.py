@@ -242,9 +242,9 @@ def shared_artifacts(base: Path) -> dict:
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "final"
     perturb_lora(ckpt)
-    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
+    r = run_python(["-m", "affectgpt.runtime.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
     assert r.returncode == 0, r.stderr[-3000:]
-    from affectgpt.export import export
+    from affectgpt.runtime.export import export
 
     export(ckpt, base / "merged", merge=True)
     paths = {"checkpoint": ckpt, "adapter": base / "adapter", "merged": base / "merged", "data": data}

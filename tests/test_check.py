@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from affectgpt.data.check import main, read_target
+from affectgpt.apps.check import main, read_target
 from conftest import write_clip
 
 
@@ -84,7 +84,7 @@ def test_clean_manifest_passes_through_the_command_line(tmp_path):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     proc = subprocess.run(
-        [sys.executable, "-m", "affectgpt.data.check", f"path={manifest}", "workers=2"],
+        [sys.executable, "-m", "affectgpt.apps.check", f"path={manifest}", "workers=2"],
         capture_output=True,
         text=True,
         timeout=120,

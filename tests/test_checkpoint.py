@@ -1,4 +1,4 @@
-"""affectgpt/checkpoint.py: atomic folders, SIGKILL during a write, keep_last, strict resume paths."""
+"""affectgpt/recipe/checkpoint.py: atomic folders, SIGKILL during a write, keep_last, strict resume paths."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import time
 import pytest
 import torch
 
-from affectgpt import checkpoint as ckpt
+from affectgpt.recipe import checkpoint as ckpt
 
 WRITER = r"""
 import sys, torch
 from pathlib import Path
-from affectgpt import checkpoint as ckpt
+from affectgpt.recipe import checkpoint as ckpt
 out = Path(sys.argv[1])
 big = {"w": torch.zeros(64 * 2**20 // 4)}   # 64 MiB: the write takes long enough to be interrupted
 for step in (1, 2):

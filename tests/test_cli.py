@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from affectgpt.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
 from conftest import run_python
 
 INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),

@@ -1,4 +1,4 @@
-"""The fixed-shape single-clip decoding path (affectgpt/decoding.py) against transformers'
+"""The fixed-shape single-clip decoding path (affectgpt/runtime/decoding.py) against transformers'
 greedy ``generate`` on the tiny model: identical token ids, identical rows through
 ``predict_one``, and clear refusals where it does not apply."""
 
@@ -35,7 +35,7 @@ def one_clip(model, item):
 
 @torch.no_grad()
 def test_static_cache_tokens_equal_plain_greedy(tiny):
-    from affectgpt.decoding import greedy_static
+    from affectgpt.runtime.decoding import greedy_static
 
     model, items = tiny
     tok = model.tokenizer
@@ -56,7 +56,7 @@ def test_static_cache_tokens_equal_plain_greedy(tiny):
 def test_predict_one_gives_the_same_row_with_decode_static(tiny, tmp_path):
     from affectgpt.data.manifest import Sample
     from affectgpt.data.synthetic import write_clip
-    from affectgpt.inference import predict_one
+    from affectgpt.runtime.inference import predict_one
 
     model, _ = tiny
     import numpy as np
@@ -73,7 +73,7 @@ def test_predict_one_gives_the_same_row_with_decode_static(tiny, tmp_path):
 
 
 def test_fixed_shape_path_refuses_what_it_cannot_do(tiny):
-    from affectgpt import decoding
+    from affectgpt.runtime import decoding
 
     model, items = tiny
     with pytest.raises(ValueError, match="decode must be one of"):
@@ -93,7 +93,7 @@ def test_fixed_shape_path_refuses_what_it_cannot_do(tiny):
 @pytest.mark.parametrize("mode", ["graph", "compile"])
 @torch.no_grad()
 def test_replayed_decode_step_equals_plain_greedy_on_cuda(tiny, mode):
-    from affectgpt.decoding import greedy_static
+    from affectgpt.runtime.decoding import greedy_static
 
     model, items = tiny
     model.to("cuda")

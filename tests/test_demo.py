@@ -142,7 +142,7 @@ def library_answer(checkpoint, clip, subtitle) -> dict:
     import torch
 
     from affectgpt.data.manifest import Sample
-    from affectgpt.inference import load_model, predict_one
+    from affectgpt.runtime.inference import load_model, predict_one
     from infer import generation_settings
 
     loaded = load_model(checkpoint)

@@ -68,8 +68,8 @@ TEXTS = [
 
 def test_inference_rows_training_f1_and_the_scorer_read_the_same_labels():
     from affectgpt.data.manifest import Sample
-    from affectgpt.inference import rows_for
-    from affectgpt.telemetry import evaluate_predictions
+    from affectgpt.recipe.telemetry import evaluate_predictions
+    from affectgpt.runtime.inference import rows_for
 
     names = [f"clip{i}" for i in range(len(TEXTS))]
     rows = rows_for({"bad": [], "names": names}, TEXTS, "describe")  # what predict() writes

@@ -72,7 +72,7 @@ def flat(tree: dict, prefix: str = "") -> dict:
 @pytest.fixture(scope="module")
 def model(trained):
     """The final checkpoint, loaded in this process as infer.py loads it."""
-    from affectgpt.inference import load_model
+    from affectgpt.runtime.inference import load_model
 
     out, _ = trained
     return load_model(out / "checkpoints" / "final")
@@ -83,8 +83,8 @@ def test_metrics_json_is_the_score_of_the_final_checkpoint_on_the_validation_cli
     from omegaconf import OmegaConf
 
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.inference import predict
-    from affectgpt.telemetry import evaluate_predictions
+    from affectgpt.recipe.telemetry import evaluate_predictions
+    from affectgpt.runtime.inference import predict
 
     out, data = trained
     metrics = json.loads((out / "metrics.json").read_text())
@@ -126,7 +126,7 @@ def test_every_good_kind_of_clip_gives_a_row(model, tmp_path, kind):
     """What infer.py does with video=FILE, in this process: the one-frame input check, then one clip."""
     from affectgpt.data.manifest import Sample
     from affectgpt.data.media import load_media
-    from affectgpt.inference import predict_one
+    from affectgpt.runtime.inference import predict_one
 
     clip = write_clip(tmp_path / f"{kind}{SUFFIX.get(kind, '.mp4')}", size=(96, 64), **GOOD_KINDS[kind])
     load_media(clip, None, n_frames=1, max_audio_seconds=1.0)

@@ -22,7 +22,7 @@ def lora_model_and_inputs(artifacts):
     import torch
 
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.inference import iter_batches, load_checkpoint_model
+    from affectgpt.runtime.inference import iter_batches, load_checkpoint_model
 
     model, _ = load_checkpoint_model(artifacts["checkpoint"])
     samples = read_manifest(artifacts["data"] / "test.jsonl")[:2]
@@ -72,7 +72,7 @@ def test_peft_puts_the_adapter_onto_the_base(artifacts, lora_model_and_inputs):
 def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):
     from safetensors import safe_open
 
-    from affectgpt.export import sha256
+    from affectgpt.runtime.export import sha256
 
     for kind in ("adapter", "merged"):
         folder = artifacts[kind]
@@ -102,7 +102,7 @@ def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):
 def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(artifacts, tmp_path):
     import shutil
 
-    from affectgpt.inference import load_export
+    from affectgpt.runtime.inference import load_export
 
     bad = tmp_path / "bad"
     shutil.copytree(artifacts["adapter"], bad)
@@ -117,7 +117,7 @@ def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(arti
 def test_export_replaces_an_old_export_and_refuses_any_other_folder(artifacts, tmp_path):
     import shutil
 
-    from affectgpt.export import export
+    from affectgpt.runtime.export import export
 
     notes = tmp_path / "notes"
     notes.mkdir()
@@ -134,6 +134,6 @@ def test_export_replaces_an_old_export_and_refuses_any_other_folder(artifacts, t
 
 
 def test_export_cli_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
-    r = run(["-m", "affectgpt.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
+    r = run(["-m", "affectgpt.runtime.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path}: not a training checkpoint (no config.yaml)"]

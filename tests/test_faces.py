@@ -199,7 +199,7 @@ def test_demo_shows_the_face_crops_it_feeds(artifacts, clips):
     """demo.py with visual=faces: an upload is cropped on the fly, the page gets those crops (RGB), and an
     upload without a face is the page's one-line error."""
     import demo
-    from affectgpt.inference import load_model
+    from affectgpt.runtime.inference import load_model
 
     session = demo.Session(load_model(artifacts["checkpoint"], device="cpu"), 0, "cpu", "faces")
     gen = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1}

@@ -278,7 +278,7 @@ class Trained:
 
 def eval_batch(model, data: Path) -> tuple[dict, object]:
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.inference import iter_batches
+    from affectgpt.runtime.inference import iter_batches
 
     samples = read_manifest(data / "test.jsonl")[:2]
     batch = next(iter_batches(model, samples, "describe", batch_size=2, num_workers=0))
@@ -294,7 +294,7 @@ def all_logits(model, batch) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=list(BY_NAME))
 def trained(request, tmp_path_factory, data, folders) -> Trained:
-    from affectgpt.training import TrainRecipe
+    from affectgpt.recipe.training import TrainRecipe
 
     fam = BY_NAME[request.param]
     out = tmp_path_factory.mktemp(f"train-{fam.name}")
@@ -311,7 +311,7 @@ def trained(request, tmp_path_factory, data, folders) -> Trained:
 def test_logits_after_reloading_the_checkpoint_equal_those_at_the_end_of_training(trained):
     from safetensors.torch import load_file
 
-    from affectgpt.inference import load_checkpoint_model
+    from affectgpt.runtime.inference import load_checkpoint_model
 
     saved = load_file(str(trained.checkpoint / "trainable.safetensors"))
     rows = {k for k in saved if k.startswith("added_rows.")}
@@ -353,8 +353,8 @@ def test_exports_merged_and_adapter_infer_the_same_json_as_the_checkpoint(traine
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM
 
-    from affectgpt.export import export
-    from affectgpt.inference import load_model, predict_one
+    from affectgpt.runtime.export import export
+    from affectgpt.runtime.inference import load_model, predict_one
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained.checkpoint, ckpt)

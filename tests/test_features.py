@@ -1,4 +1,4 @@
-"""affectgpt/features.py: cached features give the online loss, stale caches are refused, extraction resumes."""
+"""affectgpt/recipe/features.py: cached features give the online loss, stale caches are refused, extraction resumes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from affectgpt import features as F
+from affectgpt.recipe import features as F
 from conftest import SMALL, compose, data_root, run
 
 
@@ -115,7 +115,7 @@ def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
         [
             sys.executable,
             "-m",
-            "affectgpt.features",
+            "affectgpt.recipe.features",
             f"data.root={cfg.data.root}",
             *SMALL,
             f"features.cache_dir={cache}",

@@ -1,4 +1,4 @@
-"""affectgpt/fileio.py: atomic files and folders (old content kept on an error, no temporary left), JSONL lines."""
+"""affectgpt/core/fileio.py: atomic files and folders (old content kept on an error, no temporary left), JSONL lines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from affectgpt.fileio import atomic_dir, atomic_path, atomic_write, iter_jsonl, remove_dir, replace_dir
+from affectgpt.core.fileio import atomic_dir, atomic_path, atomic_write, iter_jsonl, remove_dir, replace_dir
 
 
 def test_atomic_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):

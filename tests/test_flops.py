@@ -5,7 +5,7 @@ import json
 import logging
 
 from affectgpt.model import flops
-from affectgpt.training import TrainRecipe
+from affectgpt.recipe.training import TrainRecipe
 from conftest import cache_arg, compose
 
 

@@ -1,4 +1,4 @@
-"""The GRPO stage (affectgpt/grpo.py): loss pieces by hand, shared-prefill rollouts, labelled data only,
+"""The GRPO stage (affectgpt/recipe/grpo.py): loss pieces by hand, shared-prefill rollouts, labelled data only,
 exact resume, two processes and a stored reward trajectory from a weak supervised checkpoint."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def rewards_of(out, name="final") -> list[float]:
 
 # ------------------------------------------------------------------------------------------- by hand
 def test_group_advantages_and_the_clipped_loss_by_hand():
-    from affectgpt.grpo import group_advantages, grpo_token_loss
+    from affectgpt.recipe.grpo import group_advantages, grpo_token_loss
 
     r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5])
     assert group_advantages(r, 2).tolist() == [0.5, -0.5, -0.5, 0.5, 0.0, 0.0]
@@ -44,7 +44,7 @@ def test_group_advantages_and_the_clipped_loss_by_hand():
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    from affectgpt.grpo import top_p_filter
+    from affectgpt.recipe.grpo import top_p_filter
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     kept = torch.isfinite(top_p_filter(logits, 0.7))
@@ -55,7 +55,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 # ------------------------------------------------------------------------------------------- rollouts
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data):
-    from affectgpt.inference import iter_batches, load_model
+    from affectgpt.runtime.inference import iter_batches, load_model
 
     model = load_model(reference_run(tmp_path_factory, data) / "checkpoints" / "final").model.eval()
     from affectgpt.data.manifest import read_manifest
@@ -65,7 +65,7 @@ def tiny(tmp_path_factory, data):
 
 
 def test_shared_prefill_equals_independent_generations_and_the_training_logprobs(tiny):
-    from affectgpt.grpo import rollout
+    from affectgpt.recipe.grpo import rollout
 
     model, batch = tiny
     torch.manual_seed(3)
@@ -81,7 +81,7 @@ def test_shared_prefill_equals_independent_generations_and_the_training_logprobs
 
 
 def test_reference_weights_swap_in_and_back(tiny):
-    from affectgpt.grpo import ReferenceWeights
+    from affectgpt.recipe.grpo import ReferenceWeights
 
     model, _ = tiny
     ref = ReferenceWeights.of(model)

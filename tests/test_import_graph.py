@@ -76,16 +76,16 @@ def test_this_repository_has_no_import_cycle_and_the_scorer_imports_nothing_else
     r = graph(ROOT)  # exit 1 on any cycle
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    # affectgpt.fileio (atomic writes, JSONL lines) is a leaf: standard library only, so everyone may use it
-    assert "affectgpt.fileio" in lines and not any(ln.startswith("affectgpt.fileio ->") for ln in lines)
-    # affectgpt.errors (error classes, the exit-code mapping) is a leaf too: every command ends through it
-    assert "affectgpt.errors" in lines and not any(ln.startswith("affectgpt.errors ->") for ln in lines)
+    # affectgpt.core.fileio (atomic writes, JSONL lines) is a leaf: standard library only, so everyone may use it
+    assert "affectgpt.core.fileio" in lines and not any(ln.startswith("affectgpt.core.fileio ->") for ln in lines)
+    # affectgpt.core.errors (error classes, the exit-code mapping) is a leaf too: every command ends through it
+    assert "affectgpt.core.errors" in lines and not any(ln.startswith("affectgpt.core.errors ->") for ln in lines)
     edges = [ln for ln in lines if ln.startswith("affectgpt.eval") and " -> " in ln]
     assert edges, r.stdout
     for line in edges:  # the scorer is a library of its own: it loads without torch or the model code
         # One exception, function-level: the UniBench scorer's command line reads the authors' gold folders
-        # through the torch-free readers of affectgpt.data.unibench (its torch-freeness: test_unibench_scorer.py).
-        allowed = {"affectgpt.fileio", "affectgpt.errors"}
-        if line.startswith("affectgpt.eval.unibench ->"):
-            allowed.add("affectgpt.data.unibench [f]")
+        # through the torch-free readers of affectgpt.unibench.data (its torch-freeness: test_unibench_scorer.py).
+        allowed = {"affectgpt.core.fileio", "affectgpt.core.errors"}
+        if line.startswith("affectgpt.unibench.score ->"):
+            allowed.add("affectgpt.unibench.data [f]")
         assert all(t.startswith("affectgpt.eval") or t in allowed for t in line.split(" -> ")[1].split(", ")), line

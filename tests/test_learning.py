@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from affectgpt import ablation
+from affectgpt.apps import ablation
 from conftest import ROOT, env, losses
 
 # ------------------------------------------------------------------------------------------- scoring by hand
@@ -149,7 +149,7 @@ def report(short_run):
     """The labels-task ablation of the short run's final checkpoint on its validation split, plus
     the untrained model (same config, fresh adapters and LoRA)."""
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.inference import load_model
+    from affectgpt.runtime.inference import load_model
 
     out, data = short_run
     samples = read_manifest(data / "val.jsonl")
@@ -209,7 +209,7 @@ def test_ablation_command_line(short_run, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "affectgpt.ablation",
+        "affectgpt.apps.ablation",
         f"checkpoint={out / 'checkpoints' / 'final'}",
         f"manifest={data / 'val.jsonl'}",
         "drop=subtitle",

@@ -54,7 +54,7 @@ def test_the_cards_infer_command_runs(artifacts):
 
 
 def test_datasets_and_base_model_from_other_configs():
-    from affectgpt.model_card import front_matter, training_datasets
+    from affectgpt.runtime.model_card import front_matter, training_datasets
 
     sources = {"data": {"kind": "sources", "train_sources": [{"name": "mercaptionplus"}, {"name": "emer"}],
                         "val_sources": [{"name": "ovmerd"}, {"name": "emer"}]}}
@@ -68,7 +68,7 @@ def test_datasets_and_base_model_from_other_configs():
 
 
 def test_metrics_of_another_checkpoint_are_flagged():
-    from affectgpt.model_card import _metrics_lines
+    from affectgpt.runtime.model_card import _metrics_lines
 
     metrics = {"exact": {"f1": 0.9, "precision": 0.9, "recall": 0.9, "n": 10}}
     state = {"history": [{"step": 100, "val_f1": 0.5}, {"step": 100, "loss": 1.0}]}

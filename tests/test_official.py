@@ -39,7 +39,7 @@ def fx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def converted(fx) -> Path:
-    from affectgpt.convert import main
+    from affectgpt.apps.convert import main
 
     out = fx / "converted" / "affectgpt-official"
     assert main(convert_args(fx, out)) == 0
@@ -53,7 +53,7 @@ def raw(fx) -> dict:
 
 @pytest.fixture(scope="module")
 def loaded(converted):
-    from affectgpt.artifact import load_checkpoint_model
+    from affectgpt.runtime.artifact import load_checkpoint_model
 
     model, _ = load_checkpoint_model(converted, device="cpu")
     return model
@@ -63,7 +63,7 @@ def loaded(converted):
 def test_released_layout_at_7b_shapes_on_meta():
     """model=affectgpt-official built with no weights: its trainable tensors are exactly the released
     file's 412 minus image_llama_proj, renamed, at the released shapes; 57,168,644 parameters."""
-    from affectgpt.cli import _compose
+    from affectgpt.apps.cli import _compose
     from affectgpt.model import official
     from affectgpt.model.build import build_model
 
@@ -165,7 +165,7 @@ def test_infer_prints_json_from_the_converted_checkpoint(fx, converted):
 
 # ----------------------------------------------------------------------------- refusals
 def _convert_error(fx: Path, tmp_path: Path, obj, capsys) -> str:
-    from affectgpt.convert import main
+    from affectgpt.apps.convert import main
 
     bad = tmp_path / "bad.pth"
     torch.save(obj, bad)

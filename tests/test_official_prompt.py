@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from affectgpt.core.plan import GENERATION_PRESETS, OFFICIAL_PLACEHOLDERS, TokenPlan
 from affectgpt.data.collate import Collator
 from affectgpt.data.prompts import clean_answer, target_text
 from affectgpt.model.tokenizer import BUILTIN_QWEN25, load_tokenizer
-from affectgpt.plan import GENERATION_PRESETS, OFFICIAL_PLACEHOLDERS, TokenPlan
 
 BOS, EOS, HASH3 = 151644, 151645, 14374  # <|im_start|>, <|im_end|>, "###"
 IMAGE, AUDIO, FRAME, FACE, MULTI = range(151665, 151670)
@@ -100,7 +100,7 @@ def test_official_labels_and_answer_cleanup():
 def test_official_decoding_preset_is_shared():
     from omegaconf import OmegaConf
 
-    import affectgpt.bench as bench
+    import affectgpt.apps.bench as bench
     from infer import generation_settings
 
     official = GENERATION_PRESETS["official"]

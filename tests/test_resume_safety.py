@@ -15,12 +15,12 @@ import time
 import pytest
 import torch
 
-from affectgpt import checkpoint as ckpt
-from affectgpt.runlock import FolderLocked, acquire
+from affectgpt.core.runlock import FolderLocked, acquire
+from affectgpt.recipe import checkpoint as ckpt
 from conftest import ROOT, cache_arg, env, losses, run, train_cmd
 
-HOLD_LOCK = "import sys, time\nfrom affectgpt.runlock import acquire\nacquire(sys.argv[1], 'a job')\nprint('locked', " \
-            "flush=True)\ntime.sleep(600)\n"
+HOLD_LOCK = "import sys, time\nfrom affectgpt.core.runlock import acquire\nacquire(sys.argv[1], 'a job')\n" \
+            "print('locked', flush=True)\ntime.sleep(600)\n"
 
 
 def error_lines(r) -> list[str]:

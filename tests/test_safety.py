@@ -74,10 +74,10 @@ CASES = [
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
     ("infer: export missing a key", lambda b: ["infer.py", f"checkpoint={b['no_key']}", f"video={b['video']}"],
      2, lambda b: f"{b['no_key']}: missing key 'tokenizer'"),
-    ("export: truncated safetensors", lambda b: ["-m", "affectgpt.export", f"checkpoint={b['truncated']}",
+    ("export: truncated safetensors", lambda b: ["-m", "affectgpt.runtime.export", f"checkpoint={b['truncated']}",
                                                  f"output={b['base'] / 'never'}"],
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
-    ("ablation: truncated safetensors", lambda b: ["-m", "affectgpt.ablation", f"checkpoint={b['truncated']}",
+    ("ablation: truncated safetensors", lambda b: ["-m", "affectgpt.apps.ablation", f"checkpoint={b['truncated']}",
                                                    f"manifest={b['data'] / 'val.jsonl'}"],
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
     ("train: resume refuses a pickle", lambda b: _train(b, "t1", f"trainer.resume={b['pickle']}", "seed=1"),
@@ -88,7 +88,8 @@ CASES = [
                                             f"data.root={b['base']}", f"data.train_manifest={b['bad_rows']}",
                                             f"data.val_manifest={b['bad_rows']}"],
      2, lambda b: f"{b['bad_rows']}:2: not valid JSON"),
-    ("features: bad manifest rows", lambda b: ["-m", "affectgpt.features", f"data.root={b['data']}", "data=manifest",
+    ("features: bad manifest rows", lambda b: ["-m", "affectgpt.recipe.features", f"data.root={b['data']}",
+                                               "data=manifest",
                                                f"data.train_manifest={b['bad_rows']}",
                                                f"features.cache_dir={b['base'] / 'cache'}"],
      2, lambda b: f"{b['bad_rows']}:2: not valid JSON"),
@@ -103,7 +104,7 @@ CASES = [
     ("eval: object as a name", lambda b: ["-m", "affectgpt.eval", "--pred", str(b["object_name"]),
                                           "--gold", str(b["data"] / "val.jsonl")],
      2, lambda b: f"{b['object_name']}:2: 'name' must be a string, found an object"),
-    ("eval.unibench: empty prediction file", lambda b: ["-m", "affectgpt.eval.unibench", "--gold", str(_empty_dir(b)),
+    ("eval.unibench: empty prediction file", lambda b: ["-m", "affectgpt.unibench.score", "--gold", str(_empty_dir(b)),
                                                         "--pred", str(_unibench_empty(b))],
      2, lambda b: f"{b['base'] / 'ub' / 'mer2023.jsonl'}: no predictions (empty file)"),
 ]
@@ -132,7 +133,7 @@ def test_a_user_error_is_one_line_naming_the_file(broken, case):
 
 def test_verbose_true_shows_the_traceback_and_the_libraries(broken, capsys):
     """In process: the same error line last, the traceback (and library output) before it."""
-    from affectgpt.cli import run as run_command
+    from affectgpt.apps.cli import run as run_command
     from infer import INFER
     from infer import main as infer_main
 
@@ -147,7 +148,7 @@ def test_verbose_true_shows_the_traceback_and_the_libraries(broken, capsys):
 
 def test_an_overlong_subtitle_is_a_problem_for_data_check(broken, capsys):
     """The row that would stop training (no room for the target within max_length) is named, exit 1."""
-    from affectgpt.data.check import main
+    from affectgpt.apps.check import main
 
     rows = [json.loads(line) for line in (broken["data"] / "val.jsonl").read_text().splitlines()]
     rows[1]["subtitle"] = "I cannot stop talking about the concert, " * 150
@@ -182,8 +183,8 @@ def test_the_atomic_writers_say_no_space_left_on_device(full_disk):
     import torch
     from safetensors.torch import save_file
 
-    from affectgpt.errors import classify
-    from affectgpt.fileio import atomic_dir, atomic_path, atomic_write
+    from affectgpt.core.errors import classify
+    from affectgpt.core.fileio import atomic_dir, atomic_path, atomic_write
 
     big = {"w": torch.zeros(200_000)}  # 800 KB: more than the disk holds
 
@@ -213,6 +214,6 @@ def test_the_atomic_writers_say_no_space_left_on_device(full_disk):
 
 def test_export_to_a_full_disk_is_one_line_exit_1(artifacts, full_disk):
     out = full_disk / "export"
-    r = run("-m", "affectgpt.export", f"checkpoint={artifacts['checkpoint']}", f"output={out}")
+    r = run("-m", "affectgpt.runtime.export", f"checkpoint={artifacts['checkpoint']}", f"output={out}")
     assert r.returncode == 1 and one_line(r.stderr) == f"error: no space left on device: {out}", r.stderr[-2000:]
     assert not out.exists()

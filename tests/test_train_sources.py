@@ -77,7 +77,7 @@ def mixture_recipe(tmp_path_factory):
     all 4 of small's; 2 batches of 4 per epoch, on a feature cache of its own."""
     from omegaconf import open_dict
 
-    from affectgpt.training import TrainRecipe
+    from affectgpt.recipe.training import TrainRecipe
 
     data, tmp = data_root(tmp_path_factory), tmp_path_factory.mktemp("mixture")
     cfg = compose(tmp / "run", data, f"features.cache_dir={tmp / 'features'}")

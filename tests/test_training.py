@@ -1,4 +1,4 @@
-"""Exact resume, SIGKILL at any moment, data sharding and the loss guards of affectgpt/training.py."""
+"""Exact resume, SIGKILL at any moment, data sharding and the loss guards of affectgpt/recipe/training.py."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def cache(data):
 
 
 def test_sampler_shards_each_epoch_without_repeats():
-    from affectgpt.training import ResumableBatches
+    from affectgpt.recipe.training import ResumableBatches
 
     one = ResumableBatches(22, 4, seed=5)
     ranks = [ResumableBatches(22, 2, seed=5, rank=r, world=2) for r in range(2)]
@@ -96,7 +96,7 @@ def test_sigkill_during_checkpoint_write_then_resume(reference, tmp_path, data, 
 # ------------------------------------------------------------------------------------------- guards
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, data, cache):
-    from affectgpt.training import TrainRecipe
+    from affectgpt.recipe.training import TrainRecipe
 
     r = TrainRecipe(compose(tmp_path_factory.mktemp("guard"), data, cache, "trainer.max_steps=6",
                             "trainer.max_bad_steps=2"))
@@ -144,7 +144,7 @@ def test_every_shipped_cluster_config_loads(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
     from omegaconf import OmegaConf
 
-    from affectgpt.distributed import fill_deepspeed_auto
+    from affectgpt.recipe.distributed import fill_deepspeed_auto
 
     for exp in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
         cfg = compose(tmp_path, tmp_path / "data", f"experiment={exp.stem}")
@@ -201,7 +201,7 @@ def test_lr_schedule_against_transformers_cosine_with_min_lr():
     import torch
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    from affectgpt.training import lr_lambda
+    from affectgpt.recipe.training import lr_lambda
 
     warmup, total, ratio = 5, 40, 0.1
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

@@ -1,10 +1,10 @@
-"""affectgpt/telemetry.py: wandb mode choice, curves.png, label metrics."""
+"""affectgpt/recipe/telemetry.py: wandb mode choice, curves.png, label metrics."""
 
 from __future__ import annotations
 
 import pytest
 
-from affectgpt import telemetry
+from affectgpt.recipe import telemetry
 
 
 @pytest.mark.parametrize("configured, env, key, expected", [

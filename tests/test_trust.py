@@ -79,9 +79,9 @@ def test_a_checkpoint_config_cannot_turn_remote_code_on(artifacts, tmp_path):
     [line] = error_lines(r)
     assert str(ckpt / "config.yaml") in line and "trust_remote_code=true" in line
     # export and the ablation read the same config; both refuse it the same way
-    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={tmp_path / 'out'}"])
+    r = run_python(["-m", "affectgpt.runtime.export", f"checkpoint={ckpt}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and "trust_remote_code=true" in error_lines(r)[0] and not (tmp_path / "out").exists()
-    from affectgpt.ablation import untrained_copy
+    from affectgpt.apps.ablation import untrained_copy
 
     with pytest.raises(ValueError, match="asks for trust_remote_code=true"):
         untrained_copy(ckpt)
@@ -139,7 +139,7 @@ def test_manifest_output_that_is_not_a_prediction_file_is_refused_and_left_uncha
 def test_a_second_manifest_run_on_one_output_is_refused_naming_the_holder(artifacts, tmp_path):
     import os
 
-    from affectgpt.runlock import acquire
+    from affectgpt.core.runlock import acquire
 
     out = tmp_path / "pred.jsonl"
     row = json.loads((artifacts["data"] / "test.jsonl").read_text().splitlines()[0])

@@ -1,4 +1,4 @@
-"""``python -m affectgpt.bench`` end to end on the tiny checkpoint and tiny copies of the nine layouts:
+"""``python -m affectgpt.apps.bench`` end to end on the tiny checkpoint and tiny copies of the nine layouts:
 answers for every set, an error row for a broken clip, resuming, two checkpoints, faces, data-parallel."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def root(tmp_path_factory):
 
 
 def bench(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "affectgpt.bench", *args], cwd=ROOT, env=ENV, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "affectgpt.apps.bench", *args], cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -97,7 +97,7 @@ def test_bench_data_parallel_gives_one_merged_file(first_run, artifacts, root, t
         pytest.skip("accelerate launcher not installed next to the interpreter")
     parallel = tmp_path / "parallel"
     r = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "affectgpt.bench",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "affectgpt.apps.bench",
                         f"checkpoint={artifacts['checkpoint']}", f"root={root}", "sets=mer2023,cmumosi", *SMALL,
                         f"output={parallel}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from unibench_fixtures import GOLD, NAMES, build_process_root, write_label_npz
 
-from affectgpt.data.unibench import (
+from affectgpt.unibench.data import (
     LAYOUTS,
     UnsafePickleError,
     find_sets,
@@ -143,7 +143,7 @@ def load_faces_of(array, n, load_faces):
 def test_scorer_reads_process_folders_as_gold(root, tmp_path, capsys):
     import json
 
-    from affectgpt.eval.unibench import main
+    from affectgpt.unibench.score import main
 
     pred = tmp_path / "pred"
     pred.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from affectgpt import features as F
+from affectgpt.recipe import features as F
 from conftest import compose, data_root
 
 

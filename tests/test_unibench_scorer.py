@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from affectgpt.eval.unibench import (
+from affectgpt.eval.valence import sentiment_of, word_valence
+from affectgpt.unibench.score import (
     SETS,
     ew_f1,
     hit_rate,
@@ -21,7 +22,6 @@ from affectgpt.eval.unibench import (
     sentiment_scores,
     weighted_f1,
 )
-from affectgpt.eval.valence import sentiment_of, word_valence
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
@@ -33,8 +33,8 @@ needs_reference = pytest.mark.skipif(not (UNI / "expected_scores.json").is_file(
 
 @pytest.fixture(scope="module")
 def reference():
-    from affectgpt.data.unibench import find_sets
     from affectgpt.eval.wheels import load_lexicon
+    from affectgpt.unibench.data import find_sets
 
     gold = {k: v.gold for k, v in find_sets(UNI / "gold", media=False).items()}
     preds = load_predictions(UNI / "predictions" / "affectgpt")
@@ -190,7 +190,7 @@ def test_given_and_rules_import_no_torch(tmp_path):
     _write_set(gold, "meld_test", [{"name": "a", "label": "joy"}])
     _write_set(tmp_path / "p", "meld", [{"name": "a", "reason": "The character's emotional state is happy.",
                                           "openset": "[happy]"}])
-    code = ("import sys; from affectgpt.eval.unibench import main\n"
+    code = ("import sys; from affectgpt.unibench.score import main\n"
             f"for mode in ('given', 'rules'): assert main(['--gold', {str(gold)!r}, '--pred', {str(tmp_path / 'p')!r},"
             " '--labels', mode]) == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
@@ -201,7 +201,7 @@ def test_given_and_rules_import_no_torch(tmp_path):
 
 
 def test_llm_labels_are_greedy_and_cached(tiny_llm, tmp_path, monkeypatch):  # noqa: F811
-    from affectgpt.eval.unibench_llm import UniBenchLLM
+    from affectgpt.unibench.llm import UniBenchLLM
 
     cache = tmp_path / "cache.jsonl"
     llm = UniBenchLLM(tiny_llm, cache_path=cache)

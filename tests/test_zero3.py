@@ -3,7 +3,7 @@ the model plain training trains: same losses, same saved weights, exact resume, 
 
 The old difference (1779.7 vs 1784.5 summed at step 1) came from transformers building the LLM under
 ``deepspeed.zero.Init`` once Accelerate registers a ZeRO-3 config: another random stream, so the
-adapters and LoRA started elsewhere. ``Parallel.building`` in affectgpt/distributed.py prevents it.
+adapters and LoRA started elsewhere. ``Parallel.building`` in affectgpt/recipe/distributed.py prevents it.
 """
 
 from __future__ import annotations

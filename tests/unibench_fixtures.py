@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectgpt.data.unibench import LAYOUTS
+from affectgpt.unibench.data import LAYOUTS
 
 NAMES = {
     "mer2023": ["sample_00001998", "sample_00003564"],

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plan import SAMPLE_RATE, options_block
+from affectgpt.core.plan import SAMPLE_RATE, options_block
 
 RELEASED_TEXT_CTX = 448  # every released Whisper model; the tiny default's random checkpoint has 16
 # CTranslate2's DataType enum (include/ctranslate2/types.h)
@@ -239,7 +239,7 @@ def encoder_checkpoint_of(model) -> Path | None:
     if str(name).endswith((".pt", ".pth")):
         return Path(name) if Path(name).is_file() else None
     try:  # a whisper name: its file in openai-whisper's cache (the encoder was loaded from it)
-        from ..model.encoders import whisper_checkpoint_path
+        from affectgpt.model.encoders import whisper_checkpoint_path
 
         return whisper_checkpoint_path(str(name))
     except (OSError, ValueError, RuntimeError):
@@ -262,7 +262,7 @@ def load_asr_model(spec: str, device: str = "cpu"):
         if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
             raise ValueError(f"{path}: not a whisper checkpoint (expected 'dims' and 'model_state_dict')")
     else:
-        from ..model.encoders import whisper_checkpoint_path
+        from affectgpt.model.encoders import whisper_checkpoint_path
 
         ckpt = torch.load(whisper_checkpoint_path(spec), map_location="cpu", weights_only=True)
     if not is_released_whisper(ckpt["dims"], ckpt["model_state_dict"]):
@@ -316,8 +316,8 @@ def transcribe(model, audio: np.ndarray | None, cfg: AsrConfig | None = None) ->
 def clip_audio(sample) -> np.ndarray | None:
     """A sample's 16 kHz mono audio for ASR: its audio file, else its video's track; a timeline
     segment's part only. None when the file has no audio stream (``MediaError`` for a bad file)."""
-    from .media import MediaError, load_media
-    from .stream import load_range
+    from affectgpt.data.media import MediaError, load_media
+    from affectgpt.data.stream import load_range
 
     source = sample.audio or sample.video
     if "start" in sample.extra:
@@ -339,7 +339,7 @@ def transcribe_samples(samples: list, cfg: AsrConfig, encoder_checkpoint: str | 
 
     from tqdm import tqdm
 
-    from .media import MediaError
+    from affectgpt.data.media import MediaError
 
     if not samples:
         return []
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     """``convert input=CT2_DIR output=FILE.pt`` | ``transcribe input=MEDIA [asr.model=...]``."""
     import torch
 
-    from .media import MediaError, load_media
+    from affectgpt.data.media import MediaError, load_media
 
     args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv)[1:] if "=" in a)
     action = (sys.argv[1:] if argv is None else argv)[:1]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from ..plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
-from .frames import resize_crop
-from .manifest import Sample
-from .prompts import (
+from affectgpt.core.errors import InputError
+from affectgpt.core.plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
+from affectgpt.data.frames import resize_crop
+from affectgpt.data.manifest import Sample
+from affectgpt.data.prompts import (
     OFFICIAL_TARGET_END,
     build_messages,
     end_of_turn_id,
@@ -43,7 +43,7 @@ class ClipDataset(torch.utils.data.Dataset):
     def __init__(self, samples: list[Sample], plan: TokenPlan, describe_ratio: float = 0.5, seed: int = 0,
                  task: str | None = None, sample_rate: int = SAMPLE_RATE, features=None, visual: str = "frames",
                  crop_faces: bool = False):
-        """``features``: a ``affectgpt.features.FeatureStore``; items then carry the frozen encoders'
+        """``features``: a ``affectgpt.recipe.features.FeatureStore``; items then carry the frozen encoders'
         outputs (``video_feats``, ``audio_feats``) instead of decoded media. ``visual="faces"`` feeds
         the sample's OpenFace crops (``media.face_file``) instead of video frames; a missing face file
         makes the sample an error item, or with ``crop_faces`` (inference) the faces are cropped from the
@@ -77,7 +77,10 @@ class ClipDataset(torch.utils.data.Dataset):
             item["target"] = target_text(task, s.description, s.emotions, self.plan.prompt_style)
         if self.features is not None:
             return self._cached(s, item)
-        from .media import MediaError, load_media  # PyAV only where clips are decoded (not on cached features)
+        from affectgpt.data.media import (  # PyAV only where clips are decoded (not on cached features)
+            MediaError,
+            load_media,
+        )
 
         try:
             max_audio = self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0
@@ -102,8 +105,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _range(self, s: Sample, max_audio: float):
         """The sample's ``start``..``end`` seconds of its file(s), decoded by seeking (``stream.load_range``)."""
-        from .media import MediaError
-        from .stream import load_range
+        from affectgpt.data.media import MediaError
+        from affectgpt.data.stream import load_range
 
         try:
             start, end = float(s.extra["start"]), float(s.extra["end"])
@@ -117,11 +120,11 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
-        from .media import MediaError, face_file, load_faces, load_media
+        from affectgpt.data.media import MediaError, face_file, load_faces, load_media
 
         path = face_file(s.name, s.video, s.extra.get("faces"))
         if self.crop_faces and s.video and (path is None or not path.is_file()):
-            from .faces import crop_clip
+            from affectgpt.data.faces import crop_clip
 
             faces = crop_clip(s.video, self.plan.frames)
         elif path is None:

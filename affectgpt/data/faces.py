@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..fileio import atomic_write
-from .media import FACE_DIR, MediaError, _check_file, _open
+from affectgpt.core.fileio import atomic_write
+from affectgpt.data.media import FACE_DIR, MediaError, _check_file, _open
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class Clip:
 def list_clips(source: str | Path) -> list[Clip]:
     """The clips of ``input=``: one video file, every video in a folder (not recursive), or the
     samples of a manifest (``.jsonl``/``.json``) that have a video. Names must be unique."""
-    from .manifest import read_manifest
+    from affectgpt.data.manifest import read_manifest
 
     src = Path(source)
     if src.is_dir():
@@ -365,7 +365,7 @@ def crop_clip(video: str | Path, n_frames: int = 8) -> np.ndarray:
     """uint8 [n_frames, 112, 112, 3] BGR (as a face file stores them) from the clip's ``n_frames``
     sampled frames (``media.load_media``'s segment centres); frames without a face are left out and
     the others sampled as ``load_faces`` samples a file. No face in any frame raises ``MediaError``."""
-    from .media import load_media
+    from affectgpt.data.media import load_media
 
     frames = load_media(Path(video), None, n_frames=n_frames, max_audio_seconds=1.0).frames
     if frames is None:
@@ -381,7 +381,7 @@ def crop_clip(video: str | Path, n_frames: int = 8) -> np.ndarray:
 
 def without_face_file(samples) -> list[str]:
     """Names of samples whose face file is missing: their faces are cropped on the fly."""
-    from .media import face_file
+    from affectgpt.data.media import face_file
 
     return [s.name for s in samples
             if not ((p := face_file(s.name, s.video, s.extra.get("faces"))) and p.is_file())]
@@ -396,8 +396,8 @@ def on_the_fly_note(missing: list[str], total: int) -> str:
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import Command, UsageError
-    from ..cli import run as run_command
+    from affectgpt.apps.cli import Command, UsageError
+    from affectgpt.apps.cli import run as run_command
 
     command = Command(prog="python -m affectgpt.data.faces", config="faces", doc=__doc__,
                       verbatim=("input", "output"), required=("input", "output"))

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
-from ..fileio import iter_jsonl
+from affectgpt.core.errors import InputError
+from affectgpt.core.fileio import iter_jsonl
 
 
 class ManifestError(InputError, ValueError):

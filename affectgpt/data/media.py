@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import InputError
+from affectgpt.core.errors import InputError
 
 # Seeking costs a keyframe decode; decoding forward is cheaper for short gaps.
 _SEEK_GAP_SECONDS = 2.0

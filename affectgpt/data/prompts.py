@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from ..plan import MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS, TASKS
+from affectgpt.core.plan import MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS, TASKS
 
 SYSTEM_PROMPT = "You are AffectGPT, an expert in multimodal emotion recognition."
 QUESTIONS = {

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from affectgpt.core.fileio import iter_jsonl
 from affectgpt.data.manifest import ManifestError, Sample, sample_from_record
-from affectgpt.fileio import iter_jsonl
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".flv")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stream import audio_chunks
+from affectgpt.data.stream import audio_chunks
 
 FRAME_SECONDS = 0.02
 

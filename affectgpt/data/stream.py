@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .media import Media, MediaError, _check_file, _open, _probe, _segment_centres, _target_size
+from affectgpt.data.media import Media, MediaError, _check_file, _open, _probe, _segment_centres, _target_size
 
 
 def _mono(frame) -> np.ndarray:

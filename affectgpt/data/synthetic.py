@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from affectgpt.core.fileio import atomic_dir
 from affectgpt.data.manifest import Sample, write_manifest
 from affectgpt.data.prompts import join_emotions
-from affectgpt.fileio import atomic_dir
 
 GENERATOR_VERSION = 1
 DONE_FILE = "DONE.json"
@@ -477,7 +477,7 @@ def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import Command, UsageError, run
+    from affectgpt.apps.cli import Command, UsageError, run
 
     command = Command(prog="python -m affectgpt.data.synthetic", config="synthetic", doc=__doc__.split("\n")[0],
                       verbatim=("root",), required=("root",))

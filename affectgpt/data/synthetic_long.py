@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plan import SAMPLE_RATE
-from .synthetic import AUDIO_WORDS, VISUAL_WORDS, labels_for, render_face, render_voice
+from affectgpt.core.plan import SAMPLE_RATE
+from affectgpt.data.synthetic import AUDIO_WORDS, VISUAL_WORDS, labels_for, render_face, render_voice
 
 
 def write_long_video(path: str | Path, clips: int = 12, seed: int = 0, fps: int = 10, size: int = 64,

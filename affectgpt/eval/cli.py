@@ -8,10 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from .. import errors
-from ..fileio import atomic_write
-from .parsing import read_records
-from .scorer import EXTRACTORS, TASKS, check_names, score
+from affectgpt.core import errors
+from affectgpt.core.fileio import atomic_write
+from affectgpt.eval.parsing import read_records
+from affectgpt.eval.scorer import EXTRACTORS, TASKS, check_names, score
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def print_and_save(table: str, result: dict, out: str | None, indent: int = 2) -
 
 
 def scoring_command(run, verbose: bool = False) -> int:
-    """How a scoring command ends: ``run()``'s exit code, or one ``error:`` line (``affectgpt.errors``):
+    """How a scoring command ends: ``run()``'s exit code, or one ``error:`` line (``affectgpt.core.errors``):
     2 for bad input (the scorer's ValueError/TypeError/ImportError on bad records or options count as
     bad input), 1 for a failed run. ``verbose`` (``--verbose``) adds the traceback."""
     verbose = verbose or errors.verbose()
@@ -92,7 +92,7 @@ def _score_command(args) -> int:
                    llm=args.llm, llm_cache=args.llm_cache, clue_method=args.clue)
     print_and_save(format_table(result), result, args.out)
     if args.plot is not None:
-        from .plots import plot_scores
+        from affectgpt.eval.plots import plot_scores
 
         dest = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
         try:

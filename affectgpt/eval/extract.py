@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .lexicon_tables import SCAN_STOP
+from affectgpt.eval.lexicon_tables import SCAN_STOP
 
 CONCLUSION_WEIGHT = 1.0
 BODY_WEIGHT = 0.5
@@ -85,7 +85,7 @@ def _clean_item(item: str) -> str:
 @lru_cache(maxsize=1)
 def _whole_words() -> frozenset[str]:
     """Every word form of the built-in lexicon (a cut "frustr" is none of them)."""
-    from .wheels import builtin_lexicon
+    from affectgpt.eval.wheels import builtin_lexicon
 
     return frozenset(builtin_lexicon().forms)
 
@@ -93,7 +93,7 @@ def _whole_words() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def _scan_table() -> dict[str, str]:
     """Surface form -> base word of every scannable emotion word in the built-in lexicon."""
-    from .wheels import builtin_lexicon
+    from affectgpt.eval.wheels import builtin_lexicon
 
     table = {}
     for form, bases in builtin_lexicon().forms.items():

@@ -14,8 +14,8 @@ import os
 import re
 from pathlib import Path
 
-from ..fileio import iter_jsonl
-from .parsing import parse_labels
+from affectgpt.core.fileio import iter_jsonl
+from affectgpt.eval.parsing import parse_labels
 
 PROMPT_VERSION = "1"
 PROMPT = (

@@ -5,7 +5,7 @@ and R, as in OV-MER (not a mean of per-sample F).
 """
 from __future__ import annotations
 
-from .wheels import Lexicon
+from affectgpt.eval.wheels import Lexicon
 
 
 def _f1(p: float, r: float) -> float:

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from ..fileio import iter_jsonl
+from affectgpt.core.fileio import iter_jsonl
 
 # Official rule: split on every quote and comma (a real list is not split).
 _SPLIT = re.compile(r"['\",]")

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..fileio import atomic_path
+from affectgpt.core.fileio import atomic_path
 
 SUMMARY = (("M1", "M1"), ("M2", "M2"), ("m_avg_f1", "M-avg"), ("wheel_l1_f1", "wheel L1"),
            ("wheel_l1_l2_f1", "wheel L1+L2"))

@@ -24,9 +24,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .extract import extract_emotions, parse_emotion_list
-from .parsing import parse_labels
-from .wheels import Lexicon
+from affectgpt.eval.extract import extract_emotions, parse_emotion_list
+from affectgpt.eval.parsing import parse_labels
+from affectgpt.eval.wheels import Lexicon
 
 MODES = ("direct", "think")
 THINK_FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .metrics import basic_hit_rate, label_metrics
-from .parsing import parse_labels
-from .wheels import Lexicon, builtin_lexicon, load_lexicon
+from affectgpt.eval.metrics import basic_hit_rate, label_metrics
+from affectgpt.eval.parsing import parse_labels
+from affectgpt.eval.wheels import Lexicon, builtin_lexicon, load_lexicon
 
 EXTRACTORS = ("rules", "llm")
 TASKS = ("open", "basic")
@@ -63,13 +63,13 @@ def _index(records: list[dict], what: str) -> dict[str, dict]:
 
 def _make_extractor(extractor: str, llm, llm_cache):
     if extractor == "rules":
-        from .extract import extract_emotions
+        from affectgpt.eval.extract import extract_emotions
 
         return lambda texts: [extract_emotions(t) for t in texts]
     if extractor == "llm":
         if not llm:
             raise ValueError("extractor 'llm' needs llm=PATH (a local Hugging Face causal LM directory)")
-        from .llm import LLMExtractor
+        from affectgpt.eval.llm import LLMExtractor
 
         return LLMExtractor(llm, cache_path=llm_cache).extract_many
     raise ValueError(f"unknown extractor {extractor!r}; expected one of {EXTRACTORS}")
@@ -154,6 +154,6 @@ def _clue_block(names, gold_by_name, pred_by_name, method: str) -> dict:
     ]
     if not pairs:
         return {"precision": None, "recall": None, "f1": None, "method": None}
-    from .clues import clue_overlap
+    from affectgpt.eval.clues import clue_overlap
 
     return clue_overlap([g for g, _ in pairs], [p for _, p in pairs], method=method)

@@ -45,7 +45,7 @@ def word_valence(word: str) -> int:
     """-1, 0 or +1 for one normalised label (a word or a short phrase)."""
     if word in WORD_VALENCE:
         return WORD_VALENCE[word]
-    from .wheels import builtin_lexicon
+    from affectgpt.eval.wheels import builtin_lexicon
 
     lexicon = builtin_lexicon()
     groups = lexicon.groups(word)

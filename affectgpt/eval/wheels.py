@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .parsing import normalize_label
+from affectgpt.eval.parsing import normalize_label
 
 
 @dataclass

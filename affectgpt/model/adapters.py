@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..plan import ENCODER_FRAMES_PER_SECOND
+from affectgpt.core.plan import ENCODER_FRAMES_PER_SECOND
 
 POOL_KINDS = ("qformer", "attention", "mean", "score")
 SINGLE_TOKEN_KINDS = ("mean", "score")

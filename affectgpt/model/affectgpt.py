@@ -13,12 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
-from .adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
-from .encoders import SAMPLE_RATE, AudioConfig, VisionConfig, make_audio_encoder, make_vision_encoder
-from .kernels import apply_kernels, fused_linear_cross_entropy
-from .llm import LLMConfig, add_token_rows, build_base_llm, output_logits, random_tokenizer_source, wrap_lora
-from .tokenizer import load_tokenizer, modality_token_ids, official_token_ids, stop_token_ids
+from affectgpt.core.plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
+from affectgpt.model.adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter, pad_features
+from affectgpt.model.encoders import SAMPLE_RATE, AudioConfig, VisionConfig, make_audio_encoder, make_vision_encoder
+from affectgpt.model.kernels import apply_kernels, fused_linear_cross_entropy
+from affectgpt.model.llm import (
+    LLMConfig,
+    add_token_rows,
+    build_base_llm,
+    output_logits,
+    random_tokenizer_source,
+    wrap_lora,
+)
+from affectgpt.model.tokenizer import load_tokenizer, modality_token_ids, official_token_ids, stop_token_ids
 
 
 @dataclass
@@ -336,7 +343,7 @@ class AffectGPT(nn.Module):
                  stop_strings: list[str] | None = None, repetition_penalty: float | None = None) -> list[str]:
         """Decoded answers. ``top_k`` / ``repetition_penalty`` None: the LLM's generation_config value;
         ``stop_strings`` end a sequence once its text ends with one (besides the stop ids)."""
-        from ..data.prompts import clean_answer
+        from affectgpt.data.prompts import clean_answer
 
         embeds = self.embed(batch, self.encode_media(batch))
         placeholders = sorted({i for ids in self.token_ids.values() for i in ids})

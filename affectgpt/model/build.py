@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from .adapters import AdapterConfig
-from .affectgpt import AffectGPT, ModelConfig
-from .encoders import AudioConfig, VisionConfig
-from .llm import LLMConfig, LoraSettings
+from affectgpt.model.adapters import AdapterConfig
+from affectgpt.model.affectgpt import AffectGPT, ModelConfig
+from affectgpt.model.encoders import AudioConfig, VisionConfig
+from affectgpt.model.llm import LLMConfig, LoraSettings
 
 _META_KEYS = {"name", "tiny_assets", "tiny_seed", "tiny_tokenizer", "tiny_corpus", "tiny_llm_lora", "architecture"}
 
@@ -47,7 +47,7 @@ def to_plain(cfg) -> dict:
 
 
 def model_config(d) -> ModelConfig:
-    from .tiny import apply_tiny_llm_lora
+    from affectgpt.model.tiny import apply_tiny_llm_lora
 
     d = {k: v for k, v in apply_tiny_llm_lora(to_plain(d)).items() if k not in _META_KEYS}
     unknown = sorted(set(d) - {f.name for f in fields(ModelConfig)})
@@ -76,7 +76,7 @@ def build_model(d, device="cpu", weights: str | None = None) -> AffectGPT:
     affectgpt/model/architectures) and build directly on ``device``, ``"meta"`` included."""
     plain = to_plain(d)
     if plain.get("tiny_assets"):
-        from .tiny import ensure_tiny_assets
+        from affectgpt.model.tiny import ensure_tiny_assets
 
         ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)),
                            plain.get("tiny_tokenizer", "bpe"), plain.get("tiny_corpus"))

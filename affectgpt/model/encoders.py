@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.frames import resize_crop
-from ..plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
+from affectgpt.core.plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
+from affectgpt.data.frames import resize_crop
 
 WHISPER_HOP = 160  # samples per mel frame
 WHISPER_CHUNK_SECONDS = 30
@@ -65,7 +65,7 @@ class VisionConfig:
 
 
 def _dtype(name: str) -> torch.dtype:
-    from .llm import torch_dtype
+    from affectgpt.model.llm import torch_dtype
 
     return torch_dtype(name)
 
@@ -190,7 +190,7 @@ def make_vision_encoder(cfg: VisionConfig, device: str | torch.device = "cpu", w
         raise ValueError(f"model.vision: kind must be one of {VISION_KINDS} and frame_sampling one of "
                          f"{FRAME_SAMPLING}, got {cfg.kind!r} and {cfg.frame_sampling!r}")
     if cfg.kind == "hf_clip":
-        from .hf_encoders import HFClipVisionEncoder
+        from affectgpt.model.hf_encoders import HFClipVisionEncoder
 
         return HFClipVisionEncoder(cfg, device, weights)
     return VisionEncoder(cfg, device, weights)
@@ -201,7 +201,7 @@ def make_audio_encoder(cfg: AudioConfig, device: str | torch.device = "cpu", wei
     if cfg.kind not in AUDIO_KINDS:
         raise ValueError(f"model.audio.kind must be one of {AUDIO_KINDS}, got {cfg.kind!r}")
     if cfg.kind == "hubert":
-        from .hf_encoders import HubertAudioEncoder
+        from affectgpt.model.hf_encoders import HubertAudioEncoder
 
         return HubertAudioEncoder(cfg, device, weights)
     return AudioEncoder(cfg, device, weights)
@@ -243,7 +243,7 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
     ckpt = _read_whisper_checkpoint(path)
     dims = dict(ckpt["dims"])
     if architecture:
-        from .architecture import architecture_path, check_architecture, load_architecture
+        from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
 
         check_architecture(load_architecture(architecture), dims, str(architecture_path(architecture)), str(path))
     state = ckpt["model_state_dict"]
@@ -267,7 +267,7 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
 def whisper_dims(cfg: AudioConfig) -> dict:
     """Dims for a random build: the stored architecture, else the local checkpoint's own."""
     if cfg.architecture:
-        from .architecture import load_architecture
+        from affectgpt.model.architecture import load_architecture
 
         return load_architecture(cfg.architecture)
     if cfg.model.endswith((".pt", ".pth")):

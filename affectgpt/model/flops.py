@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..plan import IGNORE_INDEX, SAMPLE_RATE
+from affectgpt.core.plan import IGNORE_INDEX, SAMPLE_RATE
 
 # Peak dense bf16 tensor FLOP/s (no sparsity), TFLOP/s, by a substring of torch.cuda.get_device_name.
 PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..plan import SAMPLE_RATE
+from affectgpt.core.plan import SAMPLE_RATE
 
 # CLIP's image normalisation (openai/clip-vit-large-patch14 preprocessor_config.json), when a folder has none.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -42,7 +42,7 @@ def _hf_config(model_type: str, architecture: str | None, name_or_path: str):
     from transformers import AutoConfig
 
     if architecture:
-        from .architecture import load_architecture
+        from affectgpt.model.architecture import load_architecture
 
         fields = dict(load_architecture(architecture))
     else:
@@ -98,7 +98,7 @@ class HubertAudioEncoder(nn.Module):
         super().__init__()
         from transformers import HubertModel
 
-        from .llm import torch_dtype
+        from affectgpt.model.llm import torch_dtype
 
         if cfg.clips < 1 or cfg.clip_seconds <= 0 or cfg.last_layers < 1:
             raise ValueError(f"audio (hubert): clips, clip_seconds and last_layers must be positive, got "
@@ -169,7 +169,7 @@ class HFClipVisionEncoder(nn.Module):
         super().__init__()
         from transformers import CLIPModel
 
-        from .llm import torch_dtype
+        from affectgpt.model.llm import torch_dtype
 
         if cfg.output != "pooled":
             raise ValueError(f"vision.kind=hf_clip gives one projected embedding per frame (output: pooled), "
@@ -207,7 +207,7 @@ class HFClipVisionEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames [B,T,H,W,3] uint8, or already resized [B,T,3,S,S] floats in 0..1 → [B,T,1,D]."""
-        from ..data.frames import resize_crop
+        from affectgpt.data.frames import resize_crop
 
         b, t = frames.shape[:2]
         flat = frames.flatten(0, 1)

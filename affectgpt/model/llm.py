@@ -102,7 +102,7 @@ def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
     """The LLM's config fields for a random build: the stored architecture, else the local
     checkpoint folder's config.json."""
     if cfg.architecture:
-        from .architecture import architecture_path, load_architecture
+        from affectgpt.model.architecture import architecture_path, load_architecture
 
         return load_architecture(cfg.architecture), str(architecture_path(cfg.architecture))
     try:
@@ -138,7 +138,7 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
     random weights from the architecture, built directly on ``device`` (``meta``: no memory)."""
     if weights == "pretrained":
         if cfg.architecture:
-            from .architecture import architecture_path, check_architecture, load_architecture
+            from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
 
             found, where = checkpoint_config(cfg.name_or_path)
             check_architecture(

@@ -33,7 +33,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..cli import TRAIN_VERBATIM, Command, run
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, run
 
 GIB = 1024**3
 SUMMARY = Command(prog="python -m affectgpt.model.summary", config="summary", verbatim=TRAIN_VERBATIM,
@@ -144,7 +144,7 @@ def format_summary(name: str, rows: list[ModuleRow], mem: dict) -> str:
 
 def compose(overrides: list[str]):
     """The training config (conf/train.yaml) with overrides, e.g. ``model=affectgpt-7b``."""
-    from ..cli import compose as compose_command
+    from affectgpt.apps.cli import compose as compose_command
 
     return compose_command(SUMMARY, overrides)
 
@@ -152,7 +152,7 @@ def compose(overrides: list[str]):
 def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[ModuleRow], dict, object]:
     """Build ``cfg.model`` on meta with random weights; the tiny config first ensures its local
     assets (and the synthetic dataset its tokenizer is trained on)."""
-    from .build import build_model, to_plain
+    from affectgpt.model.build import build_model, to_plain
 
     plain = to_plain(cfg.model)
     corpus = plain.get("tiny_corpus")
@@ -161,7 +161,7 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
         and plain.get("tiny_tokenizer", "bpe") == "bpe"
         and not (corpus and Path(corpus).is_file())
     ):
-        from ..data.splits import load_split  # generates the synthetic dataset the tiny BPE is trained on
+        from affectgpt.data.splits import load_split  # generates the synthetic dataset the tiny BPE is trained on
 
         load_split(cfg.data, "train")
     model = build_model(cfg.model, device="meta", weights="random")

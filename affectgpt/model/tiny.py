@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_dir, iter_jsonl
+from affectgpt.core.fileio import atomic_dir, iter_jsonl
 
 ASSET_VERSION = 1
 WHISPER_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
@@ -98,7 +98,7 @@ def apply_tiny_llm_lora(plain: dict) -> dict:
 def _write_clip(path: Path, seed: int) -> None:
     import open_clip
 
-    from .encoders import OPEN_CLIP_CONFIG_DIR
+    from affectgpt.model.encoders import OPEN_CLIP_CONFIG_DIR
 
     open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
     torch.manual_seed(seed)
@@ -115,7 +115,7 @@ def _write_whisper(path: Path, seed: int) -> None:
 
 
 def _qwen_tokenizer():
-    from .tokenizer import BUILTIN_QWEN25, load_tokenizer
+    from affectgpt.model.tokenizer import BUILTIN_QWEN25, load_tokenizer
 
     return load_tokenizer(BUILTIN_QWEN25)
 
@@ -126,8 +126,8 @@ def _train_bpe(manifest: Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from ..data.prompts import QUESTIONS, SYSTEM_PROMPT, labels_target, user_message
-    from .tokenizer import CHATML_TEMPLATE
+    from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT, labels_target, user_message
+    from affectgpt.model.tokenizer import CHATML_TEMPLATE
 
     texts = [
         SYSTEM_PROMPT,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data.prompts import end_of_turn_id  # noqa: F401  (re-exported: the stop ids start with it)
-from ..fileio import atomic_dir
-from ..plan import MODALITY_TOKENS
+from affectgpt.core.fileio import atomic_dir
+from affectgpt.core.plan import MODALITY_TOKENS
+from affectgpt.data.prompts import end_of_turn_id  # noqa: F401  (re-exported: the stop ids start with it)
 
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen2.5-*-Instruct).
 QWEN25_SPECIAL_TOKENS = [
@@ -39,7 +39,7 @@ CHATML_TEMPLATE = (
 )
 BUILTIN_QWEN25 = "builtin:qwen2.5"
 
-# The placeholder tokens (affectgpt.plan.MODALITY_TOKENS) whose embeddings are replaced by modality tokens: Qwen2.5
+# The placeholder tokens (affectgpt.core.plan.MODALITY_TOKENS) whose embeddings are replaced by modality tokens: Qwen2.5
 # already has <|video_pad|>; the others are added as special tokens (Qwen2.5's embedding table has 399
 # spare rows, so no resize is needed there).
 
@@ -127,7 +127,7 @@ def modality_token_ids(tok) -> dict[str, int]:
 
 def official_token_ids(tok) -> dict[str, tuple[int, ...]]:
     """Placeholder ids of the ``official`` prompt style per modality (video: frames or faces)."""
-    from ..plan import OFFICIAL_MODALITY_TOKENS as T
+    from affectgpt.core.plan import OFFICIAL_MODALITY_TOKENS as T
 
     ids = {k: tok.convert_tokens_to_ids(v) for k, v in T.items()}
     return {"video": (ids["frames"], ids["faces"]), "audio": (ids["audio"],), "fusion": (ids["fusion"],)}

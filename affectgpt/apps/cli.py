@@ -7,7 +7,7 @@ parse, ``video=a,b.mp4`` becomes a sweep), so each command names its *verbatim* 
 composition; every other argument goes to Hydra. Bad arguments raise :class:`UsageError`.
 
 :func:`run` is where every command ends: any error becomes one ``error: ...`` line on stderr and
-exit code 2 (bad input) or 1 (the run failed), as ``affectgpt.errors`` maps it. ``verbose=true``
+exit code 2 (bad input) or 1 (the run failed), as ``affectgpt.core.errors`` maps it. ``verbose=true``
 (any command, or ``AFFECTGPT_VERBOSE=1``) adds the traceback and lets the libraries' warnings and
 progress bars through; without it they are off, so a failing run's stderr is the error line.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import errors
+from affectgpt.core import errors
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The paths of conf/train.yaml, shared by every command that composes it (train.py, features, summary).

@@ -1,6 +1,6 @@
 """Export a training checkpoint as an artifact that inference (and plain transformers / peft) can load.
 
-``python -m affectgpt.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]``
+``python -m affectgpt.runtime.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]``
 
 Both kinds hold:
 
@@ -31,7 +31,9 @@ import json
 import sys
 from pathlib import Path
 
-from .artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
+from affectgpt.apps.cli import Command, UsageError, run
+from affectgpt.core.fileio import atomic_dir
+from affectgpt.runtime.artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
     ADAPTER_MODULES,
     ADAPTERS,
     DEFAULT_GENERATION,
@@ -46,8 +48,6 @@ from .artifact import (  # noqa: F401  (the format's names, re-exported for user
     prompt_spec,
     sha256,
 )
-from .cli import Command, UsageError, run
-from .fileio import atomic_dir
 
 
 def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
@@ -83,7 +83,7 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
 def _write_export(tmp: Path, model, meta: dict, merge: bool, checkpoint: Path, output: Path) -> None:
     from safetensors.torch import save_file
 
-    from .model_card import write_model_card
+    from affectgpt.runtime.model_card import write_model_card
 
     model.tokenizer.save_pretrained(tmp / "tokenizer")
     state = {k: v for k, v in adapter_state(model).items() if not (merge and k.startswith("added_rows."))}
@@ -111,7 +111,7 @@ def _write_export(tmp: Path, model, meta: dict, merge: bool, checkpoint: Path, o
     write_model_card(tmp, meta, checkpoint, output)  # README.md: the Hugging Face model card
 
 
-EXPORT = Command(prog="python -m affectgpt.export", config="export", doc=__doc__.split("\n\n")[0],
+EXPORT = Command(prog="python -m affectgpt.runtime.export", config="export", doc=__doc__.split("\n\n")[0],
                  verbatim=("checkpoint", "output"), required=("checkpoint", "output"))
 
 

@@ -32,13 +32,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from .data.collate import ClipDataset, Collator, worker_init
-from .data.prompts import SYSTEM_PROMPT
-from .decoding import _Calls
-from .eval import rewards as rw
-from .eval.scorer import resolve_lexicon
-from .fileio import atomic_path
-from .training import ResumableBatches, TrainRecipe
+from affectgpt.core.fileio import atomic_path
+from affectgpt.data.collate import ClipDataset, Collator, worker_init
+from affectgpt.data.prompts import SYSTEM_PROMPT
+from affectgpt.eval import rewards as rw
+from affectgpt.eval.scorer import resolve_lexicon
+from affectgpt.recipe.training import ResumableBatches, TrainRecipe
+from affectgpt.runtime.decoding import _Calls
 
 log = logging.getLogger("affectgpt.train")
 REFERENCE_FILE = "grpo_reference.safetensors"  # in output_dir: the starting weights the KL term compares against
@@ -219,7 +219,7 @@ class GRPORecipe(TrainRecipe):
         t = self.cfg.trainer
         store = None
         if self.cfg.features.cache_dir:
-            from .features import open_cache
+            from affectgpt.recipe.features import open_cache
 
             store = open_cache(self.cfg, self.model, pool, self.accelerator)
         self.train_set = ClipDataset(self.train_split.epoch(0), self.plan, task="labels", seed=self.cfg.seed,

@@ -8,18 +8,18 @@ counts as not positive), and the level-1 emotion-wheel F of OV-MERD+. Labels com
 official pipeline's extractions (``given``), the built-in rules (``rules``) or a local LLM
 (``llm``). Torch-free; ``llm`` imports torch lazily.
 
-    python -m affectgpt.eval.unibench --gold DIR --pred DIR|FILE [--wheels DIR] [--labels given|rules|llm]
+    python -m affectgpt.unibench.score --gold DIR --pred DIR|FILE [--wheels DIR] [--labels given|rules|llm]
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from ..fileio import iter_jsonl
-from .metrics import label_metrics
-from .parsing import normalize_label, parse_labels
-from .unibench_sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
-from .wheels import Lexicon
+from affectgpt.core.fileio import iter_jsonl
+from affectgpt.eval.metrics import label_metrics
+from affectgpt.eval.parsing import normalize_label, parse_labels
+from affectgpt.eval.wheels import Lexicon
+from affectgpt.unibench.sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
 
 LABEL_MODES = ("given", "rules", "llm")
 
@@ -196,8 +196,8 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         return labels, sentiments
     reasons = _texts(rows, names, "reason", where)
     if mode == "rules":
-        from .extract import extract_emotions
-        from .valence import sentiment_of
+        from affectgpt.eval.extract import extract_emotions
+        from affectgpt.eval.valence import sentiment_of
 
         labels = [parse_labels(extract_emotions(r)) if r else [] for r in reasons]
         sentiments = (
@@ -308,8 +308,8 @@ def format_table(result: dict) -> str:
 def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | None = None,
                llm_cache=None, check_sizes: bool = True) -> dict:
     """Load gold and predictions from disk and score them (what the command line and the runner call)."""
-    from ..data.unibench import find_sets
-    from .scorer import check_names, resolve_lexicon
+    from affectgpt.eval.scorer import check_names, resolve_lexicon
+    from affectgpt.unibench.data import find_sets
 
     gold = {name: t.gold for name, t in find_sets(gold_dir, check_sizes=check_sizes, media=False).items()}
     preds = load_predictions(pred)
@@ -317,7 +317,7 @@ def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | No
     if labels == "llm":
         if not llm:
             raise ValueError("--labels llm needs --llm PATH (a local Hugging Face causal LM folder)")
-        from .unibench_llm import UniBenchLLM
+        from affectgpt.unibench.llm import UniBenchLLM
 
         model = UniBenchLLM(llm, cache_path=llm_cache)
     for name in set(gold) & set(preds):  # a set whose predictions name none of its samples is another set's
@@ -344,7 +344,7 @@ def extraction_summary(bench: BenchSet, per_ckpt: dict[str, dict], labels: str, 
 def build_parser():
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m affectgpt.eval.unibench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m affectgpt.unibench.score", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gold", required=True, help="folder of *-process folders or <set>_test.jsonl files")
     ap.add_argument("--pred", required=True, help="<set>.jsonl[.gz] file, a folder of them, or a runner output folder")
@@ -361,7 +361,7 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    from .cli import print_and_save, scoring_command
+    from affectgpt.eval.cli import print_and_save, scoring_command
 
     args = build_parser().parse_args(argv)
 

@@ -16,7 +16,7 @@ stale one, naming the fields that differ. Shards are written to a temporary name
 an interrupted extraction resumes at the first missing shard; under ``torchrun`` / ``accelerate
 launch`` each process extracts every world-th shard.
 
-    python -m affectgpt.features [train.py overrides] [features.splits=[train,val]]
+    python -m affectgpt.recipe.features [train.py overrides] [features.splits=[train,val]]
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from pathlib import Path
 
 import torch
 
-from .cli import TRAIN_VERBATIM, Command, UsageError, run
-from .data.collate import ClipDataset
-from .data.manifest import Sample
-from .errors import InputError
-from .fileio import atomic_path, atomic_write
-from .plan import SAMPLE_RATE
-from .runlock import FolderLocked, acquire
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
+from affectgpt.core.errors import InputError
+from affectgpt.core.fileio import atomic_path, atomic_write
+from affectgpt.core.plan import SAMPLE_RATE
+from affectgpt.core.runlock import FolderLocked, acquire
+from affectgpt.data.collate import ClipDataset
+from affectgpt.data.manifest import Sample
 
-log = logging.getLogger("affectgpt.features")
+log = logging.getLogger("affectgpt.recipe.features")
 IDENTITY = "identity.json"
 CACHE_VERSION = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -111,7 +111,8 @@ class FeatureStore:
         path = self.dir / IDENTITY
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: missing; {self.dir} is not a feature cache (extract one with python -m affectgpt.features)"
+                f"{path}: missing; {self.dir} is not a feature cache "
+                f"(extract one with python -m affectgpt.recipe.features)"
             )
         found = json.loads(path.read_text())
         diff = _differences(found, identity)
@@ -120,7 +121,8 @@ class FeatureStore:
                 f"{self.dir}: stale feature cache, made by other encoders or preprocessing: "
                 + "; ".join(diff[:6])
                 + f"{' ...' if len(diff) > 6 else ''}. Extract into a new "
-                f"features.cache_dir (python -m affectgpt.features), delete this one, or set features.cache_dir=null"
+                f"features.cache_dir (python -m affectgpt.recipe.features), delete this one, "
+                f"or set features.cache_dir=null"
             )
         self.dtype = DTYPES[identity["dtype"]]
         self.index: dict[str, tuple[Path, dict]] = {}
@@ -190,7 +192,7 @@ def extract(model, samples: list[Sample], cache_dir: Path, tag: str, identity: d
     """Encode this rank's missing shards (every world-th); returns the number of samples encoded."""
     from tqdm import tqdm
 
-    from .data.collate import worker_init
+    from affectgpt.data.collate import worker_init
 
     dtype = DTYPES[identity["dtype"]]
     plan = model.token_plan()
@@ -261,7 +263,7 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
         if f.extract != "auto":
             raise FileNotFoundError(
                 f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
-                f"run python -m affectgpt.features or set features.extract=auto"
+                f"run python -m affectgpt.recipe.features or set features.extract=auto"
             )
         # One extracting job per cache (its main process holds the lock for all ranks); readers need none.
         lock = acquire(cache_dir, "python train.py (feature extraction)") if accelerator.is_main_process else None
@@ -281,21 +283,21 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
     return store
 
 
-FEATURES = Command(prog="python -m affectgpt.features", config="train", verbatim=TRAIN_VERBATIM,
+FEATURES = Command(prog="python -m affectgpt.recipe.features", config="train", verbatim=TRAIN_VERBATIM,
                    doc="Extract the frozen-encoder features of the configured splits (features.splits) into "
                        "features.cache_dir, then exit. Options: conf/train.yaml.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m affectgpt.features [overrides]``: extract the configured splits, then exit."""
+    """``python -m affectgpt.recipe.features [overrides]``: extract the configured splits, then exit."""
     return run(FEATURES, _extract_command, argv)
 
 
 def _extract_command(cfg) -> int:
     from accelerate import PartialState
 
-    from .data.splits import load_split
-    from .model.build import build_model
+    from affectgpt.data.splits import load_split
+    from affectgpt.model.build import build_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.features.cache_dir:
@@ -318,7 +320,7 @@ def _extract_command(cfg) -> int:
         # One lock for the whole launch, before the first write into the cache; not earlier, since the cache
         # folder may sit inside a synthetic data.root that must be generated into an empty folder first.
         try:
-            lock = acquire(cache_dir, "python -m affectgpt.features")
+            lock = acquire(cache_dir, "python -m affectgpt.recipe.features")
         except FolderLocked as e:
             raise UsageError(str(e)) from None
         if lock.took_over:

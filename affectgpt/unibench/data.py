@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..eval.parsing import parse_labels
-from ..eval.unibench_sets import BY_NAME
-from ..fileio import iter_jsonl
-from .manifest import Sample
+from affectgpt.core.errors import InputError
+from affectgpt.core.fileio import iter_jsonl
+from affectgpt.data.manifest import Sample
+from affectgpt.eval.parsing import parse_labels
+from affectgpt.unibench.sets import BY_NAME
 
 
 class UnsafePickleError(InputError, ValueError):
@@ -208,7 +208,7 @@ def _media(folder: Path, sub: str, name: str, suffixes: tuple[str, ...]) -> Path
 
 def face_path(folder: Path, name: str) -> Path:
     """``openface_face/NAME.npy`` (flat) or the MER2025 release's ``openface_face/NAME/NAME.npy``."""
-    from .media import face_file
+    from affectgpt.data.media import face_file
 
     return face_file(name, folder / "video" / f"{name}.mp4")
 

@@ -1,4 +1,4 @@
-"""Check a dataset before a run: ``python -m affectgpt.data.check path=MANIFEST_OR_DATASET_DIR``.
+"""Check a dataset before a run: ``python -m affectgpt.apps.check path=MANIFEST_OR_DATASET_DIR``.
 
 Accepts a canonical JSONL manifest, an EMER v1 CSV, a MER2025-style release folder
 (every ``track2_/track3_<split>_<subset>.csv`` pair in it), a folder of JSONL manifests,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectgpt.cli import Command, UsageError, run
+from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.data.manifest import ManifestError, Sample
 from affectgpt.data.media import MediaError, load_media
 from affectgpt.data.readers import ReadReport, read_emer_csv, read_jsonl, read_mer2025, read_source
@@ -106,9 +106,9 @@ def prompt_overflows(samples: list[Sample], results: list[MediaResult], train_co
     ``python train.py ... --cfg``. Each task the row can be trained on is checked."""
     from omegaconf import OmegaConf
 
-    from ..model.build import build_model
-    from ..plan import SAMPLE_RATE
-    from .collate import Collator, SampleError
+    from affectgpt.core.plan import SAMPLE_RATE
+    from affectgpt.data.collate import Collator, SampleError
+    from affectgpt.model.build import build_model
 
     path = Path(train_config)
     path = path / "config.yaml" if path.is_dir() else path
@@ -227,7 +227,7 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
     return "\n".join(out)
 
 
-CHECK = Command(prog="python -m affectgpt.data.check", config="check", doc=__doc__,
+CHECK = Command(prog="python -m affectgpt.apps.check", config="check", doc=__doc__,
                 verbatim=("path", "json", "train_config"),
                 required=("path",))
 

@@ -14,7 +14,7 @@ scorer in ``affectgpt.eval`` uses it as well as the training, data and export co
 - ``writing(path)``: an error raised while the block writes ``path`` on a full file system becomes
   ``OSError(ENOSPC, ..., path)``, whatever the library said (torch.save: "unexpected pos 576 vs
   534"; safetensors: "I/O error"; Python: ENOSPC without a file name). The atomic writers use it,
-  so a full disk reads ``no space left on device: PATH`` (``affectgpt.errors``).
+  so a full disk reads ``no space left on device: PATH`` (``affectgpt.core.errors``).
 
 Temporary names are hidden and do not end with the target's suffix (``.NAME.tmp-PID-RANDOM``), so
 a leftover of a killed process never matches a ``*.safetensors`` / ``*.jsonl`` glob of the folder.

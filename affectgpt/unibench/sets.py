@@ -1,5 +1,5 @@
 """The nine MER-UniBench test sets: name, metric, gold vocabulary and the paper's score. Shared by
-the scorer (``affectgpt.eval.unibench``) and the data readers (``affectgpt.data.unibench``)."""
+the scorer (``affectgpt.unibench.score``) and the data readers (``affectgpt.unibench.data``)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import atomic_path
+from affectgpt.core.fileio import atomic_path
 
 log = logging.getLogger("affectgpt.train")
 
@@ -154,7 +154,7 @@ def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:
 
 def evaluate_predictions(preds: list[dict], samples: list) -> dict:
     """metrics.json: exact-match label P/R/F1 plus the built-in scorer's report."""
-    from . import eval as scorer
+    from affectgpt import eval as scorer
 
     by_name = {p["name"]: p for p in preds}
     gold = [{"name": s.name, "emotions": list(s.emotions or []), "description": s.description} for s in samples]

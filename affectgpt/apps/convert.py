@@ -1,6 +1,6 @@
 """Import a released AffectGPT checkpoint (ICML 2025 / MER2025 baselines) as a checkpoint of this repository.
 
-    python -m affectgpt.convert official=FILE.pth output=DIR [variant=face|frame] [model.llm.name_or_path=...]
+    python -m affectgpt.apps.convert official=FILE.pth output=DIR [variant=face|frame] [model.llm.name_or_path=...]
 
 Reads the ``.pth`` with ``torch.load(weights_only=True)`` (a pickle payload is refused, naming the
 file), checks its ``model`` tensors key by key and shape by shape against the released layout
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import TRAIN_VERBATIM, Command, UsageError, run
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
 
-CONVERT = Command(prog="python -m affectgpt.convert", config="convert", doc=__doc__.split("\n\n")[0],
+CONVERT = Command(prog="python -m affectgpt.apps.convert", config="convert", doc=__doc__.split("\n\n")[0],
                   verbatim=("official", "output", *TRAIN_VERBATIM), required=("official", "output"))
 VARIANTS = {"face": ("affectgpt-official", "faces"), "frame": ("affectgpt-official-frame", "frames")}
 OWN_KEYS = ("official", "output", "variant")
@@ -46,7 +46,7 @@ def read_official(path: Path) -> dict:
         found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise UsageError(f"{path}: expected a dict with a 'model' state dict (a released AffectGPT .pth), "
                          f"found {found}")
-    from .model.official import TOP_LEVEL
+    from affectgpt.model.official import TOP_LEVEL
 
     extra = sorted(str(k) for k in obj if k not in TOP_LEVEL)
     if extra:
@@ -68,9 +68,9 @@ def shape_config(model_cfg: DictConfig) -> DictConfig:
 def convert(cfg: DictConfig) -> Path:
     import torch
 
-    from . import checkpoint as ckpt
-    from .model.build import build_model
-    from .model.official import dims_of, to_ours
+    from affectgpt.model.build import build_model
+    from affectgpt.model.official import dims_of, to_ours
+    from affectgpt.recipe import checkpoint as ckpt
 
     source, output = Path(cfg.official), Path(cfg.output)
     if output.exists():

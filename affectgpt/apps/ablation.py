@@ -1,6 +1,6 @@
 """Modality ablation: does the model read the video, the audio and the subtitle?
 
-``python -m affectgpt.ablation checkpoint=DIR manifest=FILE [drop=video,audio,subtitle] [output=FILE.json]``
+``python -m affectgpt.apps.ablation checkpoint=DIR manifest=FILE [drop=video,audio,subtitle] [output=FILE.json]``
 runs the manifest once with every modality and once with each modality in ``drop`` removed:
 
 - ``video`` / ``audio``: every clip is read as a clip without that stream (the token plan's
@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
-from .cli import Command, UsageError, compose
+from affectgpt.apps.cli import Command, UsageError, compose
 
 DROPPABLE = ("video", "audio", "subtitle")
 
@@ -35,7 +35,7 @@ DROPPABLE = ("video", "audio", "subtitle")
 # ----------------------------------------------------------------------------- scores
 def _family_answer(family: str, words: set[str]) -> str:
     """What an emotion set says about one cue family: a class name, "none" or "several"."""
-    from .data.synthetic import AUDIO_WORDS, VISUAL_WORDS
+    from affectgpt.data.synthetic import AUDIO_WORDS, VISUAL_WORDS
 
     if family == "frustrated":
         return "yes" if "frustrated" in words else "no"
@@ -62,7 +62,7 @@ def cue_scores(predicted: list[list[str]], gold: list[tuple[str, ...]]) -> dict:
 def clue_sentences(sample) -> dict[str, tuple[str, ...]]:
     """The sentences a correct description of a synthetic clip contains, per kind (any one of
     each tuple's paraphrases will do); "frustration" only for clips that are frustrated."""
-    from .data import synthetic as syn
+    from affectgpt.data import synthetic as syn
 
     visual, audio = syn.cues_of(sample.emotions)
     kind, hinted = syn.subtitle_kind(sample.subtitle, sample.emotions)
@@ -86,7 +86,7 @@ def clue_shares(texts: list[str], samples) -> dict[str, dict]:
 def best_constant(gold: list[tuple[str, ...]]) -> dict:
     """The emotion list that, answered for every sample, maximises label F1 (searched exhaustively
     over sets of up to 4 of the gold words), and its F1."""
-    from .telemetry import label_prf
+    from affectgpt.recipe.telemetry import label_prf
 
     vocab = sorted({w for g in gold for w in g})
     best = {"emotions": [], "f1": 0.0}
@@ -99,7 +99,7 @@ def best_constant(gold: list[tuple[str, ...]]) -> dict:
 
 
 def is_synthetic(samples) -> bool:
-    from .data.synthetic import cues_of, subtitle_kind
+    from affectgpt.data.synthetic import cues_of, subtitle_kind
 
     try:
         for s in samples:
@@ -128,8 +128,8 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
                        max_new_tokens: int = 96, progress: bool = False) -> dict:
     """Generate for every sample with ``drop`` removed (one modality, or several joined by "+");
     label F1, cue scores and clue shares."""
-    from .inference import predict
-    from .telemetry import label_prf
+    from affectgpt.recipe.telemetry import label_prf
+    from affectgpt.runtime.inference import predict
 
     inputs, plan = samples, model.token_plan()
     for d in drop.split("+"):  # "video+subtitle": both removed
@@ -158,8 +158,8 @@ def untrained_copy(checkpoint: str | Path, device: str = "cpu", trust_remote_cod
     import torch
     from omegaconf import OmegaConf
 
-    from .artifact import check_remote_code
-    from .model.build import build_model
+    from affectgpt.model.build import build_model
+    from affectgpt.runtime.artifact import check_remote_code
 
     cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
     check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,
@@ -227,7 +227,7 @@ class Args:
     verify_hashes: bool = True
 
 
-ABLATION = Command(prog="python -m affectgpt.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
+ABLATION = Command(prog="python -m affectgpt.apps.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
                    verbatim=("checkpoint", "manifest", "output"), required=("checkpoint", "manifest"))
 
 
@@ -247,9 +247,9 @@ def parse_args(argv: list[str]) -> Args:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0, or one ``error:`` line and 2 (bad input) / 1 (failed run) as ``affectgpt.errors`` maps it."""
-    from . import errors
-    from .cli import take_verbose
+    """Exit 0, or one ``error:`` line and 2 (bad input) / 1 (failed run) as ``affectgpt.core.errors`` maps it."""
+    from affectgpt.apps.cli import take_verbose
+    from affectgpt.core import errors
 
     verbose = False
     try:
@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
 def _ablation_command(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
-        from .data.manifest import read_manifest
-        from .inference import load_model
+        from affectgpt.data.manifest import read_manifest
+        from affectgpt.runtime.inference import load_model
 
         samples = read_manifest(args.manifest)
         samples = samples[: args.max_samples] if args.max_samples else samples

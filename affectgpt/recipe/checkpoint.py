@@ -7,7 +7,7 @@ and torch generators of every rank), ``trainer_state.json`` (step, epoch, positi
 loss history) and ``config.yaml`` (the resolved config).
 
 Atomicity: everything is written into ``.tmp-<name>`` and the folder is renamed when complete,
-with ``COMPLETE`` written (and fsynced) last (``affectgpt.fileio``). ``COMPLETE`` lists every file of
+with ``COMPLETE`` written (and fsynced) last (``affectgpt.core.fileio``). ``COMPLETE`` lists every file of
 the folder with its size, so a checkpoint that lost a file later (a partial copy, a hand-deleted
 ``optimizer.pt``) is not complete either, and ``resume=auto`` falls back to the previous whole one.
 A process killed at any moment leaves either the previous checkpoints untouched or a ``.tmp-*``
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import reading
-from .fileio import atomic_write, remove_dir, replace_dir
+from affectgpt.core.errors import reading
+from affectgpt.core.fileio import atomic_write, remove_dir, replace_dir
 
 log = logging.getLogger("affectgpt.train")
 
@@ -216,7 +216,7 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
 
 
 def resolve_init_from(init_from: str | None) -> Path | None:
-    """``trainer.init_from``: a complete checkpoint (a training run's or ``python -m affectgpt.convert``'s)
+    """``trainer.init_from``: a complete checkpoint (a training run's or ``python -m affectgpt.apps.convert``'s)
     whose trainable weights start a new run; None when unset."""
     if init_from in (None, "", "none", "null", False):
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .llm import LLMExtractor, parse_answer
+from affectgpt.eval.llm import LLMExtractor, parse_answer
 
 PROMPT_VERSION = "unibench-1"
 EXTRACT_PROMPT = (

@@ -16,9 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from .data.manifest import Sample, read_manifest
-from .data.segments import SegmentConfig, find_segments
-from .plan import options_block
+from affectgpt.core.plan import options_block
+from affectgpt.data.manifest import Sample, read_manifest
+from affectgpt.data.segments import SegmentConfig, find_segments
 
 
 def segments_path(out: str | Path) -> Path:
@@ -64,7 +64,7 @@ def segment_samples(video: Path | None, audio: Path | None, out: Path, cfg: Segm
 
 def read_rows(out: Path) -> list[dict]:
     """The timeline rows of ``out`` in time order."""
-    from .inference import read_done
+    from affectgpt.runtime.inference import read_done
 
     return sorted((r for r in read_done(out) if "start" in r), key=lambda r: r["start"])
 

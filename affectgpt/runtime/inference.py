@@ -1,7 +1,7 @@
 """Inference: load a checkpoint or an export, run clips, return ``{"name", "description", "emotions", "task"}``.
 
 ``load_model`` accepts a training checkpoint (``config.yaml`` + ``trainable.safetensors``), an
-adapter bundle or a merged export (``affectgpt.json``, see :mod:`affectgpt.export`). An export is
+adapter bundle or a merged export (``affectgpt.json``, see :mod:`affectgpt.runtime.export`). An export is
 checked against the model it builds: the token plan, the preprocessing and the prompt questions
 must equal the recorded ones, so inference never silently differs from training.
 """
@@ -14,16 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
-from .data.collate import ClipDataset, Collator, worker_init
-from .data.manifest import Sample
-from .predictions import check_predictions
+from affectgpt.core.predictions import check_predictions
+from affectgpt.data.collate import ClipDataset, Collator, worker_init
+from affectgpt.data.manifest import Sample
+from affectgpt.runtime.artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
 
 
 def emotions_from_text(text: str) -> list[str]:
     """The emotion list of a generated answer, read exactly as the scorer reads a description:
     the structured ending (``affectgpt.eval.extract.parse_emotion_list``), else a lexicon scan."""
-    from .eval import extract_emotions
+    from affectgpt.eval import extract_emotions
 
     return extract_emotions(text)
 
@@ -75,7 +75,7 @@ def _now(device: torch.device) -> float:
 def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None,
                    decode: str = "plain") -> tuple[list[str], dict]:
     """Texts for a collated batch, and seconds spent in the frozen encoders and in generation.
-    ``decode``: plain (transformers' generate) or a fixed-shape one-clip path of :mod:`affectgpt.decoding`."""
+    ``decode``: plain (transformers' generate) or a fixed-shape one-clip path of :mod:`affectgpt.runtime.decoding`."""
     t0 = _now(model.device)
     feats = model.encode_media(batch)
     t1 = _now(model.device)
@@ -85,7 +85,7 @@ def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None
     if "audio" in feats:
         batch["audio_feats"] = feats["audio"]
     if decode != "plain":
-        from . import decoding
+        from affectgpt.runtime import decoding
 
         texts, timing = decoding.generate(model, batch, gen, decoding.check_mode(decode, model.device))
     elif clock is None:
@@ -229,7 +229,7 @@ def run_manifest(
 
 def score_manifest(out: Path, samples: list[Sample], where: str) -> dict:
     """Score the predictions in ``out`` against the manifest's gold emotions (and descriptions)."""
-    from . import eval as scorer
+    from affectgpt import eval as scorer
 
     gold = [{"name": s.name, "emotions": list(s.emotions), "description": s.description or ""}
             for s in samples if s.emotions is not None]

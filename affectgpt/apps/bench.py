@@ -1,11 +1,11 @@
 """MER-UniBench runner: answer the open-vocabulary question on every test set, then score.
 
-    python -m affectgpt.bench checkpoint=DIR[,DIR...] root=DIR output=DIR [sets=mer2023,meld] [visual=faces]
-    accelerate launch -m affectgpt.bench ...        (data-parallel: each rank a shard, one merged file)
+    python -m affectgpt.apps.bench checkpoint=DIR[,DIR...] root=DIR output=DIR [sets=mer2023,meld] [visual=faces]
+    accelerate launch -m affectgpt.apps.bench ...        (data-parallel: each rank a shard, one merged file)
 
 Writes ``output/predictions/<checkpoint>/<set>.jsonl`` (``{"name", "reason", "emotions"}`` or
 ``{"name", "error"}`` for a clip that failed), ``output/metrics.json`` and prints the table of
-:mod:`affectgpt.eval.unibench`. Resumable: names already written (merged or per-rank part files)
+:mod:`affectgpt.unibench.score`. Resumable: names already written (merged or per-rank part files)
 are skipped. Options and defaults: conf/bench.yaml. Bad input: exit code 2 and one line.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import Command, UsageError, run
-from .fileio import atomic_write
-from .plan import GENERATION_PRESETS
+from affectgpt.apps.cli import Command, UsageError, run
+from affectgpt.core.fileio import atomic_write
+from affectgpt.core.plan import GENERATION_PRESETS
 
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
 
 
-BENCH = Command(prog="python -m affectgpt.bench", config="bench", doc=__doc__.split("\n\n")[0],
+BENCH = Command(prog="python -m affectgpt.apps.bench", config="bench", doc=__doc__.split("\n\n")[0],
                 verbatim=("checkpoint", "root", "output", "llm", "wheels"), repeatable=("checkpoint",),
                 required=("checkpoint", "root", "output"))
 
@@ -76,7 +76,7 @@ def _part_files(merged: Path) -> list[Path]:
 
 def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual: str) -> dict:
     """This rank's shard of the names not yet written, then (main process) one merged file in gold order."""
-    from .inference import read_done, run_manifest
+    from affectgpt.runtime.inference import read_done, run_manifest
 
     # Shard first, then skip what is written: a rank that starts late must not see another rank's
     # fresh rows shift its shard (that lost samples).
@@ -84,7 +84,7 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
     if cfg.get("subtitle", "given") == "auto":  # each clip's transcript replaces the set's subtitle
-        from .data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+        from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
 
         try:
             asr = asr_config(cfg.get("asr"))
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_command(cfg: DictConfig) -> int:
-    from .data.unibench import find_sets
-    from .eval.unibench import LABEL_MODES
-    from .plan import VISUAL_INPUTS
+    from affectgpt.core.plan import VISUAL_INPUTS
+    from affectgpt.unibench.data import find_sets
+    from affectgpt.unibench.score import LABEL_MODES
 
     checkpoints = checkpoint_paths(cfg.checkpoint)
     if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:
@@ -146,8 +146,8 @@ def _bench_command(cfg: DictConfig) -> int:
     import torch
     from accelerate import PartialState
 
-    from .inference import artifact_kind, load_model
-    from .runlock import FolderLocked, acquire
+    from affectgpt.core.runlock import FolderLocked, acquire
+    from affectgpt.runtime.inference import artifact_kind, load_model
 
     try:
         for c in checkpoints:
@@ -156,7 +156,7 @@ def _bench_command(cfg: DictConfig) -> int:
         fail(str(e))
     if os.environ.get("RANK", "0") == "0":  # one job per output folder; the main process locks for all ranks
         try:
-            lock = acquire(cfg.output, "python -m affectgpt.bench")
+            lock = acquire(cfg.output, "python -m affectgpt.apps.bench")
         except FolderLocked as e:
             fail(str(e))
         if lock.took_over:
@@ -171,7 +171,7 @@ def _bench_command(cfg: DictConfig) -> int:
     for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):
         visual = cfg.visual or checkpoint_visual(path)
         if visual == "faces" and state.is_main_process:
-            from .data.faces import on_the_fly_note, without_face_file
+            from affectgpt.data.faces import on_the_fly_note, without_face_file
 
             for name, test in sets.items():
                 if missing := without_face_file(test.samples):
@@ -204,14 +204,14 @@ def _bench_command(cfg: DictConfig) -> int:
     }
     (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
     if cfg.score:
-        from .eval.scorer import resolve_lexicon
-        from .eval.unibench import format_table, load_predictions, score_unibench
+        from affectgpt.eval.scorer import resolve_lexicon
+        from affectgpt.unibench.score import format_table, load_predictions, score_unibench
 
         llm = None
         if cfg.labels == "llm":
             if not cfg.llm:
                 fail("labels=llm needs llm=DIR (a local Hugging Face causal LM folder)")
-            from .eval.unibench_llm import UniBenchLLM
+            from affectgpt.unibench.llm import UniBenchLLM
 
             llm = UniBenchLLM(cfg.llm)
         try:

@@ -1,7 +1,7 @@
 """The artifact format: what a training checkpoint or an export holds and how either is loaded.
 
-A training checkpoint is ``config.yaml`` + ``trainable.safetensors`` (:mod:`affectgpt.checkpoint`);
-an export (:mod:`affectgpt.export` writes it) is an adapter bundle or a merged LLM with
+A training checkpoint is ``config.yaml`` + ``trainable.safetensors`` (:mod:`affectgpt.recipe.checkpoint`);
+an export (:mod:`affectgpt.runtime.export` writes it) is an adapter bundle or a merged LLM with
 ``affectgpt.json``, the record of everything inference needs besides weights. Loading an export
 checks the rebuilt model against that record (token plan, preprocessing, prompt), so inference never
 silently differs from training. Every load is strict.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import reading
-from .plan import DEFAULT_GENERATION, MODALITY_TOKENS
+from affectgpt.core.errors import reading
+from affectgpt.core.plan import DEFAULT_GENERATION, MODALITY_TOKENS
 
 FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
@@ -111,8 +111,8 @@ def preprocessing(model) -> dict:
 
 
 def prompt_spec(model, system: str | None = None) -> dict:
-    from .data.prompts import QUESTIONS, SYSTEM_PROMPT
-    from .plan import OFFICIAL_MODALITY_TOKENS
+    from affectgpt.core.plan import OFFICIAL_MODALITY_TOKENS
+    from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT
 
     if model.cfg.prompt == "official":  # the released ###Human: format: no system prompt, its own placeholders
         return {"style": "official", "system": None, "questions": dict(QUESTIONS),
@@ -164,8 +164,8 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     ``trust_remote_code``: the caller's (command line's) switch; the checkpoint's own is never used."""
     from omegaconf import OmegaConf
 
-    from . import checkpoint as ckpt
-    from .model.build import build_model
+    from affectgpt.model.build import build_model
+    from affectgpt.recipe import checkpoint as ckpt
 
     folder = Path(folder)
     cfg_path = folder / "config.yaml"
@@ -193,8 +193,8 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     checks the weight files against the record's sha256 first."""
     from safetensors.torch import load_file
 
-    from .model.affectgpt import AffectGPT
-    from .model.build import model_config
+    from affectgpt.model.affectgpt import AffectGPT
+    from affectgpt.model.build import model_config
 
     folder = Path(folder)
     meta_path = folder / "affectgpt.json"
@@ -242,7 +242,7 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
 
 def check_against_record(model, meta: dict, where: Path) -> None:
     """Raise when the built model would prepare inputs differently from the recorded export."""
-    from .data.prompts import QUESTIONS
+    from affectgpt.data.prompts import QUESTIONS
 
     checks = [("token_plan", asdict(model.token_plan()), meta.get("token_plan")),
               ("preprocessing", preprocessing(model), meta.get("preprocessing")),

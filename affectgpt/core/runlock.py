@@ -21,7 +21,7 @@ the record alone: a record of a live pid on this host, or of any pid on another 
 be checked), refuses; a record of a dead pid on this host is taken over. That fallback cannot stop
 two jobs that start within the same instant.
 
-Standard library only (a leaf like :mod:`affectgpt.fileio`): the torch-free commands use it too.
+Standard library only (a leaf like :mod:`affectgpt.core.fileio`): the torch-free commands use it too.
 """
 
 from __future__ import annotations

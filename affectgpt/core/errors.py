@@ -141,7 +141,7 @@ _LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "deepspeed", "open_cli
 
 
 def verbose() -> bool:
-    """Whether this command runs with ``verbose=true`` (``affectgpt.cli.run`` sets AFFECTGPT_VERBOSE)."""
+    """Whether this command runs with ``verbose=true`` (``affectgpt.apps.cli.run`` sets AFFECTGPT_VERBOSE)."""
     return os.environ.get("AFFECTGPT_VERBOSE", "").lower() in ("1", "true", "yes")
 
 

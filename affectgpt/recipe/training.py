@@ -21,15 +21,15 @@ import torch
 from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
-from . import telemetry
-from .data.collate import ClipDataset, Collator, worker_init
-from .data.splits import load_split, load_train
-from .distributed import Parallel, make_optimizer, make_parallel
-from .errors import InputError, RunError
-from .fileio import writing
-from .model import flops
-from .model.adapters import pad_features
+from affectgpt.core.errors import InputError, RunError
+from affectgpt.core.fileio import writing
+from affectgpt.data.collate import ClipDataset, Collator, worker_init
+from affectgpt.data.splits import load_split, load_train
+from affectgpt.model import flops
+from affectgpt.model.adapters import pad_features
+from affectgpt.recipe import checkpoint as ckpt
+from affectgpt.recipe import telemetry
+from affectgpt.recipe.distributed import Parallel, make_optimizer, make_parallel
 
 log = logging.getLogger("affectgpt.train")
 STOP_FILE = "STOP"  # in output_dir: stop with a checkpoint at the next step, as SIGUSR1 does
@@ -171,11 +171,11 @@ class TrainRecipe:
                                                                                      t.min_lr_ratio))
 
     def _setup_model(self) -> None:
-        from .model.build import build_model
+        from affectgpt.model.build import build_model
 
         plain = OmegaConf.to_container(self.cfg.model, resolve=True)
         if plain.get("tiny_assets"):  # written on first use with their own seeds: keep that out of the adapters' init
-            from .model.tiny import ensure_tiny_assets
+            from affectgpt.model.tiny import ensure_tiny_assets
 
             ensure_tiny_assets(
                 plain["tiny_assets"],
@@ -200,7 +200,7 @@ class TrainRecipe:
         t, d = self.cfg.trainer, self.cfg.data
         store = None
         if self.cfg.features.cache_dir:
-            from .features import open_cache
+            from affectgpt.recipe.features import open_cache
 
             store = open_cache(self.cfg, self.model, self.train_split.pool, self.accelerator)  # any epoch's samples
         self.train_set = ClipDataset(self.train_split.epoch(0), self.plan, describe_ratio=d.describe_ratio,
@@ -493,7 +493,7 @@ class TrainRecipe:
         rank 0 ({} elsewhere). Restores every generator it touches, so evaluating changes nothing
         about training. Under ZeRO-3 every rank gets a shard of the same length, and transformers
         keeps the ranks generating in step (``synced_gpus``), so their parameter gathers pair up."""
-        from .inference import predict
+        from affectgpt.runtime.inference import predict
 
         rng = ckpt.rng_state()
         model = self.accelerator.unwrap_model(self.model)

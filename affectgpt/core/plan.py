@@ -23,7 +23,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 VISUAL_INPUTS = ("frames", "faces")  # data.visual: video frames, or OpenFace face crops (the released model's input)
 DEFAULT_GENERATION = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "num_beams": 1,
                       "top_k": None, "stop_strings": None, "repetition_penalty": None}
-# decoding=NAME everywhere a model generates (infer.py, python -m affectgpt.bench). "official": how the released
+# decoding=NAME everywhere a model generates (infer.py, python -m affectgpt.apps.bench). "official": how the released
 # AffectGPT was evaluated: sampling at T 1, top-p 0.9, top-k 20 (Qwen2.5-7B-Instruct's generation_config), up to
 # 1,200 new tokens, no repetition penalty (passed as 1.0 over the 7B's generation_config 1.05), stopping at "###"
 # (besides end-of-turn and EOS, which always stop).

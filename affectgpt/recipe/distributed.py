@@ -163,7 +163,7 @@ class Parallel:
         return optimizer
 
     def load_optimizer(self, model, optimizer, folder: Path) -> None:
-        from .checkpoint import load_optimizer_scheduler
+        from affectgpt.recipe.checkpoint import load_optimizer_scheduler
 
         load_optimizer_scheduler(folder, optimizer)
 
@@ -246,12 +246,12 @@ class DeepSpeedParallel(Parallel):
                 buffers[name].copy_(state[name])
 
     def save_optimizer(self, model, optimizer, tmp: Path):
-        from .checkpoint import save_deepspeed_state
+        from affectgpt.recipe.checkpoint import save_deepspeed_state
 
         save_deepspeed_state(model, tmp)
         return None
 
     def load_optimizer(self, model, optimizer, folder: Path) -> None:
-        from .checkpoint import load_deepspeed_state
+        from affectgpt.recipe.checkpoint import load_deepspeed_state
 
         load_deepspeed_state(model, folder)

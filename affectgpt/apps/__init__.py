@@ -1,0 +1,1 @@
+"""The command lines: one module per command, on the key=value grammar of ``apps.cli``."""

@@ -1,0 +1,1 @@
+"""Shared, torch-free: exit codes and the one error line, the atomic writer, the token plan, run locks."""

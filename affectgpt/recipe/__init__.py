@@ -1,0 +1,1 @@
+"""Training: the loop, GRPO, distribution, checkpoints, telemetry, the frozen-feature cache."""
