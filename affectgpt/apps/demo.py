@@ -23,7 +23,6 @@ from affectgpt.apps.cli import Command, UsageError, run
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
-ROOT = Path(__file__).resolve().parent
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MODALITY_COLORS = {"visual": "#7fb3ff", "acoustic": "#ffb36b", "textual": "#9be39b", "audio-visual": "#d7a6ff",
                    "conclusion": "#e0e0e0"}
@@ -146,7 +145,7 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     import torch
     from omegaconf import OmegaConf
 
-    import infer
+    from affectgpt.apps import infer
     from affectgpt.data.media import MediaError, load_media
     from affectgpt.runtime.inference import predict_one
 
@@ -259,7 +258,7 @@ def serve(cfg) -> None:
         import gradio as gr
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
-    import infer
+    from affectgpt.apps import infer
     from affectgpt.runtime.inference import artifact_kind, load_model
 
     try:
@@ -298,6 +297,3 @@ def serve(cfg) -> None:
     app.launch(server_name=str(cfg.host), server_port=int(cfg.port), share=False, ssr_mode=False,
                max_file_size=f"{int(cfg.max_file_mb)}mb", theme=theme, footer_links=[])
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from affectgpt.apps.cli import Command, UsageError, run
+from affectgpt.apps.cli import Command, UsageError
 from affectgpt.core.fileio import writing
 from affectgpt.core.plan import DEFAULT_GENERATION, DTYPES, GENERATION_PRESETS, TASKS, VISUAL_INPUTS
 
@@ -281,6 +281,3 @@ def main(cfg: DictConfig) -> None:
         dest.write_text(json.dumps(metrics, indent=1) + "\n")
         print(format_table(metrics) + f"\nmetrics -> {dest}", file=sys.stderr)
 
-
-if __name__ == "__main__":
-    sys.exit(run(INFER, main))

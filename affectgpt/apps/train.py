@@ -8,12 +8,11 @@ including train.log.
 import logging
 import logging.handlers
 import os
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
+from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError
 from affectgpt.core import errors
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -85,6 +84,3 @@ def main(cfg: DictConfig) -> None:
     if recipe.is_main and metrics.get("exact"):
         print(f"validation label F1 {metrics['exact']['f1']:.3f} -> {recipe.out / 'metrics.json'}")
 
-
-if __name__ == "__main__":
-    sys.exit(run(TRAIN, main))
