@@ -84,7 +84,7 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
     if cfg.get("subtitle", "given") == "auto":  # each clip's transcript replaces the set's subtitle
-        from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+        from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
 
         try:
             asr = asr_config(cfg.get("asr"))

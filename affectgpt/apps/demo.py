@@ -156,7 +156,7 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     gen = cli_check(infer.generation_settings, cfg, session.loaded.generation)
     model = session.loaded.model
     if (subtitle or "").strip() == "auto":  # subtitle by speech recognition, as infer.py subtitle=auto
-        from affectgpt.data.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
+        from affectgpt.runtime.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
 
         try:
             sample = transcribe_samples([sample], AsrConfig(device=str(model.device)), encoder_checkpoint_of(model))[0]

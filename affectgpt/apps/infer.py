@@ -126,7 +126,7 @@ def resolve_visual(cfg: DictConfig, samples) -> str:
 
 def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     """Timeline mode: the video's utterance segments; ``subtitle=auto``: every clip's transcript as its subtitle."""
-    from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+    from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
 
     try:
         asr = asr_config(cfg.get("asr"))
