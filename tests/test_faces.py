@@ -16,6 +16,7 @@ skdata = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
 
+from affectgpt.apps import faces as faces_app  # noqa: E402
 from affectgpt.data import faces as F  # noqa: E402
 from affectgpt.data.synthetic import write_clip  # noqa: E402
 from conftest import ENV, ROOT, data_root  # noqa: E402
@@ -117,7 +118,7 @@ def clips(tmp_path_factory):
 
 def test_folder_of_clips_gives_bgr_face_files_and_a_counted_faceless_row(clips, tmp_path, capsys):
     out = tmp_path / "root"
-    assert F.main([f"input={clips / 'video'}", f"output={out}"]) == 0
+    assert faces_app.main([f"input={clips / 'video'}", f"output={out}"]) == 0
     err = capsys.readouterr().err
     assert "faces: 4 clips: 3 written, 0 already done, 1 without a face, 0 errors" in err
     assert "no face found in: coffee" in err
@@ -131,7 +132,7 @@ def test_folder_of_clips_gives_bgr_face_files_and_a_counted_faceless_row(clips, 
     np.testing.assert_array_equal(faces[0], F.shared_cropper().crop(first)[..., ::-1])  # stored BGR
     # resumable: a second run skips the finished clips and leaves their files alone
     stamp = (out / "openface_face" / "astro0" / "astro0.npy").stat().st_mtime_ns
-    assert F.main([f"input={clips / 'video'}", f"output={out}", "workers=2"]) == 0
+    assert faces_app.main([f"input={clips / 'video'}", f"output={out}", "workers=2"]) == 0
     assert "3 already done, 1 without a face" in capsys.readouterr().err
     assert (out / "openface_face" / "astro0" / "astro0.npy").stat().st_mtime_ns == stamp
 
@@ -146,10 +147,10 @@ def test_on_the_fly_crops_and_a_faceless_clip_is_an_error(clips):
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
-    assert F.main([f"input={tmp_path / 'none.mp4'}", f"output={tmp_path}"]) == 2
+    assert faces_app.main([f"input={tmp_path / 'none.mp4'}", f"output={tmp_path}"]) == 2
     assert "none.mp4: not found (expected a video file, a folder of videos or a manifest)" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert F.main([f"input={tmp_path / 'empty'}", f"output={tmp_path}"]) == 2
+    assert faces_app.main([f"input={tmp_path / 'empty'}", f"output={tmp_path}"]) == 2
     assert "empty: no video files" in capsys.readouterr().err
 
 
@@ -171,7 +172,7 @@ def test_face_files_train_and_infer(clips, tmp_path, tmp_path_factory, capsys):
              "description": "She smiles broadly.", "emotions": ["happy"]} for i in range(3)]
     for split, part in (("train", rows), ("val", rows[:1])):
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    assert F.main([f"input={root / 'train.jsonl'}", f"output={root}"]) == 0
+    assert faces_app.main([f"input={root / 'train.jsonl'}", f"output={root}"]) == 0
     assert "3 written" in capsys.readouterr().err
     raw = tmp_path / "elsewhere" / "clip.mp4"
     raw.parent.mkdir()
