@@ -134,6 +134,9 @@ def _compose(config: str, overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from affectgpt.core.config import register
+
+    register()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             return compose(config, overrides=overrides)
