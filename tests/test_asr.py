@@ -110,7 +110,7 @@ def test_an_english_only_model_refuses_another_language(tiny_en):
 
 @needs_espeak
 def test_the_demo_takes_subtitle_auto(artifacts, tmp_path):
-    import demo
+    from affectgpt.apps import demo
     from affectgpt.runtime.inference import load_model
 
     clip = spoken_clip(tmp_path / "spoken.mp4", SENTENCES[1])

@@ -27,7 +27,7 @@ DESCRIPTION = ("The face is flushed red, the brows slant sharply inward and the 
 
 
 def test_clue_sentences_are_marked_by_modality():
-    from demo import marked_description
+    from affectgpt.apps.demo import marked_description
 
     spans = marked_description(DESCRIPTION)
     assert [m for _, m in spans] == ["visual", "acoustic", "textual", "audio-visual", "conclusion"]
@@ -36,7 +36,7 @@ def test_clue_sentences_are_marked_by_modality():
 
 def test_emotion_rows_carry_the_lexicons_wheel_categories():
     from affectgpt.eval import builtin_lexicon
-    from demo import emotions_html, wheel_rows
+    from affectgpt.apps.demo import emotions_html, wheel_rows
 
     header, rows = wheel_rows(["angry", "Anxious", "glorbish"])
     lexicon = builtin_lexicon()
@@ -143,7 +143,7 @@ def library_answer(checkpoint, clip, subtitle) -> dict:
 
     from affectgpt.data.manifest import Sample
     from affectgpt.runtime.inference import load_model, predict_one
-    from infer import generation_settings
+    from affectgpt.apps.infer import generation_settings
 
     loaded = load_model(checkpoint)
     gen = generation_settings({}, loaded.generation)

@@ -198,7 +198,7 @@ def test_face_files_train_and_infer(clips, tmp_path, tmp_path_factory, capsys):
 def test_demo_shows_the_face_crops_it_feeds(artifacts, clips):
     """demo.py with visual=faces: an upload is cropped on the fly, the page gets those crops (RGB), and an
     upload without a face is the page's one-line error."""
-    import demo
+    from affectgpt.apps import demo
     from affectgpt.runtime.inference import load_model
 
     session = demo.Session(load_model(artifacts["checkpoint"], device="cpu"), 0, "cpu", "faces")

@@ -101,7 +101,7 @@ def test_official_decoding_preset_is_shared():
     from omegaconf import OmegaConf
 
     import affectgpt.apps.bench as bench
-    from infer import generation_settings
+    from affectgpt.apps.infer import generation_settings
 
     official = GENERATION_PRESETS["official"]
     assert official == {"max_new_tokens": 1200, "do_sample": True, "temperature": 1.0, "top_p": 0.9,

@@ -134,8 +134,8 @@ def test_a_user_error_is_one_line_naming_the_file(broken, case):
 def test_verbose_true_shows_the_traceback_and_the_libraries(broken, capsys):
     """In process: the same error line last, the traceback (and library output) before it."""
     from affectgpt.apps.cli import run as run_command
-    from infer import INFER
-    from infer import main as infer_main
+    from affectgpt.apps.infer import INFER
+    from affectgpt.apps.infer import main as infer_main
 
     argv = [f"checkpoint={broken['truncated']}", f"video={broken['video']}"]
     assert run_command(INFER, infer_main, argv) == 2

@@ -181,7 +181,7 @@ def quiet_libraries(verbose: bool) -> None:
 def _where(exc: BaseException) -> str:
     """``file:line`` of the innermost frame of this project's code (or of any code) in the traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     own = [f for f in frames if f.filename.startswith(root) and "site-packages" not in f.filename]
     f = (own or frames or [None])[-1]
     return f"{os.path.relpath(f.filename, root) if f.filename.startswith(root) else f.filename}:{f.lineno}" if f \
