@@ -16,7 +16,7 @@ which names unknown keys) when a model is built: here it is an open dictionary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -418,24 +418,110 @@ def register() -> None:
         ConfigStore.instance().store(group="schema", name=name, node=node, package="_global_")
 
 
-def expected(node_type) -> str:
-    """How a message names what a field takes."""
-    if isinstance(node_type, type) and issubclass(node_type, Enum):
-        return "one of " + ", ".join(values(node_type))
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a single value"}
-    return words.get(node_type, "a value")
+def expected(node) -> str:
+    """What an OmegaConf node of a schema takes, in a message's words."""
+    from omegaconf import BooleanNode, EnumNode, FloatNode, IntegerNode, ListConfig
+
+    if isinstance(node, EnumNode):
+        return "one of " + ", ".join(values(node._metadata.ref_type))
+    kinds = ((BooleanNode, "true or false"), (IntegerNode, "an integer"), (FloatNode, "a number"),
+             (ListConfig, "a list"))
+    return next((words for cls, words in kinds if isinstance(node, cls)), "a single value")
 
 
-def field_type(schema, key: str):
-    """The declared type of dotted ``key`` in the dataclass ``schema`` (Optional removed), or None."""
-    import typing
+def compose(conf_dir, name: str, overrides: list[str]):
+    """conf_dir/``name``.yaml composed with its schema and ``overrides``; ValueError with Hydra's first line
+    (its error is the cause)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    tp = schema
+    register()
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            return compose(name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ValueError(f"conf/{name}.yaml with {' '.join(overrides)}: {str(e).strip().splitlines()[0]}") from e
+
+
+def parse_override(arg: str):
+    """Hydra's parse of one ``key=value`` argument; ValueError naming it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([arg])[0]
+    except Exception as e:  # noqa: BLE001 -- Hydra's grammar error: its first line
+        raise ValueError(f"argument {arg!r}: not a valid override ({str(e).splitlines()[0]}); quote text as "
+                         "key='...'") from None
+
+
+def literal(value: str) -> str:
+    """``value`` as OmegaConf text that reads back as ``value`` (``${`` is not an interpolation)."""
+    import re
+
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+
+
+def node(cfg, key: str):
+    """The OmegaConf node at dotted ``key`` of ``cfg``, or None where there is none."""
     for part in key.split("."):
-        if not is_dataclass(tp) or part not in {f.name for f in fields(tp)}:
-            return None
-        tp = typing.get_type_hints(tp)[part]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and type(None) in typing.get_args(tp):
-            tp = args[0]
-    return tp
+        cfg = cfg._get_node(part) if hasattr(cfg, "keys") and part in cfg.keys() else None
+    return cfg
+
+
+def checked_overrides(pairs, groups: list[str], base, conf_dir, name: str, prog: str) -> list[str]:
+    """The overrides to compose conf/``name``.yaml with, from ``pairs`` (argument, parsed Hydra override):
+    ``groups`` select config files of conf_dir, the others are checked against ``base`` (the config with the
+    groups applied) by :func:`refusal`; ``key=a,b`` and ``key=a`` set a list key to [a,b] and [a].
+    ValueError names the first bad argument."""
+    from omegaconf import ListConfig
+
+    final = []
+    for arg, ov in pairs:
+        (lhs, _, rhs), key, value = arg.partition("="), ov.key_or_group, ov.value()
+        if arg in groups:
+            choices = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+            if value not in [None, *choices]:
+                raise ValueError(f"argument {arg!r}: no conf/{key}/{value}.yaml (choices: {', '.join(choices)})")
+            final.append(arg)
+            continue
+        where = node(base, key)
+        why = refusal(ov, where, f"conf/{name}.yaml", prog)
+        if why:
+            raise ValueError(f"argument {arg!r}: {why}")
+        listed = isinstance(where, ListConfig) and not isinstance(value, list)
+        final.append(f"{lhs}=[{rhs}]" if listed else arg)
+    return final
+
+
+def value_refusal(error: Exception, pairs, base) -> str | None:
+    """The message for a value that composing refused (``error`` raised by Hydra over OmegaConf's
+    ValidationError): the argument, what its key takes and the default; None when no argument is to blame."""
+    from omegaconf import OmegaConf
+
+    cause = error.__cause__
+    key = getattr(getattr(cause, "__cause__", None), "full_key", None) or getattr(cause, "full_key", None)
+    arg = next((a for a, ov in pairs if key and ov.key_or_group == key), None)
+    if arg is None:
+        return None
+    default = OmegaConf.select(base, key, throw_on_resolution_failure=False)
+    return f"argument {arg!r}: {key} expects {expected(node(base, key))} (default {default})"
+
+
+def refusal(ov, node, where: str, prog: str) -> str | None:
+    """Why the parsed Hydra override ``ov`` cannot set the schema node ``node`` (None: the key does not exist)
+    of the config ``where``, beyond what composing checks: None when it can."""
+    from omegaconf import BooleanNode, DictConfig, ListConfig
+
+    key, value = ov.key_or_group, ov.value()
+    if key.startswith("hydra") or ov.is_delete():
+        return "deleting keys is not supported" if ov.is_delete() else f"hydra.* is not used by {prog}"
+    if ov.is_add() != (node is None):
+        return f"{key} exists already; set it without '+'" if ov.is_add() else f"unknown key {key!r} in {where}"
+    if ov.is_sweep_override() and not isinstance(node, ListConfig):
+        return f"a comma makes a list, but {key} takes one value (quote it as {key}='...' if it is text)"
+    if isinstance(node, DictConfig) and not isinstance(value, dict):
+        return f"{key} is a group of options; set its fields as {key}.NAME=VALUE"
+    if isinstance(node, BooleanNode) and not isinstance(value, bool | None):  # OmegaConf would take yes/no/1/0
+        return f"{key} expects true or false"
+    return None
