@@ -35,8 +35,8 @@ def test_clue_sentences_are_marked_by_modality():
 
 
 def test_emotion_rows_carry_the_lexicons_wheel_categories():
-    from affectgpt.eval import builtin_lexicon
     from affectgpt.apps.demo import emotions_html, wheel_rows
+    from affectgpt.eval import builtin_lexicon
 
     header, rows = wheel_rows(["angry", "Anxious", "glorbish"])
     lexicon = builtin_lexicon()
@@ -141,9 +141,9 @@ def library_answer(checkpoint, clip, subtitle) -> dict:
     """The row infer.py prints for one clip, from the same library calls, in this process (no second start-up)."""
     import torch
 
+    from affectgpt.apps.infer import generation_settings
     from affectgpt.data.manifest import Sample
     from affectgpt.runtime.inference import load_model, predict_one
-    from affectgpt.apps.infer import generation_settings
 
     loaded = load_model(checkpoint)
     gen = generation_settings({}, loaded.generation)
