@@ -53,3 +53,21 @@ def test_infer_config_requires_a_checkpoint():
         cfg = compose("infer", overrides=["video=a.mp4"])
     with pytest.raises(MissingMandatoryValue):
         _ = cfg.checkpoint
+
+
+def test_the_two_registries_of_clip_vit_l14_describe_one_vision_tower():
+    """conf/model/affectgpt-7b.yaml names open_clip's ViT-L-14-quickgelu (open_clip's own config registry);
+    affectgpt-official names clip-vit-large-patch14 (affectgpt/model/architectures, transformers' CLIPConfig
+    fields). Both are OpenAI's ViT-L/14: the same widths, depth, heads, patch, image size, projection, activation."""
+    import open_clip
+
+    from affectgpt.model.architecture import load_architecture
+
+    oc = open_clip.get_model_config("ViT-L-14-quickgelu")
+    hf = load_architecture("clip-vit-large-patch14")
+    v, ov = hf["vision_config"], oc["vision_cfg"]
+    assert (v["hidden_size"], v["num_hidden_layers"], v["patch_size"], v["image_size"]) == (
+        ov["width"], ov["layers"], ov["patch_size"], ov["image_size"])
+    assert v["num_attention_heads"] == ov["width"] // ov.get("head_width", 64)
+    assert v["intermediate_size"] == int(ov["width"] * ov.get("mlp_ratio", 4.0))
+    assert hf["projection_dim"] == oc["embed_dim"] and oc.get("quick_gelu") and v["hidden_act"] == "quick_gelu"
