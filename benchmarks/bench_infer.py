@@ -4,7 +4,7 @@
 
 Tiny: a checkpoint (trained here for a few steps when --checkpoint is not given), exported as an
 adapter bundle (base + peft LoRA, unmerged) and merged, each loaded with
-``affectgpt.runtime.inference.load_model`` exactly as ``infer.py`` does. Mid (``--mid``):
+``affectgpt.runtime.open.open_artifact`` as ``infer.py`` does. Mid (``--mid``):
 conf/model/affectgpt-mid.yaml with random weights (no checkpoint exists offline), LoRA unmerged
 vs ``merge_and_unload``. Timings: one warm-up, then the median of ``--repeat`` runs. Speed only:
 an untrained model rarely stops early, so every clip generates ``--tokens`` tokens.
@@ -100,7 +100,7 @@ def report(name: str, kind: str, load_s: float, s: dict, rate: float, n: int, ba
 def bench_tiny(args, work: Path) -> list[str]:
     from affectgpt.data.manifest import read_manifest
     from affectgpt.runtime.export import export
-    from affectgpt.runtime.inference import load_model
+    from affectgpt.runtime.open import open_artifact
 
     if args.checkpoint:
         ckpt, data = Path(args.checkpoint), Path(args.data)
@@ -111,10 +111,9 @@ def bench_tiny(args, work: Path) -> list[str]:
     models, load = {}, {}
     for kind in ("adapter", "merged"):
         folder = export(ckpt, work / kind, merge=kind == "merged")
-        t0 = time.perf_counter()
-        loaded = load_model(folder, device=args.device)
-        load[kind] = time.perf_counter() - t0
-        models[kind] = (loaded.model, loaded.system)
+        opened = open_artifact(folder, device=args.device, merge_lora=False)  # the merged export is merged already
+        load[kind] = opened.seconds
+        models[kind] = (opened.model, opened.loaded.system)
     res = interleaved(models, samples[0], samples, gen, args, args.repeat, 3)
     rows = []
     for kind, (s, rate) in res.items():

@@ -56,7 +56,8 @@ def main() -> None:
 
     from affectgpt.data.manifest import read_manifest
     from affectgpt.recipe.grpo import ReferenceWeights, grpo_token_loss, rollout
-    from affectgpt.runtime.inference import iter_batches, load_model
+    from affectgpt.runtime.inference import iter_batches
+    from affectgpt.runtime.open import open_artifact
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.checkpoint:
@@ -65,7 +66,7 @@ def main() -> None:
             from bench_infer import train_tiny
 
             ckpt, data = train_tiny(Path(tmp))
-        model = load_model(ckpt).model.eval()
+        model = open_artifact(ckpt, device="cpu", merge_lora=False).model.eval()
         samples = read_manifest(data / "train.jsonl")[: args.prompts]
         batch = next(iter_batches(model, samples, "labels", args.prompts, 0))
 

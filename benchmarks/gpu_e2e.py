@@ -1,10 +1,10 @@
 """The users' commands end to end, each as its own process, into one table (benchmarks/gpu_e2e.sh runs it).
 
 Random weights in the real shapes (``model.init=random``) on clips from the synthetic generator:
-``python -m affectgpt.recipe.features``, then ``accelerate launch train.py experiment=affectgpt-mid`` on the
+``python -m affectgpt.apps.features``, then ``accelerate launch train.py experiment=affectgpt-mid`` on the
 feature cache (uninterrupted, and stopped at half way then ``trainer.resume=auto``), the same on the
 online encoders, a short ``affectgpt-7b`` ZeRO-2 run, ``infer.py`` on one clip and on a manifest
-(``batch_size=16``), ``python -m affectgpt.runtime.export merge=true`` and ``infer.py`` from the export, and
+(``batch_size=16``), ``python -m affectgpt.export merge=true`` and ``infer.py`` from the export, and
 the MER-UniBench runner (``python -m affectgpt.apps.bench``) when the tree has it.
 
 Per command: exit code, wall time, samples/s, peak memory (GPU: nvidia-smi's used memory, polled;
@@ -68,7 +68,7 @@ def sizes(dry: bool) -> dict:
 # "big" / None), the command's own arguments ({placeholders} from sizes() and the paths below), what the
 # row measures (clips: a sizes() key or a number; train_out: the training output folder; json_stdout).
 PLAN = [
-    ("features", None, ["-m", "affectgpt.recipe.features"], "mid", [], dict(clips="n_train")),
+    ("features", None, ["-m", "affectgpt.apps.features"], "mid", [], dict(clips="n_train")),
     ("train mid, cached", "single", ["train.py"], "mid",
      ["trainer.max_steps={steps}", "output_dir={work}/mid-cached", "trainer.resume=null"],
      dict(train_out="mid-cached")),
@@ -89,7 +89,7 @@ PLAN = [
     ("infer manifest, batch 16", None, ["infer.py"], None,
      ["checkpoint={ckpt}", "manifest={data}/test.jsonl", "output={work}/test-predictions.jsonl", "batch_size=16",
       "{gen}"], dict(clips="n_test")),
-    ("export merge=true", None, ["-m", "affectgpt.runtime.export"], None,
+    ("export merge=true", None, ["-m", "affectgpt.export"], None,
      ["checkpoint={ckpt}", "output={export}", "merge=true"], {}),
     ("infer from the export", None, ["infer.py"], None, ["checkpoint={export}", "video={clip}", "{gen}"],
      dict(clips=1, json_stdout=True)),

@@ -4,7 +4,7 @@
     python scripts/import_graph.py --allow-cycles  # report only
 
 Reads every module of ``--package`` (default ``affectgpt``) and the top-level ``--scripts``
-(default ``train.py infer.py``) under ``--root``. Imports inside a function are marked ``[f]``:
+(default ``train.py infer.py demo.py``) under ``--root``. Imports inside a function are marked ``[f]``:
 they run on first call, so Python tolerates them in a cycle, but a reader still has to follow
 them. Prints each module's imports of the package, every cycle (strongly connected component,
 with the imports that close it), the cycles between subpackages (``affectgpt.data`` <->
@@ -143,7 +143,9 @@ def strongly_connected(nodes: list[str], edges: list[Edge]) -> list[list[str]]:
 
 
 def is_app(module: str, apps: tuple[str, ...], scripts: set[str]) -> bool:
-    return module in scripts or any(module == a or module.startswith(a + ".") for a in apps)
+    """A command: a script, a module of ``apps``, or any ``__main__`` (as :func:`layer_of` places it on top)."""
+    return (module in scripts or module.split(".")[-1] == "__main__"
+            or any(module == a or module.startswith(a + ".") for a in apps))
 
 
 def layer_of(module: str, layers: tuple[str, ...], package: str) -> int:
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="repository root")
     p.add_argument("--package", default="affectgpt")
-    p.add_argument("--scripts", nargs="*", default=["train.py", "infer.py"], help="top-level scripts (apps)")
+    p.add_argument("--scripts", nargs="*", default=["train.py", "infer.py", "demo.py"], help="top-level scripts (apps)")
     p.add_argument("--apps", nargs="*", default=list(DEFAULT_APPS), help="recipe and app modules of the package")
     p.add_argument("--layers", nargs="*", default=list(DEFAULT_LAYERS),
                    help="the package's layers, lowest first (packages of one layer comma-separated); none: no check")

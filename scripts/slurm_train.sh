@@ -5,7 +5,7 @@
 #   OUTPUT_DIR=/lustre/runs/exp1 sbatch --nodes=2 scripts/slurm_train.sh experiment=affectgpt-7b data.root=/lustre/mer2025
 #
 # Extract the frozen-feature cache first (once, data-parallel over any number of GPUs):
-#   srun --nodes=1 --gpus=8 accelerate launch --multi_gpu --num_processes 8 -m affectgpt.recipe.features \
+#   srun --nodes=1 --gpus=8 accelerate launch --multi_gpu --num_processes 8 -m affectgpt.apps.features \
 #        experiment=affectgpt-7b data.root=/lustre/mer2025
 #
 # Time limit: training stops with a checkpoint STOP_MARGIN_MINUTES before the job's limit

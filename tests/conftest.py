@@ -245,7 +245,7 @@ def shared_artifacts(base: Path) -> dict:
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "final"
     perturb_lora(ckpt)
-    r = run_python(["-m", "affectgpt.runtime.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
+    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
     assert r.returncode == 0, r.stderr[-3000:]
     from affectgpt.runtime.export import export
 
@@ -315,7 +315,7 @@ def write_text_manifest(root: Path) -> None:
 
 def tiny_cfg(data_root, *extra):
     """The tiny model's config (conf/train.yaml, model=tiny) with its assets under ``data_root``."""
-    from affectgpt.model.summary import compose as compose_model
+    from affectgpt.apps.summary import compose as compose_model
 
     return compose_model(["model=tiny", f"data.root={data_root}", *extra]).model
 

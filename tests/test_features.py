@@ -115,7 +115,7 @@ def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
         [
             sys.executable,
             "-m",
-            "affectgpt.recipe.features",
+            "affectgpt.apps.features",
             f"data.root={cfg.data.root}",
             *SMALL,
             f"features.cache_dir={cache}",

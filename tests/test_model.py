@@ -12,7 +12,7 @@ from conftest import build, make_items, tiny_cfg, write_text_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 def compose(overrides):
-    from affectgpt.model.summary import compose as _compose
+    from affectgpt.apps.summary import compose as _compose
 
     return _compose(overrides)
 
@@ -83,7 +83,8 @@ def test_mid_config_counts(data_root):
 
 
 def test_summary_cli_prints_the_table(capsys, data_root):
-    from affectgpt.model.summary import main, parameter_rows
+    from affectgpt.apps.summary import main
+    from affectgpt.model.summary import parameter_rows
 
     assert main(["model=tiny", f"data.root={data_root}", "tokens=512", "target_tokens=128"]) == 0
     out = capsys.readouterr().out

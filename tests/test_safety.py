@@ -74,7 +74,7 @@ CASES = [
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
     ("infer: export missing a key", lambda b: ["infer.py", f"checkpoint={b['no_key']}", f"video={b['video']}"],
      2, lambda b: f"{b['no_key']}: missing key 'tokenizer'"),
-    ("export: truncated safetensors", lambda b: ["-m", "affectgpt.runtime.export", f"checkpoint={b['truncated']}",
+    ("export: truncated safetensors", lambda b: ["-m", "affectgpt.export", f"checkpoint={b['truncated']}",
                                                  f"output={b['base'] / 'never'}"],
      2, lambda b: f"{b['truncated'] / 'trainable.safetensors'}: "),
     ("ablation: truncated safetensors", lambda b: ["-m", "affectgpt.apps.ablation", f"checkpoint={b['truncated']}",
@@ -88,7 +88,7 @@ CASES = [
                                             f"data.root={b['base']}", f"data.train_manifest={b['bad_rows']}",
                                             f"data.val_manifest={b['bad_rows']}"],
      2, lambda b: f"{b['bad_rows']}:2: not valid JSON"),
-    ("features: bad manifest rows", lambda b: ["-m", "affectgpt.recipe.features", f"data.root={b['data']}",
+    ("features: bad manifest rows", lambda b: ["-m", "affectgpt.apps.features", f"data.root={b['data']}",
                                                "data=manifest",
                                                f"data.train_manifest={b['bad_rows']}",
                                                f"features.cache_dir={b['base'] / 'cache'}"],
@@ -214,6 +214,6 @@ def test_the_atomic_writers_say_no_space_left_on_device(full_disk):
 
 def test_export_to_a_full_disk_is_one_line_exit_1(artifacts, full_disk):
     out = full_disk / "export"
-    r = run("-m", "affectgpt.runtime.export", f"checkpoint={artifacts['checkpoint']}", f"output={out}")
+    r = run("-m", "affectgpt.export", f"checkpoint={artifacts['checkpoint']}", f"output={out}")
     assert r.returncode == 1 and one_line(r.stderr) == f"error: no space left on device: {out}", r.stderr[-2000:]
     assert not out.exists()

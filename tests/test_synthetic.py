@@ -250,7 +250,7 @@ def test_write_clip_variants_decode(tmp_path):
 
 def test_cli_prints_what_it_wrote(tmp_path):
     root = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "affectgpt.data.synthetic", f"root={root}", "seed=4",
+    cmd = [sys.executable, "-m", "affectgpt.apps.synthetic", f"root={root}", "seed=4",
            "n_train=6", "n_val=3", "n_test=3", "workers=1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

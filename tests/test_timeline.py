@@ -102,7 +102,7 @@ def test_a_long_video_is_segmented_and_decoded_in_bounded_memory(tmp_path):
     peaks = {}
     for minutes in (2, 8):
         path = tmp_path / f"v{minutes}.mp4"
-        run = subprocess.run([sys.executable, "-m", "affectgpt.data.synthetic_long", f"output={path}",
+        run = subprocess.run([sys.executable, "-m", "affectgpt.apps.synthetic_long", f"output={path}",
                               f"minutes={minutes}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
         r = subprocess.run([sys.executable, "-c", SEGMENT_AND_DECODE, str(path)], cwd=ROOT, env=ENV,

@@ -241,12 +241,14 @@ def _ablation_command(cfg) -> int:
     args = _args(cfg)
     try:
         from affectgpt.data.manifest import read_manifest
-        from affectgpt.runtime.inference import load_model
+        from affectgpt.runtime.open import open_artifact
 
         samples = read_manifest(args.manifest)
         samples = samples[: args.max_samples] if args.max_samples else samples
-        model = load_model(args.checkpoint, device=args.device, trust_remote_code=args.trust_remote_code,
-                           verify_hashes=args.verify_hashes).model
+        # merge_lora=False: conf/ablation.yaml has no merge option; the model loads as it always did here
+        opened = open_artifact(args.checkpoint, device=args.device, merge_lora=False,
+                               trust_remote_code=args.trust_remote_code, verify_hashes=args.verify_hashes)
+        model = opened.model
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -258,7 +260,7 @@ def _ablation_command(cfg) -> int:
         print(f"error: {args.manifest}: {e}", file=sys.stderr)
         return 2
     if args.untrained:
-        report["untrained"] = evaluate_condition(untrained_copy(args.checkpoint, args.device, args.trust_remote_code),
+        report["untrained"] = evaluate_condition(untrained_copy(args.checkpoint, opened.device, args.trust_remote_code),
                                                  samples, "full", **gen)
     report.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest))
     print(format_table(report))

@@ -84,7 +84,7 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
     if cfg.get("subtitle", "given") == "auto":  # each clip's transcript replaces the set's subtitle
-        from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+        from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
 
         try:
             asr = asr_config(cfg.get("asr"))
@@ -139,7 +139,8 @@ def _bench_command(cfg: DictConfig) -> int:
     from accelerate import PartialState
 
     from affectgpt.core.runlock import FolderLocked, acquire
-    from affectgpt.runtime.inference import artifact_kind, load_model
+    from affectgpt.runtime.inference import artifact_kind
+    from affectgpt.runtime.open import ArtifactError, open_artifact, resolve_merge
 
     try:
         for c in checkpoints:
@@ -155,6 +156,10 @@ def _bench_command(cfg: DictConfig) -> int:
             print(lock.describe_takeover(), file=sys.stderr)
     state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = str(state.device) if cfg.device == "auto" else str(cfg.device)
+    try:
+        resolve_merge(cfg.merge_lora, device)  # a bad policy fails before the first checkpoint loads
+    except ArtifactError as e:
+        fail(str(e))
     gen = dict(GENERATION_PRESETS[cfg.decoding])
     if cfg.max_new_tokens is not None:
         gen["max_new_tokens"] = int(cfg.max_new_tokens)
@@ -168,12 +173,12 @@ def _bench_command(cfg: DictConfig) -> int:
             for name, test in sets.items():
                 if missing := without_face_file(test.samples):
                     print(f"{name}: {on_the_fly_note(missing, len(test.samples))}", file=sys.stderr)
-        merge = device.startswith("cuda") if cfg.merge_lora == "auto" else bool(cfg.merge_lora)
         try:
-            loaded = load_model(path, device=device, dtype=cfg.dtype, merge_lora=merge,
-                                trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
-        except (OSError, ValueError) as e:
-            fail(f"{path}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            loaded = open_artifact(path, device=device, dtype=cfg.dtype, merge_lora=cfg.merge_lora,
+                                   trust_remote_code=bool(cfg.trust_remote_code),
+                                   verify_hashes=bool(cfg.verify_hashes)).loaded
+        except ArtifactError as e:
+            fail(str(e))
         torch.manual_seed(int(cfg.seed) + state.process_index)
         for name, test in sets.items():
             merged = out / "predictions" / tag / f"{name}.jsonl"

@@ -156,7 +156,7 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     gen = cli_check(infer.generation_settings, cfg, session.loaded.generation)
     model = session.loaded.model
     if (subtitle or "").strip() == "auto":  # subtitle by speech recognition, as infer.py subtitle=auto
-        from affectgpt.data.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
+        from affectgpt.runtime.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
 
         try:
             sample = transcribe_samples([sample], AsrConfig(device=str(model.device)), encoder_checkpoint_of(model))[0]
@@ -258,25 +258,16 @@ def serve(cfg) -> None:
         import gradio as gr
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
-    from affectgpt.apps import infer
-    from affectgpt.runtime.inference import artifact_kind, load_model
+    from affectgpt.runtime.open import ArtifactError, open_artifact
 
     try:
-        artifact_kind(cfg.checkpoint)
-    except ValueError as e:
+        opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
+                               trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
+    except ArtifactError as e:
         fail(str(e))
-    device = infer.resolve_device(str(cfg.device))
-    if cfg.merge_lora not in ("auto", True, False):
-        fail(f"merge_lora must be auto, true or false, got {cfg.merge_lora!r}")
-    t0 = time.perf_counter()
-    try:
-        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype,
-                            merge_lora=device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora,
-                            trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
-    except (OSError, ValueError, RuntimeError) as e:
-        fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    loaded, device = opened.loaded, opened.device
     where = f"{loaded.kind}, {device}"
-    print(f"demo: loaded {cfg.checkpoint} ({where}) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"demo: loaded {cfg.checkpoint} ({where}) in {opened.seconds:.1f} s", file=sys.stderr)
     if str(cfg.host) not in LOCAL_HOSTS:
         print(f"warning: listening on {cfg.host}:{cfg.port}: anyone who can reach this address can upload files "
               "and run the model; there is no login", file=sys.stderr)

@@ -36,18 +36,6 @@ def fail(message: str):
     raise UsageError(message)
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name not in ("auto", "cpu", "cuda") and not str(name).startswith("cuda:"):
-        fail(f"device={name}: expected auto, cpu or cuda")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"device={name} requested but no CUDA device is available")
-    return name
-
-
 def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
     """Command line over the ``decoding`` preset over the artifact's defaults over greedy/256;
     sampling knobs need do_sample."""
@@ -119,7 +107,7 @@ def resolve_visual(cfg: DictConfig, samples) -> str:
 
 def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     """Timeline mode: the video's utterance segments; ``subtitle=auto``: every clip's transcript as its subtitle."""
-    from affectgpt.data.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+    from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
 
     try:
         asr = asr_config(cfg.get("asr"))
@@ -192,28 +180,20 @@ def main(cfg: DictConfig) -> None:
             acquire(cfg.output, "python infer.py", is_file=True)
         except (ValueError, FolderLocked) as e:
             fail(str(e))
-    from affectgpt.runtime.inference import artifact_kind
+    from affectgpt.runtime.open import ArtifactError, open_artifact
 
     try:
-        artifact_kind(cfg.checkpoint)
-    except ValueError as e:
+        opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
+                               trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
+    except ArtifactError as e:
         fail(str(e))
 
     import torch
 
-    from affectgpt.runtime.inference import load_model, predict_one, run_manifest, score_manifest
+    from affectgpt.runtime.inference import predict_one, run_manifest, score_manifest
 
-    device = resolve_device(str(cfg.device))
-    t0 = time.perf_counter()
-    try:
-        if cfg.merge_lora not in ("auto", True, False):
-            fail(f"merge_lora must be auto, true or false, got {cfg.merge_lora!r}")
-        merge = device == "cuda" if cfg.merge_lora == "auto" else cfg.merge_lora
-        loaded = load_model(cfg.checkpoint, device=device, dtype=cfg.dtype, merge_lora=merge,
-                            trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
-    except (OSError, ValueError, RuntimeError) as e:
-        fail(f"{cfg.checkpoint}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    load_s = time.perf_counter() - t0
+    loaded, device = opened.loaded, opened.device
+    load_s = opened.seconds
     gen = generation_settings(cfg, loaded.generation)
     torch.manual_seed(int(cfg.seed))
     model = loaded.model

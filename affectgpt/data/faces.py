@@ -1,6 +1,6 @@
 """Face crops from any video, in the layout of the MER releases' OpenFace crops.
 
-``python -m affectgpt.data.faces input=VIDEO|DIR|MANIFEST output=ROOT [workers=N]`` writes
+``python -m affectgpt.apps.faces input=VIDEO|DIR|MANIFEST output=ROOT [workers=N]`` writes
 ``ROOT/openface_face/NAME/NAME.npy``: uint8 [T, 112, 112, 3] in **BGR** order (the MER toolkit
 reads OpenFace's images with ``cv2.imread``; the released AffectGPT was trained on them as stored),
 one aligned crop of the main (largest) face per video frame in which a face is found, like
@@ -391,38 +391,4 @@ def on_the_fly_note(missing: list[str], total: int) -> str:
     return (f"visual=faces: {len(missing)} of {total} clips have no face file (openface_face/NAME/NAME.npy next "
             f"to the video folder, or 'faces' in the manifest): cropping their faces on the fly with dlib "
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
-            "python -m affectgpt.data.faces makes the files once")
-
-
-# ----------------------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    from affectgpt.apps.cli import Command, UsageError
-    from affectgpt.apps.cli import run as run_command
-
-    command = Command(prog="python -m affectgpt.data.faces", config="faces", doc=__doc__,
-                      verbatim=("input", "output"), required=("input", "output"))
-
-    def program(cfg) -> int:
-        if int(cfg.workers) < 1:
-            raise UsageError(f"workers={cfg.workers}: expected an integer >= 1")
-        if cfg.fps is not None and not float(cfg.fps) > 0:
-            raise UsageError(f"fps={cfg.fps}: expected a number > 0, or null for every frame")
-        try:
-            clips = list_clips(cfg.input)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        try:
-            counts = run(clips, Path(cfg.output), int(cfg.workers), cfg.fps and float(cfg.fps), int(cfg.size),
-                         bool(cfg.mask), int(cfg.detect_size))
-        except FaceModelError as e:
-            raise UsageError(str(e)) from None
-        import sys
-
-        print(summary(counts, Path(cfg.output)), file=sys.stderr)
-        return 0
-
-    return run_command(command, program, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+            "python -m affectgpt.apps.faces makes the files once")

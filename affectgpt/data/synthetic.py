@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -387,7 +386,7 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
 
 # ----------------------------------------------------------------------------- dataset
 
-_DEFAULTS = {"n_train": 400, "n_val": 100, "n_test": 50, "size": 64, "fps": 10, "seconds": 2.0, "sample_rate": 16000}
+DEFAULTS = {"n_train": 400, "n_val": 100, "n_test": 50, "size": 64, "fps": 10, "seconds": 2.0, "sample_rate": 16000}
 
 
 def _params(seed: int, n_train: int, n_val: int, n_test: int, size: int, fps: int, seconds: float,
@@ -443,10 +442,10 @@ def ensure_dataset(root: Path, seed: int = 0, **kw) -> dict[str, Path]:
     is either complete or absent. An existing dataset made with other parameters, or a
     non-empty ``root`` that is not a finished synthetic dataset, is an error, never reused."""
     root = Path(root)
-    unknown = set(kw) - set(_DEFAULTS) - {"workers"}
+    unknown = set(kw) - set(DEFAULTS) - {"workers"}
     if unknown:
         raise TypeError(f"ensure_dataset: unknown parameters {sorted(unknown)}")
-    wanted = _params(seed, **{k: kw.get(k, v) for k, v in _DEFAULTS.items()})
+    wanted = _params(seed, **{k: kw.get(k, v) for k, v in DEFAULTS.items()})
     if root.exists() and not (root.is_dir() and not any(root.iterdir())):
         return _check_existing(root, wanted)
     with atomic_dir(root, keep_existing=True) as tmp:  # another process may finish first; checked below
@@ -474,29 +473,3 @@ def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(f"{root}: synthetic dataset is missing {missing}")
     return manifests
-
-
-def main(argv: list[str] | None = None) -> int:
-    from affectgpt.apps.cli import Command, UsageError, run
-
-    command = Command(prog="python -m affectgpt.data.synthetic", config="synthetic", doc=__doc__.split("\n")[0],
-                      verbatim=("root",), required=("root",))
-
-    def generate_command(cfg) -> int:
-        start = time.perf_counter()
-        try:
-            manifests = ensure_dataset(Path(cfg.root), seed=int(cfg.seed), workers=cfg.workers,
-                                       **{k: cfg[k] for k in _DEFAULTS})
-        except ValueError as e:  # an OSError goes to the one mapping (a full disk is not bad input)
-            raise UsageError(str(e)) from None
-        for split, path in manifests.items():
-            n = sum(1 for line in path.open(encoding="utf-8") if line.strip())
-            print(f"{split}: {n} clips -> {path}")
-        print(f"dataset in {cfg.root} ({time.perf_counter() - start:.1f} s)")
-        return 0
-
-    return run(command, generate_command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

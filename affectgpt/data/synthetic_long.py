@@ -1,6 +1,6 @@
 """A long video of synthetic clips with known emotions, separated by silences: the timeline's test input.
 
-    python -m affectgpt.data.synthetic_long output=long.mp4 [clips=12] [minutes=null] [seed=0]
+    python -m affectgpt.apps.synthetic_long output=long.mp4 [clips=12] [minutes=null] [seed=0]
 
 Each clip is a synthetic dataset clip (``synthetic.render_face`` + ``render_voice``: face colour
 and voice pitch/rate decide the emotions, ``synthetic.labels_for``); between clips, 0.8-1.5 s of
@@ -12,7 +12,6 @@ so an hour-long file is made in bounded memory. ``OUTPUT.truth.jsonl`` gets one 
 from __future__ import annotations
 
 import json
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,23 +81,3 @@ def write_long_video(path: str | Path, clips: int = 12, seed: int = 0, fps: int 
 
 def clips_for_minutes(minutes: float, seconds: float = 2.0, silence: tuple[float, float] = (0.8, 1.5)) -> int:
     return max(1, int(minutes * 60 / (seconds + sum(silence) / 2)))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv) if "=" in a)
-    if "output" not in args:
-        print("usage: python -m affectgpt.data.synthetic_long output=FILE.mp4 [clips=12 | minutes=M] [seed=0]",
-              file=sys.stderr)
-        return 2
-    clips = clips_for_minutes(float(args["minutes"])) if "minutes" in args else int(args.get("clips", 12))
-    try:
-        truth = write_long_video(args["output"], clips=clips, seed=int(args.get("seed", 0)))
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args['output']}: {len(truth)} clips, {truth[-1]['end']:.1f} s; truth -> {args['output']}.truth.jsonl")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """A GGUF file (llama.cpp's format) → an ordinary Hugging Face folder that ``model.llm.name_or_path`` reads.
 
-``python -m affectgpt.model.gguf FILE.gguf OUT_DIR``
+``python -m affectgpt.apps.gguf FILE.gguf OUT_DIR``
 
 transformers de-quantizes GGUF weights on load (needs the ``gguf`` package: ``pip install gguf``)
 but refuses to ``save_pretrained`` a model loaded that way, so the weights are copied into a
@@ -11,7 +11,6 @@ weights with the quantization error they had; nothing is downloaded.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 
@@ -36,22 +35,3 @@ def convert(gguf_file: str | Path, output: str | Path) -> Path:
     plain.save_pretrained(out)
     tok.save_pretrained(out)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m affectgpt.model.gguf FILE.gguf OUT_DIR", file=sys.stderr)
-        return 2
-    try:
-        out = convert(args[0], args[1])
-    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: {message if args[0] in message else f'{args[0]}: {message}'}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Parameter counts and a training-memory estimate for any model config, built on the ``meta``
 device (no weights, no network, no memory).
 
-    python -m affectgpt.model.summary model=affectgpt-7b [tokens=2048] [target_tokens=512] [json=true]
-    python -m affectgpt.model.summary model=affectgpt-mid model.llm.lora.r=8
+    python -m affectgpt.apps.summary model=affectgpt-7b [tokens=2048] [target_tokens=512] [json=true]
+    python -m affectgpt.apps.summary model=affectgpt-mid model.llm.lora.r=8
 
 Memory estimate for one training micro-batch of ``T`` tokens of which ``T_tgt`` are targets,
 LLM with ``L`` layers, width ``h``, key/value width ``h_kv``, MLP width ``I``, vocabulary ``V``,
@@ -28,16 +28,10 @@ It is an estimate of the order of magnitude; benchmarks/ holds measured peaks.
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from affectgpt.apps.cli import TRAIN_VERBATIM, Command, run
-
 GIB = 1024**3
-SUMMARY = Command(prog="python -m affectgpt.model.summary", config="summary", verbatim=TRAIN_VERBATIM,
-                  doc=__doc__.split("\n\n")[0])
 
 
 @dataclass
@@ -142,13 +136,6 @@ def format_summary(name: str, rows: list[ModuleRow], mem: dict) -> str:
     return "\n".join(out)
 
 
-def compose(overrides: list[str]):
-    """The training config (conf/train.yaml) with overrides, e.g. ``model=affectgpt-7b``."""
-    from affectgpt.apps.cli import compose as compose_command
-
-    return compose_command(SUMMARY, overrides)
-
-
 def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[ModuleRow], dict, object]:
     """Build ``cfg.model`` on meta with random weights; the tiny config first ensures its local
     assets (and the synthetic dataset its tokenizer is trained on)."""
@@ -166,21 +153,3 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
         load_split(cfg.data, "train")
     model = build_model(cfg.model, device="meta", weights="random")
     return parameter_rows(model), memory_estimate(model, tokens, target_tokens), model
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(SUMMARY, _summary_command, argv)
-
-
-def _summary_command(cfg) -> int:
-    rows, mem, _ = summarize(cfg, int(cfg.tokens), int(cfg.target_tokens))
-    name = cfg.model.get("name", "model")
-    if cfg.json:
-        print(json.dumps({"model": name, "modules": [asdict(r) for r in rows], "memory": mem}, indent=2))
-    else:
-        print(format_summary(name, rows, mem))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,10 +30,14 @@ import torch
 from affectgpt.core.errors import reading
 from affectgpt.core.fileio import atomic_write, remove_dir, replace_dir
 
+# The weights file and its reader belong to the artifact format (inference loads checkpoints too); the
+# writer is here. Both names stay importable from this module.
+from affectgpt.runtime.artifact import CHECKPOINT_WEIGHTS as WEIGHTS
+from affectgpt.runtime.artifact import load_trainable  # noqa: F401
+
 log = logging.getLogger("affectgpt.train")
 
 COMPLETE = "COMPLETE"
-WEIGHTS = "trainable.safetensors"
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"
 
@@ -236,16 +240,6 @@ def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-def load_trainable(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = Path(folder) / WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trainable weights in checkpoint {folder}")
-    with reading(path):
-        return load_file(str(path))
-
-
 def load_optimizer_scheduler(folder: Path, optimizer=None, scheduler=None) -> None:
     """Restore the plain-PyTorch optimizer and scheduler (``torch.load(weights_only=True)``)."""
     folder = Path(folder)

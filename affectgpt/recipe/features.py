@@ -16,7 +16,7 @@ stale one, naming the fields that differ. Shards are written to a temporary name
 an interrupted extraction resumes at the first missing shard; under ``torchrun`` / ``accelerate
 launch`` each process extracts every world-th shard.
 
-    python -m affectgpt.recipe.features [train.py overrides] [features.splits=[train,val]]
+    python -m affectgpt.apps.features [train.py overrides] [features.splits=[train,val]]
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from pathlib import Path
 
 import torch
 
-from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
 from affectgpt.core.errors import InputError
 from affectgpt.core.fileio import atomic_path, atomic_write
 from affectgpt.core.plan import SAMPLE_RATE
-from affectgpt.core.runlock import FolderLocked, acquire
+from affectgpt.core.runlock import acquire
 from affectgpt.data.collate import ClipDataset
 from affectgpt.data.manifest import Sample
 
@@ -112,7 +111,7 @@ class FeatureStore:
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: missing; {self.dir} is not a feature cache "
-                f"(extract one with python -m affectgpt.recipe.features)"
+                f"(extract one with python -m affectgpt.apps.features)"
             )
         found = json.loads(path.read_text())
         diff = _differences(found, identity)
@@ -121,7 +120,7 @@ class FeatureStore:
                 f"{self.dir}: stale feature cache, made by other encoders or preprocessing: "
                 + "; ".join(diff[:6])
                 + f"{' ...' if len(diff) > 6 else ''}. Extract into a new "
-                f"features.cache_dir (python -m affectgpt.recipe.features), delete this one, "
+                f"features.cache_dir (python -m affectgpt.apps.features), delete this one, "
                 f"or set features.cache_dir=null"
             )
         self.dtype = DTYPES[identity["dtype"]]
@@ -263,7 +262,7 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
         if f.extract != "auto":
             raise FileNotFoundError(
                 f"{cache_dir}: no features for {len(missing)} training sample(s), e.g. {missing[:3]}; "
-                f"run python -m affectgpt.recipe.features or set features.extract=auto"
+                f"run python -m affectgpt.apps.features or set features.extract=auto"
             )
         # One extracting job per cache (its main process holds the lock for all ranks); readers need none.
         lock = acquire(cache_dir, "python train.py (feature extraction)") if accelerator.is_main_process else None
@@ -281,70 +280,3 @@ def open_cache(cfg, model, samples: list[Sample], accelerator) -> FeatureStore:
             raise RuntimeError(f"{cache_dir}: still missing features after extraction: {store.missing(samples)[:5]}")
     store.check_media(samples)
     return store
-
-
-FEATURES = Command(prog="python -m affectgpt.recipe.features", config="train", verbatim=TRAIN_VERBATIM,
-                   doc="Extract the frozen-encoder features of the configured splits (features.splits) into "
-                       "features.cache_dir, then exit. Options: conf/train.yaml.")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m affectgpt.recipe.features [overrides]``: extract the configured splits, then exit."""
-    return run(FEATURES, _extract_command, argv)
-
-
-def _extract_command(cfg) -> int:
-    from accelerate import PartialState
-
-    from affectgpt.data.splits import load_split
-    from affectgpt.model.build import build_model
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not cfg.features.cache_dir:
-        raise UsageError("features.cache_dir is not set (give features.cache_dir=DIR or data.feature_cache=DIR)")
-    # cpu=True without CUDA is what makes Accelerate see torchrun's / accelerate launch's processes.
-    state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
-    if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
-        raise SystemExit(
-            f"the launcher started {os.environ.get('WORLD_SIZE')} processes but Accelerate sees {state.num_processes}"
-        )
-    torch.manual_seed(cfg.seed)
-    with state.main_process_first():
-        samples = {split: load_split(cfg.data, split) for split in cfg.features.splits}
-        model = build_model(cfg.model, device=state.device)
-    model.eval()
-    visual = cfg.data.get("visual", "frames")
-    identity = encoder_identity(model, cfg.features.dtype, visual)
-    cache_dir = Path(cfg.features.cache_dir)
-    if state.is_main_process:
-        # One lock for the whole launch, before the first write into the cache; not earlier, since the cache
-        # folder may sit inside a synthetic data.root that must be generated into an empty folder first.
-        try:
-            lock = acquire(cache_dir, "python -m affectgpt.recipe.features")
-        except FolderLocked as e:
-            raise UsageError(str(e)) from None
-        if lock.took_over:
-            log.warning("%s", lock.describe_takeover())
-        write_identity(cache_dir, identity)
-    state.wait_for_everyone()
-    for split, rows in samples.items():
-        tag = split_tag(rows, cfg.data.get(f"{split}_manifest") or split)
-        n = extract(model, rows, cache_dir, tag, identity, cfg.features.shard_size, cfg.features.batch_size,
-                    cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True, visual=visual)
-        log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,
-                 split, n, len(rows))
-    state.wait_for_everyone()
-    if state.is_main_process:
-        store = FeatureStore(cache_dir, identity)
-        for split, rows in samples.items():
-            missing = store.missing(rows)
-            if missing:
-                raise SystemExit(
-                    f"{cache_dir}: {split}: {len(missing)} samples missing after extraction: {missing[:5]}"
-                )
-        print(f"{cache_dir}: {len(store.index)} clips cached")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

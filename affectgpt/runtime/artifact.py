@@ -1,6 +1,6 @@
 """The artifact format: what a training checkpoint or an export holds and how either is loaded.
 
-A training checkpoint is ``config.yaml`` + ``trainable.safetensors`` (:mod:`affectgpt.recipe.checkpoint`);
+A training checkpoint is ``config.yaml`` + ``trainable.safetensors`` (:mod:`affectgpt.recipe.checkpoint` writes it);
 an export (:mod:`affectgpt.runtime.export` writes it) is an adapter bundle or a merged LLM with
 ``affectgpt.json``, the record of everything inference needs besides weights. Loading an export
 checks the rebuilt model against that record (token plan, preprocessing, prompt), so inference never
@@ -29,6 +29,7 @@ FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
 META = "affectgpt.json"
 ADAPTERS = "adapters.safetensors"
+CHECKPOINT_WEIGHTS = "trainable.safetensors"  # a training checkpoint's weights (recipe.checkpoint writes them)
 ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
 
 
@@ -148,6 +149,17 @@ def describe(model, kind: str, generation: dict | None = None, source: dict | No
     }
 
 
+def load_trainable(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The trainable weights of a training checkpoint (``trainable.safetensors``)."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / CHECKPOINT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trainable weights in checkpoint {folder}")
+    with reading(path):
+        return load_file(str(path))
+
+
 @dataclass
 class Loaded:
     """A model ready to generate, with what its artifact says about prompting and decoding."""
@@ -165,7 +177,6 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     from omegaconf import OmegaConf
 
     from affectgpt.model.build import build_model
-    from affectgpt.recipe import checkpoint as ckpt
 
     folder = Path(folder)
     cfg_path = folder / "config.yaml"
@@ -180,7 +191,7 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
     if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
         cfg.model.llm.kernels = "none"
     model = build_model(cfg.model, device=device)
-    model.load_trainable_state_dict(ckpt.load_trainable(folder), source=str(folder))
+    model.load_trainable_state_dict(load_trainable(folder), source=str(folder))
     model.eval()
     return model, cfg
 

@@ -1,6 +1,6 @@
 """Export a training checkpoint as an artifact that inference (and plain transformers / peft) can load.
 
-``python -m affectgpt.runtime.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]``
+``python -m affectgpt.export checkpoint=DIR output=DIR [merge=true|false] [dtype=...]``
 
 Both kinds hold:
 
@@ -28,10 +28,8 @@ complete, so an interrupted export leaves no half artifact.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.core.fileio import atomic_dir
 from affectgpt.runtime.artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
     ADAPTER_MODULES,
@@ -109,31 +107,3 @@ def _write_export(tmp: Path, model, meta: dict, merge: bool, checkpoint: Path, o
     meta["files"] = {str(p.relative_to(tmp)): sha256(p) for p in [tmp / ADAPTERS, *weights]}
     (tmp / META).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     write_model_card(tmp, meta, checkpoint, output)  # README.md: the Hugging Face model card
-
-
-EXPORT = Command(prog="python -m affectgpt.runtime.export", config="export", doc=__doc__.split("\n\n")[0],
-                 verbatim=("checkpoint", "output"), required=("checkpoint", "output"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI; exit 2 with one stderr line on bad arguments or an unusable checkpoint."""
-    return run(EXPORT, _export_command, argv)
-
-
-def _export_command(cfg) -> int:
-    if cfg.dtype is not None and cfg.dtype not in ("float32", "bfloat16", "float16"):
-        raise UsageError(f"dtype={cfg.dtype}: expected float32, bfloat16 or float16 (or null for the checkpoint's)")
-    if not (Path(cfg.checkpoint) / "config.yaml").is_file():
-        raise UsageError(f"{cfg.checkpoint}: not a training checkpoint (no config.yaml)")
-    try:
-        out = export(cfg.checkpoint, cfg.output, merge=bool(cfg.merge), dtype=cfg.dtype,
-                     trust_remote_code=bool(cfg.trust_remote_code))
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        raise UsageError(str(e)) from None
-    kind = "merged model" if cfg.merge else "adapter bundle"
-    print(f"wrote {kind} to {out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

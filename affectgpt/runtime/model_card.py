@@ -96,7 +96,7 @@ def model_card(meta: dict, cfg: dict, state: dict, metrics: dict | None, metrics
            f"# AffectGPT {(cfg.get('model') or {}).get('name', '')} ({meta['kind']})", "",
            "Explainable multimodal emotion recognition: from a clip's frames, its voice and its subtitle the model "
            "writes the visual, acoustic and textual clues and ends with an open-vocabulary list of emotions. "
-           f"This artifact is an {kind}, written by `python -m affectgpt.runtime.export` (format {meta['format']} "
+           f"This artifact is an {kind}, written by `python -m affectgpt.export` (format {meta['format']} "
            f"v{meta['version']}).", "",
            "## Model", "",
            f"- Vision encoder (frozen, open_clip): `{v['model']}` / `{v.get('pretrained')}`, "

@@ -8,7 +8,7 @@ The ASR model (``asr.model``):
 - a CTranslate2 Whisper folder (``model.bin`` + ``config.json``, as faster-whisper loads it);
 - an openai-whisper checkpoint ``.pt`` (``{"dims", "model_state_dict"}``) or a whisper model name.
 
-``python -m affectgpt.data.asr convert input=CT2_DIR output=FILE.pt`` writes the openai-whisper
+``python -m affectgpt.apps.asr convert input=CT2_DIR output=FILE.pt`` writes the openai-whisper
 checkpoint of a CTranslate2 folder once (then usable as ``asr.model`` or as ``model.audio.model``).
 
 Whisper writes fluent text over silence and noise ("Thank you.", "♪"), so a transcript is kept
@@ -20,10 +20,8 @@ are dropped. No speech gives an empty subtitle with ``status="no speech"``, neve
 
 from __future__ import annotations
 
-import json
 import re
 import struct
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -381,46 +379,3 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
     return prev[-1] / len(ref)
-
-
-# ----------------------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    """``convert input=CT2_DIR output=FILE.pt`` | ``transcribe input=MEDIA [asr.model=...]``."""
-    import torch
-
-    from affectgpt.data.media import MediaError, load_media
-
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv)[1:] if "=" in a)
-    action = (sys.argv[1:] if argv is None else argv)[:1]
-    usage = ("usage: python -m affectgpt.data.asr convert input=CT2_DIR output=FILE.pt\n"
-             "       python -m affectgpt.data.asr transcribe input=MEDIA [model=auto] [language=en]")
-    if action == ["convert"] and {"input", "output"} <= set(args):
-        out = Path(args["output"])
-        if out.exists():
-            print(f"error: {out}: exists; choose a new output path", file=sys.stderr)
-            return 2
-        try:
-            ckpt = ctranslate2_to_whisper(args["input"])
-        except (OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ckpt, out)
-        print(f"{args['input']} -> {out} (dims {json.dumps(ckpt['dims'])})")
-        return 0
-    if action == ["transcribe"] and "input" in args:
-        cfg = AsrConfig(model=args.get("model", "auto"), language=args.get("language"))
-        try:
-            audio = load_media(None, args["input"], n_frames=1).audio
-            model = load_asr_model(resolve_asr_model(cfg.model))
-        except (MediaError, OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(json.dumps(transcribe(model, audio, cfg).fields(), ensure_ascii=False))
-        return 0
-    print(usage, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
