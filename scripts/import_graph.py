@@ -143,7 +143,9 @@ def strongly_connected(nodes: list[str], edges: list[Edge]) -> list[list[str]]:
 
 
 def is_app(module: str, apps: tuple[str, ...], scripts: set[str]) -> bool:
-    return module in scripts or any(module == a or module.startswith(a + ".") for a in apps)
+    """A command: a script, a module of ``apps``, or any ``__main__`` (as :func:`layer_of` places it on top)."""
+    return (module in scripts or module.split(".")[-1] == "__main__"
+            or any(module == a or module.startswith(a + ".") for a in apps))
 
 
 def layer_of(module: str, layers: tuple[str, ...], package: str) -> int:

@@ -81,6 +81,9 @@ def compose(output_dir: Path, data: Path, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from affectgpt.core.config import register
+
+    register()  # the configs' schemas (conf/*.yaml select them in their defaults)
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose("train", overrides=[f"output_dir={output_dir}", f"data.root={data}", *SMALL, *overrides])
 

@@ -212,3 +212,18 @@ def test_cli_writes_json_and_fails_cleanly(tmp_path, lex_dir):
 def test_import_is_light():
     code = "import sys, affectgpt.eval; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_key_value_command_line_composes_and_scores_without_torch(tmp_path):
+    (tmp_path / "g.jsonl").write_text(json.dumps({"name": "s1", "emotions": ["happy"]}) + "\n")
+    (tmp_path / "p, one.jsonl").write_text(json.dumps({"name": "s1", "emotions": ["happy"]}) + "\n")
+    code = ("import sys; from affectgpt.apps.score import main\n"
+            f"assert main(['pred={tmp_path / 'p, one.jsonl'}', 'gold={tmp_path / 'g.jsonl'}', "
+            f"'out={tmp_path / 'm.json'}', 'task=open']) == 0\n"
+            "assert main(['--pred', 'x', '--gold', 'y', 'task=nope']) == 2\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "m.json").read_text())["label"]
+    assert "argument 'task=nope': task expects one of open, basic (default open)" in r.stderr

@@ -44,7 +44,7 @@ def test_scorer_bars_are_the_metrics(reference_results, tmp_path):
 
 
 def test_cli_plot_writes_a_png_beside_the_json(tmp_path):
-    from affectgpt.eval.cli import main
+    from affectgpt.apps.score import main
 
     pred, gold = tmp_path / "pred.jsonl", tmp_path / "gold.jsonl"
     pred.write_text('{"name": "a", "emotions": ["happy"], "description": "She smiles. Therefore she is happy."}\n'

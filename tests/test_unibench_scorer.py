@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from affectgpt.apps.unibench_score import main
 from affectgpt.eval.valence import sentiment_of, word_valence
 from affectgpt.unibench.score import (
     SETS,
     ew_f1,
     hit_rate,
     load_predictions,
-    main,
     score_unibench,
     sentiment_scores,
     weighted_f1,
@@ -190,7 +190,7 @@ def test_given_and_rules_import_no_torch(tmp_path):
     _write_set(gold, "meld_test", [{"name": "a", "label": "joy"}])
     _write_set(tmp_path / "p", "meld", [{"name": "a", "reason": "The character's emotional state is happy.",
                                           "openset": "[happy]"}])
-    code = ("import sys; from affectgpt.unibench.score import main\n"
+    code = ("import sys; from affectgpt.apps.unibench_score import main\n"
             f"for mode in ('given', 'rules'): assert main(['--gold', {str(gold)!r}, '--pred', {str(tmp_path / 'p')!r},"
             " '--labels', mode]) == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
-from affectgpt.apps.cli import Command, UsageError, compose
+from affectgpt.apps.cli import Command, UsageError, compose, run
 
 DROPPABLE = ("video", "audio", "subtitle")
 
@@ -211,58 +211,35 @@ def format_table(report: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- command line
-@dataclass
-class Args:
-    checkpoint: str
-    manifest: str
-    drop: tuple[str, ...] = DROPPABLE
-    output: str | None = None
-    task: str = "describe"
-    batch_size: int = 16
-    max_new_tokens: int | None = None  # None: 96 for describe, 24 for labels
-    max_samples: int = 0  # 0 = all
-    untrained: bool = False  # also score the untrained model (fresh adapters and LoRA)
-    device: str = "cpu"
-    trust_remote_code: bool = False  # only ever from the command line, never from the checkpoint
-    verify_hashes: bool = True
-
-
 ABLATION = Command(prog="python -m affectgpt.apps.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
                    verbatim=("checkpoint", "manifest", "output"), required=("checkpoint", "manifest"))
 
 
-def parse_args(argv: list[str]) -> Args:
-    """``key=value`` arguments (conf/ablation.yaml) → Args; UsageError (a ValueError) names the bad argument."""
-    cfg = compose(ABLATION, argv)
-    drop = tuple(str(d).strip() for d in cfg.drop if str(d).strip())
-    bad = [d for d in drop if any(part not in DROPPABLE for part in d.split("+"))]
+def parse_args(argv: list[str]):
+    """``key=value`` arguments → the schema's AblationConfig (affectgpt/core/config.py; conf/ablation.yaml has the
+    defaults), ``drop`` as a tuple of conditions; UsageError (a ValueError) names the bad argument."""
+    return _args(compose(ABLATION, argv))
+
+
+def _args(cfg):
+    from omegaconf import OmegaConf
+
+    args = OmegaConf.to_object(cfg)
+    args.drop = tuple(str(d).strip() for d in args.drop if str(d).strip())
+    bad = [d for d in args.drop if any(part not in DROPPABLE for part in d.split("+"))]
     if bad:
         raise UsageError(f"drop={','.join(bad)}: expected some of {','.join(DROPPABLE)}")
-    if cfg.task not in ("describe", "labels"):
-        raise UsageError(f"task={cfg.task}: expected describe or labels")
-    return Args(checkpoint=cfg.checkpoint, manifest=cfg.manifest, drop=drop, output=cfg.output, task=cfg.task,
-                batch_size=int(cfg.batch_size), max_new_tokens=cfg.max_new_tokens, max_samples=int(cfg.max_samples),
-                untrained=bool(cfg.untrained), device=str(cfg.device),
-                trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0, or one ``error:`` line and 2 (bad input) / 1 (failed run) as ``affectgpt.core.errors`` maps it."""
-    from affectgpt.apps.cli import take_verbose
-    from affectgpt.core import errors
+    return run(ABLATION, _ablation_command, argv)
 
-    verbose = False
+
+def _ablation_command(cfg) -> int:
+    args = _args(cfg)
     try:
-        argv, verbose = take_verbose(list(sys.argv[1:] if argv is None else argv))
-        errors.quiet_libraries(verbose)
-        return _ablation_command(argv)
-    except BaseException as e:  # noqa: BLE001 -- every error ends as one line (SystemExit passes through)
-        return errors.report(e, verbose)
-
-
-def _ablation_command(argv: list[str]) -> int:
-    try:
-        args = parse_args(argv)
         from affectgpt.data.manifest import read_manifest
         from affectgpt.runtime.open import open_artifact
 

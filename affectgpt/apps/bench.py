@@ -119,17 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_command(cfg: DictConfig) -> int:
-    from affectgpt.core.plan import VISUAL_INPUTS
     from affectgpt.unibench.data import find_sets
-    from affectgpt.unibench.score import LABEL_MODES
 
-    checkpoints = checkpoint_paths(cfg.checkpoint)
-    if cfg.visual is not None and cfg.visual not in VISUAL_INPUTS:
-        fail(f"visual={cfg.visual}: expected one of {', '.join(VISUAL_INPUTS)}")
-    if cfg.decoding not in GENERATION_PRESETS:
-        fail(f"decoding={cfg.decoding}: expected one of {', '.join(GENERATION_PRESETS)}")
-    if cfg.labels not in LABEL_MODES:
-        fail(f"labels={cfg.labels}: expected one of {', '.join(LABEL_MODES)}")
+    checkpoints = checkpoint_paths(cfg.checkpoint)  # visual, decoding, labels: checked by the schema (BenchConfig)
     missing = [str(c) for c in checkpoints if not c.is_dir()]
     if missing:
         fail(f"{', '.join(missing)}: no such folder")

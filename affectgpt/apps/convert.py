@@ -104,8 +104,6 @@ def convert(cfg: DictConfig) -> Path:
 
 
 def _convert_command(cfg: DictConfig) -> int:
-    if cfg.variant not in VARIANTS:
-        raise UsageError(f"variant={cfg.variant}: expected one of {', '.join(VARIANTS)}")
     model_name, visual = VARIANTS[cfg.variant]
     if cfg.model.name != model_name:
         raise UsageError(f"variant={cfg.variant} needs model={model_name}, got model={cfg.model.name}")

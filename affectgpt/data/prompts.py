@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from affectgpt.core.config import check_choice
 from affectgpt.core.plan import MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS, TASKS
 
 SYSTEM_PROMPT = "You are AffectGPT, an expert in multimodal emotion recognition."
@@ -47,7 +48,8 @@ def target_text(task: str, description: str | None, emotions, style: str = "chat
         if emotions is None:
             raise ValueError("task 'labels' needs emotions")
         return labels_target(emotions, style)
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    check_choice("task", task, TASKS)
+    raise AssertionError(task)  # unreachable: the tasks are handled above
 
 
 # ----------------------------------------------------------------------------- the released format
@@ -65,8 +67,7 @@ def official_prompt(subtitle: str, task: str, n_video: int, n_audio: int, n_fusi
                     visual: str = "frames") -> str:
     """The released AffectGPT's prompt text: Multi, Audio, then Face/Frame placeholders, the subtitle
     (verbatim, empty allowed), the question. A modality the clip lacks has no sentence."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    check_choice("task", task, TASKS)
     if visual not in OFFICIAL_VISUAL_SENTENCE:
         raise ValueError(f"visual must be one of {sorted(OFFICIAL_VISUAL_SENTENCE)}, got {visual!r}")
     t = OFFICIAL_MODALITY_TOKENS
@@ -108,8 +109,7 @@ def user_message(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion:
 
 def build_messages(subtitle: str, task: str, n_video: int, n_audio: int, n_fusion: int = 0,
                    system: str | None = SYSTEM_PROMPT) -> list[dict]:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    check_choice("task", task, TASKS)
     msgs = [{"role": "system", "content": system}] if system else []
     msgs.append({"role": "user", "content": user_message(subtitle, task, n_video, n_audio, n_fusion)})
     return msgs

@@ -1,5 +1,3 @@
-import sys
+from affectgpt.apps.score import main
 
-from affectgpt.eval.cli import main
-
-sys.exit(main())
+raise SystemExit(main())

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from affectgpt.core.config import Extractor, ScoreTask, check_choice, values
 from affectgpt.eval.metrics import basic_hit_rate, label_metrics
 from affectgpt.eval.parsing import parse_labels
 from affectgpt.eval.wheels import Lexicon, builtin_lexicon, load_lexicon
 
-EXTRACTORS = ("rules", "llm")
-TASKS = ("open", "basic")
+EXTRACTORS = values(Extractor)
+TASKS = values(ScoreTask)
 
 
 def resolve_lexicon(wheels) -> Lexicon:
@@ -72,7 +73,8 @@ def _make_extractor(extractor: str, llm, llm_cache):
         from affectgpt.eval.llm import LLMExtractor
 
         return LLMExtractor(llm, cache_path=llm_cache).extract_many
-    raise ValueError(f"unknown extractor {extractor!r}; expected one of {EXTRACTORS}")
+    check_choice("extractor", extractor, EXTRACTORS)
+    raise AssertionError(extractor)  # unreachable: the extractors are handled above
 
 
 def score(
@@ -92,10 +94,8 @@ def score(
     predictions for names not in gold are ignored. ``task="basic"`` adds a ``basic`` block
     with MER-UniBench's hit rate. Fractions are in 0..1.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"unknown extractor {extractor!r}; expected one of {EXTRACTORS}")
+    check_choice("task", task, TASKS)
+    check_choice("extractor", extractor, EXTRACTORS)
     lexicon = resolve_lexicon(wheels)
     gold_by_name = _index(golds, "gold")
     pred_by_name = _index(preds, "prediction")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affectgpt.core.config import check_choice
 from affectgpt.core.errors import InputError
 from affectgpt.core.fileio import iter_jsonl
 from affectgpt.data.manifest import Sample
@@ -215,8 +216,7 @@ def face_path(folder: Path, name: str) -> Path:
 
 def read_process_set(root, set_name: str, check_sizes: bool = True, media: bool = True) -> TestSet:
     """One set from ``root/<layout.folder>``: gold, and (``media``) samples with video, audio, subtitle, faces."""
-    if set_name not in LAYOUTS:
-        raise ValueError(f"unknown set {set_name!r}; expected one of {list(LAYOUTS)}")
+    check_choice("set", set_name, LAYOUTS)
     layout = LAYOUTS[set_name]
     folder = Path(root) / layout.folder
     if not folder.is_dir():

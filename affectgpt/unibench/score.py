@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from affectgpt.core.config import LabelMode, check_choice, values
 from affectgpt.core.fileio import iter_jsonl
 from affectgpt.eval.metrics import label_metrics
 from affectgpt.eval.parsing import normalize_label, parse_labels
 from affectgpt.eval.wheels import Lexicon
 from affectgpt.unibench.sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
 
-LABEL_MODES = ("given", "rules", "llm")
+LABEL_MODES = values(LabelMode)
 
 
 SENTIMENT_VALUE = {"positive": 1, "negative": -1, "neutral": 0}  # any other word counts 0, as upstream
@@ -213,7 +214,8 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         labels = [lab if r else [] for lab, r in zip(labels, reasons, strict=False)]
         sentiments = llm.sentiments(labels) if need_sentiment else [None] * len(names)
         return labels, [s if r else None for s, r in zip(sentiments, reasons, strict=False)]
-    raise ValueError(f"unknown labels mode {mode!r}; expected one of {LABEL_MODES}")
+    check_choice("labels mode", mode, LABEL_MODES)
+    raise AssertionError(mode)  # unreachable: the modes are handled above
 
 
 def agreement(rows: dict[str, dict], names: list[str], labels: list[list[str]], sentiments: list) -> dict:
@@ -263,8 +265,7 @@ def score_set(bench: BenchSet, gold: dict, preds: dict[str, dict[str, dict]], le
 
 def score_unibench(gold: dict[str, dict], preds: dict, lexicon: Lexicon, labels: str = "given", llm=None) -> dict:
     """The output JSON: per set the per-checkpoint scores and the best; ``mean_best`` = mean of the bests."""
-    if labels not in LABEL_MODES:
-        raise ValueError(f"unknown labels mode {labels!r}; expected one of {LABEL_MODES}")
+    check_choice("labels mode", labels, LABEL_MODES)
     datasets = {}
     for bench in SETS:
         if bench.name in gold and bench.name in preds:
@@ -341,38 +342,8 @@ def extraction_summary(bench: BenchSet, per_ckpt: dict[str, dict], labels: str, 
     return out
 
 
-def build_parser():
-    import argparse
+if __name__ == "__main__":  # python -m affectgpt.unibench.score: the command line is an app
+    # (affectgpt/apps/unibench_score.py, which imports this module as a library; run by name, as python -m would)
+    import runpy
 
-    ap = argparse.ArgumentParser(prog="python -m affectgpt.unibench.score", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gold", required=True, help="folder of *-process folders or <set>_test.jsonl files")
-    ap.add_argument("--pred", required=True, help="<set>.jsonl[.gz] file, a folder of them, or a runner output folder")
-    ap.add_argument("--wheels", default=None, help="emotion-wheel folder (the official files give the paper's "
-                                                  "numbers); default: the built-in lexicon")
-    ap.add_argument("--labels", default="given", choices=LABEL_MODES,
-                    help="given: the rows' openset/sentiment; rules: built-in extractor + valence table; llm: --llm")
-    ap.add_argument("--llm", default=None, help="local HF causal LM folder for --labels llm")
-    ap.add_argument("--llm-cache", default=None, help="JSONL cache of LLM answers (default: ~/.cache/affectgpt)")
-    ap.add_argument("--out", default=None, help="write the metrics JSON here")
-    ap.add_argument("--no-check-sizes", action="store_true", help="accept *-process test splits of another size")
-    ap.add_argument("--verbose", action="store_true", help="on an error, print the traceback too")
-    return ap
-
-
-def main(argv=None) -> int:
-    from affectgpt.eval.cli import print_and_save, scoring_command
-
-    args = build_parser().parse_args(argv)
-
-    def command() -> int:
-        result = run_scorer(args.gold, args.pred, args.wheels, args.labels, args.llm, args.llm_cache,
-                            check_sizes=not args.no_check_sizes)
-        print_and_save(format_table(result), result, args.out, indent=1)
-        return 0
-
-    return scoring_command(command, args.verbose)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    runpy.run_module("affectgpt.apps.unibench_score", run_name="__main__", alter_sys=True)
