@@ -23,7 +23,7 @@ from pathlib import Path
 
 from affectgpt.core import errors
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # The paths of conf/train.yaml, shared by every command that composes it (train.py, features, summary).
 TRAIN_VERBATIM = ("output_dir", "data.root", "data.train_manifest", "data.val_manifest", "data.test_manifest",
                   "data.feature_cache", "features.cache_dir", "trainer.resume", "trainer.deepspeed",
