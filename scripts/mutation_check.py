@@ -19,10 +19,10 @@ LEARNING = ["tests/test_learning.py", "-k", "stored_reference or disappears or b
 
 # name: (file, text, replacement, tests)
 MUTATIONS = {
-    "detach_video": ("affectgpt/model/affectgpt.py", 'tokens = self.video_adapter(feats["video"])',
-                     'tokens = self.video_adapter(feats["video"]).detach()', LEARNING),
-    "zero_audio": ("affectgpt/model/affectgpt.py", "tokens, counts = self.audio_adapter([audio[i] for i in idx])",
-                   "tokens, counts = self.audio_adapter([audio[i] for i in idx])\n            tokens = tokens * 0",
+    "detach_video": ("affectgpt/model/media.py", 'tokens = model.video_adapter(feats["video"])',
+                     'tokens = model.video_adapter(feats["video"]).detach()', LEARNING),
+    "zero_audio": ("affectgpt/model/media.py", "tokens, counts = model.audio_adapter([audio[i] for i in idx])",
+                   "tokens, counts = model.audio_adapter([audio[i] for i in idx])\n        tokens = tokens * 0",
                    LEARNING),
     "lora_off": ("affectgpt/model/llm.py", "    if not lora.enabled:\n        return model",
                  "    if True:\n        return model", LEARNING),
