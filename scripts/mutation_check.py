@@ -29,8 +29,9 @@ MUTATIONS = {
     "metrics_off_by_one": ("affectgpt/recipe/training.py", "samples = self.val_samples[: self.cfg.eval.max_samples]",
                            "samples = self.val_samples[1 : self.cfg.eval.max_samples]",
                            ["tests/test_end_to_end.py", "-k", "metrics_json"]),
-    "collate_imports_pyav": ("affectgpt/data/collate.py", "from .manifest import Sample\n",
-                             "from .manifest import Sample\nfrom .media import MediaError  # noqa: F401\n",
+    "collate_imports_pyav": ("affectgpt/data/collate.py", "from affectgpt.data.manifest import Sample\n",
+                             "from affectgpt.data.manifest import Sample\n"
+                             "from affectgpt.data.media import MediaError  # noqa: F401\n",
                              ["tests/test_gpu_check.py", "-k", "needs_neither or sane_numbers"]),
 }
 
