@@ -89,8 +89,9 @@ def main() -> None:
         r = go(True)
         t1 = time.perf_counter()
         with torch.no_grad(), reference.active(model):
-            ref, _ = model.completion_logprobs(batch, r["ids"], r["mask"])
-        logp, keep = model.completion_logprobs(batch, r["ids"], r["mask"])
+            ref = model.completion_logprobs(batch, r["ids"], r["mask"]).logprobs
+        out = model.completion_logprobs(batch, r["ids"], r["mask"])
+        logp, keep = out.logprobs, out.completion_mask
         adv = torch.randn(keep.shape[0]).unsqueeze(1).expand_as(keep)[keep]
         loss, _, _ = grpo_token_loss(logp, r["logp"], ref, adv, 0.2, 0.04)
         (loss.sum() / keep.sum()).backward()

@@ -141,7 +141,8 @@ def zero2_row(row: Row, ctx: Ctx, res: Result) -> None:
     ctx.models.pop(row.model, None)  # cast and hooked by DeepSpeed: not reused by later rows
 
     def step():
-        loss_sum, n = engine(batch)
+        out = engine(batch)
+        loss_sum, n = out.loss_sum, out.target_tokens
         loss = loss_sum / n
         engine.backward(loss)
         engine.step()

@@ -19,18 +19,19 @@ LEARNING = ["tests/test_learning.py", "-k", "stored_reference or disappears or b
 
 # name: (file, text, replacement, tests)
 MUTATIONS = {
-    "detach_video": ("affectgpt/model/affectgpt.py", 'tokens = self.video_adapter(feats["video"])',
-                     'tokens = self.video_adapter(feats["video"]).detach()', LEARNING),
-    "zero_audio": ("affectgpt/model/affectgpt.py", "tokens, counts = self.audio_adapter([audio[i] for i in idx])",
-                   "tokens, counts = self.audio_adapter([audio[i] for i in idx])\n            tokens = tokens * 0",
+    "detach_video": ("affectgpt/model/media.py", 'tokens = model.video_adapter(feats["video"])',
+                     'tokens = model.video_adapter(feats["video"]).detach()', LEARNING),
+    "zero_audio": ("affectgpt/model/media.py", "tokens, counts = model.audio_adapter([audio[i] for i in idx])",
+                   "tokens, counts = model.audio_adapter([audio[i] for i in idx])\n        tokens = tokens * 0",
                    LEARNING),
     "lora_off": ("affectgpt/model/llm.py", "    if not lora.enabled:\n        return model",
                  "    if True:\n        return model", LEARNING),
     "metrics_off_by_one": ("affectgpt/recipe/training.py", "samples = self.val_samples[: self.cfg.eval.max_samples]",
                            "samples = self.val_samples[1 : self.cfg.eval.max_samples]",
                            ["tests/test_end_to_end.py", "-k", "metrics_json"]),
-    "collate_imports_pyav": ("affectgpt/data/collate.py", "from .manifest import Sample\n",
-                             "from .manifest import Sample\nfrom .media import MediaError  # noqa: F401\n",
+    "collate_imports_pyav": ("affectgpt/data/collate.py", "from affectgpt.data.manifest import Sample\n",
+                             "from affectgpt.data.manifest import Sample\n"
+                             "from affectgpt.data.media import MediaError  # noqa: F401\n",
                              ["tests/test_gpu_check.py", "-k", "needs_neither or sane_numbers"]),
 }
 

@@ -228,7 +228,7 @@ def test_training_loss_uses_the_logits_the_family_generates_from(name, data, fol
     items = [ClipDataset(samples, model.token_plan(), describe_ratio=0.0)[i] for i in range(2)]
     batch = Collator(model.tokenizer, model.token_plan(), max_length=4096, train=True)(items)
     with torch.no_grad():
-        loss_sum, n = model(batch)
+        loss_sum = model(batch).loss_sum
         logits = model.llm(inputs_embeds=model.embed(batch, model.encode_media(batch)),
                            attention_mask=batch["attention_mask"]).logits.float()
     labels = batch["labels"][:, 1:]

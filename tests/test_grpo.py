@@ -76,7 +76,8 @@ def test_shared_prefill_equals_independent_generations_and_the_training_logprobs
     assert torch.allclose(shared["logp"], alone["logp"], atol=1e-5)
     assert len({tuple(r) for r in shared["ids"].tolist()}) > 3  # the group's samples differ
     with torch.no_grad():  # the loss recomputes the old policy's log-probabilities from the full sequences
-        logp, keep = model.completion_logprobs(batch, shared["ids"], shared["mask"])
+        out = model.completion_logprobs(batch, shared["ids"], shared["mask"])
+        logp, keep = out.logprobs, out.completion_mask
     assert torch.equal(keep, shared["mask"]) and torch.allclose(logp, shared["logp"], atol=1e-4)
 
 

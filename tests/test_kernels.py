@@ -59,7 +59,8 @@ def test_checkpointing_modes_keep_the_gradients_and_recompute_what_they_say(root
         set_gradient_checkpointing(model.llm, mode, every)
         model.zero_grad(set_to_none=True)
         calls[:] = [0] * len(layers)
-        loss_sum, n = model(batch)
+        out = model(batch)
+        loss_sum, n = out.loss_sum, out.target_tokens
         (loss_sum / n).backward()
         return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}, list(calls)
 
@@ -93,7 +94,8 @@ def test_liger_loss_and_gradients_match_the_unfused_model_on_cuda(root):
         model.eval()
         batch = Collator(model.tokenizer, model.token_plan(), max_length=4096)(make_items())
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss_sum, n = model(batch)
+            out = model(batch)
+            loss_sum, n = out.loss_sum, out.target_tokens
         (loss_sum / n).backward()
         grads = {k: p.grad.float().clone() for k, p in model.named_parameters() if "lora_" in k and p.grad is not None}
         results.append((float(loss_sum / n), grads))

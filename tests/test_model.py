@@ -103,9 +103,12 @@ def test_gradients_reach_only_adapters_and_lora_and_frozen_stay_bit_identical(da
     assert trainable and all(n.startswith(("video_adapter.", "audio_adapter.", "fusion.", "llm.")) for n in trainable)
     assert all("lora_" in n or "modules_to_save" in n for n in trainable if n.startswith("llm."))
     assert not any(n.startswith(("vision.", "audio.")) for n in trainable)
-    opt = torch.optim.AdamW(model.param_groups(1e-2, {"llm": 1e-3}, weight_decay=0.05))
+    from affectgpt.recipe.groups import optimizer_groups
+
+    opt = torch.optim.AdamW(optimizer_groups(model, 1e-2, {"llm": 1e-3}, weight_decay=0.05))
     model.train()
-    loss, n = model(collate(model, make_items()))
+    out = model(collate(model, make_items()))
+    loss, n = out.loss_sum, out.target_tokens
     (loss / n).backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert with_grad <= trainable
@@ -120,8 +123,10 @@ def test_gradients_reach_only_adapters_and_lora_and_frozen_stay_bit_identical(da
 
 
 def test_param_groups_name_modules_and_rates(data_root):
+    from affectgpt.recipe.groups import optimizer_groups
+
     model = build(tiny_cfg(data_root, "model.fusion=true", "model.fusion_dim=32"))
-    groups = model.param_groups(1e-3, {"video_adapter": 5e-3, "llm": None}, weight_decay=0.1)
+    groups = optimizer_groups(model, 1e-3, {"video_adapter": 5e-3, "llm": None}, weight_decay=0.1)
     by_name = {g["name"]: g for g in groups}
     assert {"video_adapter", "video_adapter_nodecay", "audio_adapter", "fusion", "llm", "llm_extra_nodecay"} <= set(
         by_name
@@ -129,10 +134,10 @@ def test_param_groups_name_modules_and_rates(data_root):
     assert by_name["video_adapter"]["lr"] == 5e-3 and by_name["llm"]["lr"] == 1e-3
     assert by_name["llm_extra_nodecay"]["lr"] == 1e-3  # peft modules_to_save: "llm"'s rate unless given its own
     assert by_name["llm_extra_nodecay"]["weight_decay"] == 0.0 and by_name["fusion"]["weight_decay"] == 0.1
-    assert model.param_groups(1e-3, {"llm_extra": 1e-2})[-1]["lr"] == 1e-2
+    assert optimizer_groups(model, 1e-3, {"llm_extra": 1e-2})[-1]["lr"] == 1e-2
     assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="unknown parameter groups"):
-        model.param_groups(1e-3, {"vision": 1.0})
+        optimizer_groups(model, 1e-3, {"vision": 1.0})
 
 
 def test_trainability_switches(data_root):
@@ -156,7 +161,8 @@ def test_batch_mixing_missing_audio_and_video_runs_forward_and_generate(data_roo
     counts = [(int((r == vid).sum()), int((r == aud).sum()), int((r == fus).sum())) for r in batch["input_ids"]]
     assert counts == [(plan.video_tokens, plan.audio_tokens(20800), 1), (plan.video_tokens, 0, 1),
                       (0, plan.audio_tokens(32000), 1), (0, plan.audio_tokens(8000), 1)]
-    loss, n = model(batch)
+    out = model(batch)
+    loss, n = out.loss_sum, out.target_tokens
     assert torch.isfinite(loss) and n > 0
     model.eval()
     texts = model.generate(collate(model, items, train=False), max_new_tokens=4)
@@ -204,7 +210,7 @@ def test_real_qwen25_tokenizer_through_forward_and_backward(data_root):
     batch = collate(model, make_items())
     text = tok.decode(batch["input_ids"][0])
     assert text.startswith("<|im_start|>system\n") and "<|im_start|>assistant\n" in text
-    loss, n = model(batch)
+    loss = model(batch).loss_sum
     loss.backward()
     lora = [p for name, p in model.named_parameters() if "lora_B" in name]
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)
@@ -230,7 +236,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(data_root):
         model = build(tiny_cfg(data_root, f"model.llm.gradient_checkpointing={ckpt}",
                                "model.video_adapter.dropout=0", "model.audio_adapter.dropout=0"))
         model.train()
-        loss, n = model(collate(model, make_items()))
+        out = model(collate(model, make_items()))
+        loss, n = out.loss_sum, out.target_tokens
         (loss / n).backward()
         grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and any("lora_A" in k for k in grads[0])
@@ -244,7 +251,7 @@ def test_bf16_llm_and_encoders_run_a_step(data_root):
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     lora = [p for k, p in model.named_parameters() if "lora_A" in k]
     assert lora and all(p.dtype == torch.float32 for p in lora)  # peft keeps adapters in fp32
-    loss, n = model(collate(model, make_items()))
+    loss = model(collate(model, make_items())).loss_sum
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in lora)
 

@@ -85,8 +85,9 @@ def test_packed_batch_gives_the_same_per_sample_losses_and_gradients(tiny):
 
     def losses_and_grads(batch):
         model.zero_grad(set_to_none=True)
-        per_sample = model.per_sample_loss(batch)
-        loss_sum, n = model(batch)
+        per_sample = model(batch, per_sample=True).per_sample_loss
+        out = model(batch)
+        loss_sum, n = out.loss_sum, out.target_tokens
         (loss_sum / n).backward()
         grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
         return per_sample.detach(), loss_sum.detach(), grads

@@ -263,7 +263,7 @@ class GRPORecipe(TrainRecipe):
             r["adv"] = group_advantages(reward, g.group_size, g.scale_rewards).to(module.device)
             if g.beta:
                 with torch.no_grad(), self.reference.active(module):
-                    r["ref"], _ = module.completion_logprobs(b, r["ids"], r["mask"], g.temperature)
+                    r["ref"] = module.completion_logprobs(b, r["ids"], r["mask"], g.temperature).logprobs
             rolls.append(r)
             stats["rollout_s"] += r["seconds"]
             stats["rollout_tokens"] += r["tokens"]
@@ -278,7 +278,8 @@ class GRPORecipe(TrainRecipe):
         for i, (b, r) in enumerate(zip(micro, rolls, strict=True)):
             last = i == len(micro) - 1
             with par.accumulating(self.model, last):
-                logp, keep = self.model(b, completions=(r["ids"], r["mask"]), temperature=g.temperature)
+                out = self.model(b, completions=(r["ids"], r["mask"]), temperature=g.temperature)
+                logp, keep = out.logprobs, out.completion_mask
                 adv = r["adv"].unsqueeze(1).expand_as(keep)[keep]
                 loss, kl, clipped = grpo_token_loss(logp, r["logp"], r.get("ref"), adv, g.epsilon, g.beta)
                 loss_sum = loss.sum()

@@ -30,6 +30,7 @@ from affectgpt.model.adapters import pad_features
 from affectgpt.recipe import checkpoint as ckpt
 from affectgpt.recipe import telemetry
 from affectgpt.recipe.distributed import Parallel, make_optimizer, make_parallel
+from affectgpt.recipe.groups import optimizer_groups
 
 log = logging.getLogger("affectgpt.train")
 STOP_FILE = "STOP"  # in output_dir: stop with a checkpoint at the next step, as SIGUSR1 does
@@ -79,11 +80,12 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
 
 
 def param_groups(model, t: DictConfig) -> list[dict]:
-    """The model's optimizer groups with the trainer's learning rates (adapters, LoRA, fully trained LLM modules)."""
+    """The optimizer groups (``recipe.groups``) with the trainer's learning rates (adapters, LoRA, fully trained
+    LLM modules)."""
     adapter, lora = t.lr_adapter or t.lr, t.lr_lora or t.lr
     rates = {"video_adapter": adapter, "audio_adapter": adapter, "fusion": adapter, "llm": lora,
              "llm_extra": t.get("lr_llm_extra") or lora}
-    return model.param_groups(t.lr, rates, weight_decay=t.weight_decay)
+    return optimizer_groups(model, t.lr, rates, weight_decay=t.weight_decay)
 
 
 def fresh_state() -> dict:
@@ -314,7 +316,7 @@ class TrainRecipe:
         for i, b in enumerate(micro):
             last = i == len(micro) - 1
             with par.accumulating(self.model, last):
-                loss_sum, _ = self.model(b)
+                loss_sum = self.model(b).loss_sum
                 # DDP and DeepSpeed average gradients over ranks: x world makes it a sum over the global batch.
                 par.backward(self.model, loss_sum / total * self.world, last)
             loss_local += loss_sum.item()

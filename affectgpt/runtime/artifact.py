@@ -24,13 +24,15 @@ import torch
 
 from affectgpt.core.errors import reading
 from affectgpt.core.plan import DEFAULT_GENERATION, MODALITY_TOKENS
+from affectgpt.model.parts import BUNDLED, bundle_state, load_bundle_state
 
 FORMAT = "affectgpt-export"
 FORMAT_VERSION = 1
 META = "affectgpt.json"
 ADAPTERS = "adapters.safetensors"
 CHECKPOINT_WEIGHTS = "trainable.safetensors"  # a training checkpoint's weights (recipe.checkpoint writes them)
-ADAPTER_MODULES = ("video_adapter", "audio_adapter", "fusion", "added_rows")
+# The model parts whose whole state adapters.safetensors holds (affectgpt.model.parts decides which).
+ADAPTER_MODULES = BUNDLED
 
 
 def sha256(path: Path) -> str:
@@ -76,34 +78,15 @@ def check_remote_code(asked, allowed: bool, where: Path) -> None:
 
 
 def adapter_state(model) -> dict[str, torch.Tensor]:
-    """Every persistent tensor of the modality adapters (trained or not: the artifact must not
-    depend on a seed to rebuild a frozen one)."""
-    out = {}
-    for name in ADAPTER_MODULES:
-        module = getattr(model, name, None)
-        if module is not None:
-            out.update({f"{name}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
-    return out
+    """Every persistent tensor of the bundled parts (``parts.bundle_state``: the modality adapters and the
+    added embedding rows, trained or not: the artifact must not depend on a seed to rebuild a frozen one)."""
+    return bundle_state(model)
 
 
 def load_adapter_state(model, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load of ``adapter_state``: every key present, nothing extra, shapes equal."""
-    for name in ADAPTER_MODULES:
-        module = getattr(model, name, None)
-        prefix = name + "."
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if module is None:
-            if part:
-                raise RuntimeError(f"{source}: holds {name} weights but the model config has no {name}")
-            continue
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as e:
-            raise RuntimeError(f"{source}: {name} weights do not match the model: {str(e).splitlines()[0]} "
-                               f"{' '.join(ln.strip() for ln in str(e).splitlines()[1:])[:600]}") from None
-    stray = sorted(k for k in state if k.split(".")[0] not in ADAPTER_MODULES)
-    if stray:
-        raise RuntimeError(f"{source}: unexpected tensors {stray[:10]}")
+    """Strict load of ``adapter_state`` (``parts.load_bundle_state``): every key present, nothing extra,
+    shapes equal."""
+    load_bundle_state(model, state, source)
 
 
 def preprocessing(model) -> dict:
