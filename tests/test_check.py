@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from affectgpt.apps.check import main, read_target
-from conftest import write_clip
+from helpers import write_clip
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
-from conftest import run_python
+from helpers import run_python
 
 INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))

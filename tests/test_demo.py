@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ENV, ROOT, run_python
+from helpers import ENV, ROOT, run_python
 
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

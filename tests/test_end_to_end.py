@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_clip
+from helpers import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 

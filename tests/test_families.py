@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cache_arg, compose
+from helpers import cache_arg, compose
 
 # ----------------------------------------------------------------------------- chat templates
 # Meta-Llama-3-8B-Instruct (tokenizer_config.json): headers, <|eot_id|> ends every turn.

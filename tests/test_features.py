@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from affectgpt.recipe import features as F
-from conftest import SMALL, compose, data_root, run
+from helpers import SMALL, compose, data_root, run
 
 
 @pytest.fixture(scope="module")

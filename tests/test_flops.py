@@ -6,7 +6,7 @@ import logging
 
 from affectgpt.model import flops
 from affectgpt.recipe.training import TrainRecipe
-from conftest import cache_arg, compose
+from helpers import cache_arg, compose
 
 
 def test_llm_flops_match_hand_count_for_tiny_qwen2():

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import cache_arg, losses, max_weight_diff, reference_run, run, train_cmd, weights
+from helpers import cache_arg, losses, max_weight_diff, reference_run, run, train_cmd, weights
 
 GRPO = ["experiment=grpo", "trainer.batch_size=2", "trainer.grpo.group_size=4", "trainer.grpo.max_new_tokens=12",
         "trainer.warmup_steps=1", "eval.max_new_tokens=8", "trainer.lr_llm_extra=2e-4"]

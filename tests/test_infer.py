@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ENV, ROOT
-from conftest import run_python as run
+from helpers import ENV, ROOT
+from helpers import run_python as run
 
 
 def manifest_rows(artifacts, k=6):

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from affectgpt.apps import ablation
-from conftest import ROOT, env, losses
+from helpers import ROOT, env, losses
 
 # ------------------------------------------------------------------------------------------- scoring by hand
 
@@ -166,7 +166,7 @@ def report(short_run):
 
 
 # Losses of the short run above, recorded on the development machine (CPU float32, one thread per process:
-# conftest.env). Single steps must match to 1e-4 (relative): a change anywhere in data, prompts,
+# helpers.env). Single steps must match to 1e-4 (relative): a change anywhere in data, prompts,
 # model or optimizer moves them (measured: zeroed audio tokens move step 1 by 3.3e-4, LoRA off by 1.9e-3 and
 # step 20 by 16%). Windows of 50 steps must match to 5%: they catch what only shows once the
 # model learns (a modality that stops carrying information raises the plateau).

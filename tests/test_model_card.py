@@ -7,7 +7,7 @@ import shlex
 import pytest
 import yaml
 
-from conftest import run_python
+from helpers import run_python
 
 
 def card(folder):

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     ROOT,
     SMALL,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, ROOT
+from helpers import ENV, ROOT
 
 spec = importlib.util.spec_from_file_location("make_official_fixture", ROOT / "scripts" / "make_official_fixture.py")
 fixture_mod = importlib.util.module_from_spec(spec)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     build,
     cache_arg,

@@ -17,7 +17,7 @@ import torch
 
 from affectgpt.core.runlock import FolderLocked, acquire
 from affectgpt.recipe import checkpoint as ckpt
-from conftest import ROOT, cache_arg, env, losses, run, train_cmd
+from helpers import ROOT, cache_arg, env, losses, run, train_cmd
 
 HOLD_LOCK = "import sys, time\nfrom affectgpt.core.runlock import acquire\nacquire(sys.argv[1], 'a job')\n" \
             "print('locked', flush=True)\ntime.sleep(600)\n"
@@ -85,7 +85,7 @@ def _copy_reference(reference, dest):
     return dest
 
 
-# The reference run's settings (conftest.REFERENCE_STEPS) with what a resume may change: more steps, another
+# The reference run's settings (helpers.REFERENCE_STEPS) with what a resume may change: more steps, another
 # save cadence, another log cadence.
 RESUME_ALLOWED = ["trainer.max_steps=9", "trainer.save_every=3", "trainer.keep_last=3", "features.shard_size=8",
                   "trainer.log_every=1", "trainer.resume=auto"]

@@ -16,7 +16,7 @@ import pytest
 
 from affectgpt.data.segments import FRAME_SECONDS, SegmentConfig, find_segments, runs_from_levels
 from affectgpt.data.synthetic_long import write_long_video
-from conftest import ENV, ROOT, run_python
+from helpers import ENV, ROOT, run_python
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose, data_root
+from helpers import compose, data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     cache_arg,
     losses,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_python
+from helpers import run_python
 
 EVIL = """from pathlib import Path
 Path({marker!r}).write_text("the artifact's code ran")
