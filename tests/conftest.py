@@ -68,3 +68,17 @@ def tiny_llm(tmp_path_factory):
     return d
 
 
+
+
+
+# Tests that take a trained checkpoint from this file's session fixtures train a model (once per worker):
+# integration, whether or not their file says so (a module's own fixture of the same name does not count).
+TRAINING_FIXTURES = {"reference", "artifacts"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        trains = any(defs.get(name) and defs[name][-1].func.__module__ == __name__ for name in TRAINING_FIXTURES)
+        if trains and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)

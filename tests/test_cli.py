@@ -104,6 +104,7 @@ def test_a_crash_inside_the_program_is_not_a_usage_error(capsys):
 
 
 # ----------------------------------------------------------------------------- infer.py as a user runs it
+@pytest.mark.integration
 @pytest.mark.parametrize("i", range(len(SUBTITLES)))
 def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
     rows = [json.loads(ln) for ln in (artifacts["data"] / "test.jsonl").read_text().splitlines()]
@@ -123,6 +124,7 @@ def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
     assert SUBTITLES[i] in prompt, prompt
 
 
+@pytest.mark.integration
 def test_infer_bad_overrides_exit_2_with_one_line(artifacts):
     for args in (["batch_size=abc"], ["nonsense=1"], ["max_new_tokens=[1"], ["task=a,b"]):
         r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", "video=x.mp4", *args])

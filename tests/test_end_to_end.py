@@ -12,6 +12,8 @@ import pytest
 
 from helpers import write_clip
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from helpers import run_python as run
 
+pytestmark = pytest.mark.integration
+
 LOGIT_TOL = 1e-4  # float32: merging reorders the sums W x + B A x; measured max |diff| ~1e-6
 
 

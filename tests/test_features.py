@@ -96,6 +96,7 @@ def test_changed_media_is_stale(setup, tmp_path):
         store.check_media(moved)
 
 
+@pytest.mark.integration
 def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
     cfg, model, samples = setup
     cache = tmp_path / "cache"

@@ -4,6 +4,8 @@ hand computations on tiny shapes, the peak table, and the MFU the training log r
 import json
 import logging
 
+import pytest
+
 from affectgpt.model import flops
 from affectgpt.recipe.training import TrainRecipe
 from helpers import cache_arg, compose
@@ -66,6 +68,7 @@ def test_peak_tflops_by_device_name():
     assert flops.peak_tflops("Some Card", None) is None
 
 
+@pytest.mark.integration
 def test_training_log_reports_mfu_by_the_formula(tmp_path, data, caplog):
     """The training recipe counts each step's model FLOPs from the batches it trained on (checked here
     against the formula by hand, sample by sample) and logs MFU every ``log_every`` steps; on CPU only

@@ -97,6 +97,7 @@ def test_reference_weights_swap_in_and_back(tiny):
 
 
 # ------------------------------------------------------------------------------------------- runs
+@pytest.mark.integration
 def test_rows_without_labels_are_refused_by_name(tmp_path, data, reference):
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
     for row in rows:
@@ -113,6 +114,7 @@ def test_rows_without_labels_are_refused_by_name(tmp_path, data, reference):
     assert f"1 of 16 have none: [{rows[3]['name']!r}]" in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_grpo_stop_then_resume_equals_uninterrupted(tmp_path_factory, tmp_path, data):
     init = f"trainer.init_from={reference_run(tmp_path_factory, data) / 'checkpoints' / 'final'}"
     args = [*GRPO, init, "trainer.max_steps=4", "trainer.save_every=2", "trainer.eval_every=0"]
@@ -130,6 +132,7 @@ def test_grpo_stop_then_resume_equals_uninterrupted(tmp_path_factory, tmp_path, 
     assert (whole / "curves.png").is_file()
 
 
+@pytest.mark.integration
 def test_two_processes_shard_the_rollouts(tmp_path_factory, tmp_path, data):
     init = f"trainer.init_from={reference_run(tmp_path_factory, data) / 'checkpoints' / 'final'}"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -158,6 +161,7 @@ def weak_start(tmp_path_factory, data, reference):
     return out / "checkpoints" / "final"
 
 
+@pytest.mark.integration
 def test_rewards_match_the_stored_trajectory(weak_start, tmp_path, data):
     out = tmp_path / "grpo"
     r = run(train_cmd(out, data, cache_arg(data), *GRPO, "trainer.batch_size=4", "trainer.grpo.max_new_tokens=16",
@@ -168,6 +172,7 @@ def test_rewards_match_the_stored_trajectory(weak_start, tmp_path, data):
     assert got == pytest.approx(STORED_REWARDS, abs=1e-5), got
 
 
+@pytest.mark.integration
 def test_deepspeed_zero2_runs_the_grpo_step(tmp_path_factory, tmp_path, data):
     """The same step through Accelerate's DeepSpeed plugin (single process, "torch_adam": no compiled optimizer)."""
     pytest.importorskip("deepspeed")

@@ -14,6 +14,8 @@ import pytest
 from helpers import ENV, ROOT
 from helpers import run_python as run
 
+pytestmark = pytest.mark.integration
+
 
 def manifest_rows(artifacts, k=6):
     manifest = artifacts["data"] / "test.jsonl"

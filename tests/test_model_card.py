@@ -9,6 +9,8 @@ import yaml
 
 from helpers import run_python
 
+pytestmark = pytest.mark.integration
+
 
 def card(folder):
     text = (folder / "README.md").read_text(encoding="utf-8")

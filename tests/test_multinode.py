@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import (
     REFERENCE_STEPS,
     ROOT,
@@ -23,6 +25,8 @@ from helpers import (
     train_cmd,
     weights,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         w.writerows(rows)
 
 
+@pytest.mark.integration
 def test_train_on_a_mer2025_folder(tmp_path):
     from affectgpt.data.manifest import read_manifest
     from affectgpt.data.synthetic import generate

@@ -19,6 +19,8 @@ from helpers import (
     weights,
 )
 
+pytestmark = pytest.mark.integration
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 

@@ -13,6 +13,8 @@ import yaml
 
 from helpers import run_python
 
+pytestmark = pytest.mark.integration
+
 EVIL = """from pathlib import Path
 Path({marker!r}).write_text("the artifact's code ran")
 from transformers import PreTrainedTokenizerFast

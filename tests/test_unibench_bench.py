@@ -12,6 +12,8 @@ from unibench_fixtures import NAMES, build_process_root
 
 from helpers import ENV, ROOT
 
+pytestmark = pytest.mark.integration
+
 SMALL = ["check_sizes=false", "max_new_tokens=4", "batch_size=2", "num_workers=0", "device=cpu"]
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from helpers import REFERENCE_STEPS, cache_arg, losses, run, train_cmd, weights
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("deepspeed")
 ZERO3 = "trainer.deepspeed=conf/deepspeed/zero3.json"
 
