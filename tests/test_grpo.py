@@ -55,6 +55,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 # ------------------------------------------------------------------------------------------- rollouts
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data):
+    """The reference run's final checkpoint (trained here if this worker has not yet: the tests are integration)."""
     from affectgpt.runtime.inference import iter_batches, load_model
 
     model = load_model(reference_run(tmp_path_factory, data) / "checkpoints" / "final").model.eval()
@@ -64,6 +65,7 @@ def tiny(tmp_path_factory, data):
     return model, batch
 
 
+@pytest.mark.integration
 def test_shared_prefill_equals_independent_generations_and_the_training_logprobs(tiny):
     from affectgpt.recipe.grpo import rollout
 
@@ -80,6 +82,7 @@ def test_shared_prefill_equals_independent_generations_and_the_training_logprobs
     assert torch.equal(keep, shared["mask"]) and torch.allclose(logp, shared["logp"], atol=1e-4)
 
 
+@pytest.mark.integration
 def test_reference_weights_swap_in_and_back(tiny):
     from affectgpt.recipe.grpo import ReferenceWeights
 
