@@ -37,8 +37,20 @@ def reference(tmp_path_factory, data) -> Path:
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> dict:
-    """The export and inference tests' checkpoint, adapter export, merged export and data (once per session)."""
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+    """The export and inference tests' checkpoint, adapter export, merged export and data: made once per run,
+    under pytest-xdist by the first worker that asks (the others wait on a lock in the run's shared temp folder,
+    then read the same folders; no test writes into them)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, above each worker's popen-gwK/
+    with open(base / "infer-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return shared_artifacts(base / "infer-shared")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
