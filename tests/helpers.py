@@ -288,3 +288,27 @@ def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(
                       "frames": torch.rand(n_frames, 3, size, size, generator=g) if v else None,
                       "audio": (torch.randn(int(s * 16000), generator=g) * 0.1) if a else None})
     return items
+
+
+def run_in_process(args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGS`` (``args``: a script of the repository, then its arguments) run in this process,
+    as ``run_python`` runs it in a new one: its exit code, stdout and stderr. For the tests whose point is the
+    command's answer, not the process (each command keeps subprocess tests of its own)."""
+    import contextlib
+    import io
+    import runpy
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, before = sys.argv, os.getcwd()
+    code = 0
+    try:
+        sys.argv = [str(ROOT / args[0]), *args[1:]]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(ROOT / args[0]), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(before)
+    return subprocess.CompletedProcess([sys.executable, *args], code, out.getvalue(), err.getvalue())
