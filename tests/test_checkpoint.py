@@ -26,6 +26,7 @@ for step in (1, 2):
 """
 
 
+@pytest.mark.integration
 def test_sigkill_during_write_leaves_the_last_complete_checkpoint(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     ckpts = tmp_path / "checkpoints"

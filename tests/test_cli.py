@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
-from conftest import run_python
+from helpers import run_in_process, run_python
 
 INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))
@@ -104,6 +104,7 @@ def test_a_crash_inside_the_program_is_not_a_usage_error(capsys):
 
 
 # ----------------------------------------------------------------------------- infer.py as a user runs it
+@pytest.mark.integration
 @pytest.mark.parametrize("i", range(len(SUBTITLES)))
 def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
     rows = [json.loads(ln) for ln in (artifacts["data"] / "test.jsonl").read_text().splitlines()]
@@ -113,8 +114,9 @@ def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
         odd.parent.mkdir()
         shutil.copy(clip, odd)
         clip = odd
-    r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={clip}", f"subtitle={SUBTITLES[i]}",
-                    "max_new_tokens=4", "show_prompt=true"])
+    # in this process (the argv a shell would pass, unchanged): infer.py's own process is tested below and in test_infer
+    r = run_in_process(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={clip}",
+                        f"subtitle={SUBTITLES[i]}", "max_new_tokens=4", "show_prompt=true"])
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stdout
@@ -123,6 +125,7 @@ def test_infer_takes_real_subtitles_and_file_names(artifacts, tmp_path, i):
     assert SUBTITLES[i] in prompt, prompt
 
 
+@pytest.mark.integration
 def test_infer_bad_overrides_exit_2_with_one_line(artifacts):
     for args in (["batch_size=abc"], ["nonsense=1"], ["max_new_tokens=[1"], ["task=a,b"]):
         r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", "video=x.mp4", *args])

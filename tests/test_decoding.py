@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build, make_items, tiny_cfg, write_text_manifest
+from helpers import build, make_items, tiny_cfg, write_text_manifest
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ENV, ROOT, run_python
+from helpers import ENV, ROOT, run_python
 
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -153,6 +153,7 @@ def library_answer(checkpoint, clip, subtitle) -> dict:
     return row
 
 
+@pytest.mark.integration
 def test_the_page_shows_what_the_cli_prints_and_survives_a_corrupt_file(page, artifacts, tmp_path):
     url, driver = page
     first = json.loads((artifacts["data"] / "test.jsonl").read_text().splitlines()[0])
@@ -184,6 +185,7 @@ def test_the_page_shows_what_the_cli_prints_and_survives_a_corrupt_file(page, ar
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
+@pytest.mark.integration
 def test_bad_arguments_exit_2_with_one_line():
     cases = ((["checkpoint=x", "port=99999"], "port=99999"), (["nonsense=1"], "nonsense"), ([], "checkpoint"))
     for args, needle in cases:

@@ -33,6 +33,7 @@ def test_a_command_by_name_is_the_command(name, capsys):
     assert "usage: python" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_bad_input_through_the_front_door_is_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "affectgpt", "infer", f"checkpoint={tmp_path}",
                         f"video={tmp_path / 'missing clip.mp4'}"], capture_output=True, text=True, timeout=120,

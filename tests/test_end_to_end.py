@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_clip
+from helpers import write_clip
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 

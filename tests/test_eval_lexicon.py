@@ -54,6 +54,7 @@ def test_builtin_ranks_the_ten_systems_like_the_official_files():
     assert np.corrcoef(official, ours)[0, 1] >= 0.95
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not Path("/usr/share/wordnet/index.sense").is_file() or importlib.util.find_spec("nltk") is None,
                     reason="WordNet (Debian wordnet-base + wordnet-sense-index) or nltk absent")
 def test_build_script_reproduces_the_committed_files(tmp_path):

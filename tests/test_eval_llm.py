@@ -7,7 +7,7 @@ import pytest
 
 from affectgpt.eval import score
 from affectgpt.eval.llm import LLMExtractor, parse_answer
-from conftest import LLM_TEXTS as TEXTS
+from helpers import LLM_TEXTS as TEXTS
 
 
 def test_parse_answer():

@@ -183,6 +183,7 @@ def test_score_errors(lex_dir):
         load_lexicon(lex_dir)
 
 
+@pytest.mark.integration
 def test_cli_writes_json_and_fails_cleanly(tmp_path, lex_dir):
     (tmp_path / "g.jsonl").write_text(json.dumps({"name": "s1", "emotions": ["happy"]}) + "\n")
     (tmp_path / "p.csv").write_text('name,openset\ns1,"[glad]"\n')
@@ -209,6 +210,7 @@ def test_cli_writes_json_and_fails_cleanly(tmp_path, lex_dir):
     assert res.returncode == 2 and "nope.jsonl" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_import_is_light():
     code = "import sys, affectgpt.eval; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -11,7 +11,9 @@ import json
 
 import pytest
 
-from conftest import run_python as run
+from helpers import run_python as run
+
+pytestmark = pytest.mark.integration
 
 LOGIT_TOL = 1e-4  # float32: merging reorders the sums W x + B A x; measured max |diff| ~1e-6
 

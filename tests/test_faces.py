@@ -19,7 +19,7 @@ from PIL import Image  # noqa: E402
 from affectgpt.apps import faces as faces_app  # noqa: E402
 from affectgpt.data import faces as F  # noqa: E402
 from affectgpt.data.synthetic import write_clip  # noqa: E402
-from conftest import ENV, ROOT, data_root  # noqa: E402
+from helpers import ENV, ROOT, data_root  # noqa: E402
 
 # Face boxes (left, top, right, bottom): hairline or hat brim to chin, cheek to cheek, checked by eye on
 # the photographs with the box drawn over them.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cache_arg, compose
+from helpers import cache_arg, compose
 
 # ----------------------------------------------------------------------------- chat templates
 # Meta-Llama-3-8B-Instruct (tokenizer_config.json): headers, <|eot_id|> ends every turn.
@@ -308,6 +308,7 @@ def trained(request, tmp_path_factory, data, folders) -> Trained:
     return Trained(fam, out, out / "checkpoints" / "final", model, batch, all_logits(model, batch), sample)
 
 
+@pytest.mark.integration
 def test_logits_after_reloading_the_checkpoint_equal_those_at_the_end_of_training(trained):
     from safetensors.torch import load_file
 
@@ -323,6 +324,7 @@ def test_logits_after_reloading_the_checkpoint_equal_those_at_the_end_of_trainin
     assert diff == 0.0, f"{trained.fam.name}: logits after reload differ by {diff}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("stop", ["end_of_turn", "eos"])
 def test_greedy_generation_stops_at_the_end_of_turn_token_and_at_eos(trained, stop):
     model = trained.model
@@ -347,6 +349,7 @@ def test_greedy_generation_stops_at_the_end_of_turn_token_and_at_eos(trained, st
     assert len(texts) == 2 and all(trained.fam.end_of_turn not in t for t in texts)
 
 
+@pytest.mark.integration
 def test_exports_merged_and_adapter_infer_the_same_json_as_the_checkpoint(trained, tmp_path):
     """With seeded noise on LoRA B and on the added rows (one step leaves B near zero and the rows
     at their initial mean, where a lost row or a wrong merge would go unseen)."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from affectgpt.recipe import features as F
-from conftest import SMALL, compose, data_root, run
+from helpers import SMALL, compose, data_root, run
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,7 @@ def test_changed_media_is_stale(setup, tmp_path):
         store.check_media(moved)
 
 
+@pytest.mark.integration
 def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
     cfg, model, samples = setup
     cache = tmp_path / "cache"

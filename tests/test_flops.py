@@ -4,9 +4,11 @@ hand computations on tiny shapes, the peak table, and the MFU the training log r
 import json
 import logging
 
+import pytest
+
 from affectgpt.model import flops
 from affectgpt.recipe.training import TrainRecipe
-from conftest import cache_arg, compose
+from helpers import cache_arg, compose
 
 
 def test_llm_flops_match_hand_count_for_tiny_qwen2():
@@ -66,6 +68,7 @@ def test_peak_tflops_by_device_name():
     assert flops.peak_tflops("Some Card", None) is None
 
 
+@pytest.mark.integration
 def test_training_log_reports_mfu_by_the_formula(tmp_path, data, caplog):
     """The training recipe counts each step's model FLOPs from the batches it trained on (checked here
     against the formula by hand, sample by sample) and logs MFU every ``log_every`` steps; on CPU only

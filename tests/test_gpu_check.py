@@ -53,6 +53,7 @@ def test_gpu_rows_lead_with_the_7b_mfu_row_and_cover_the_issue():
     assert all(r.merged for r in rows[first_merged:] if r.model == "7b")
 
 
+@pytest.mark.gpu_rehearsal
 def test_recipe_step_is_the_training_recipes_step(tmp_path):
     """bench_recipe + recipe_step run TrainRecipe._train_step: the recipe's step counter and
     schedule advance and the trainable weights move."""
@@ -119,6 +120,7 @@ def dry_run(tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.gpu_rehearsal
 def test_dry_run_reports_every_row_with_sane_numbers(dry_run):
     proc, out = dry_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -170,6 +172,7 @@ def test_dry_run_reports_every_row_with_sane_numbers(dry_run):
     assert rows["7b-emer-packed"]["extra"]["attn_implementation"] == "sdpa"
 
 
+@pytest.mark.gpu_rehearsal
 def test_dry_run_reports_oom_and_retries_at_half_batch(dry_run):
     _, out = dry_run
     rows = {r["key"]: r for r in json.loads((out / "gpu_check.json").read_text())["rows"]}
@@ -179,6 +182,7 @@ def test_dry_run_reports_oom_and_retries_at_half_batch(dry_run):
     assert retry["status"] == "ok" and retry["batch"] == oom["batch"] // 2
 
 
+@pytest.mark.gpu_rehearsal
 def test_dry_run_needs_neither_av_nor_wandb(dry_run):
     """It passed above with both unimportable: something in the run reached for them, was refused, and it carried on."""
     import ast
@@ -192,6 +196,7 @@ def test_dry_run_needs_neither_av_nor_wandb(dry_run):
     assert not any(line.startswith("Traceback") for line in proc.stderr.splitlines())
 
 
+@pytest.mark.gpu_rehearsal
 def test_budget_spent_skips_rows_and_still_writes_the_table(tmp_path):
     proc = run_gpu_check("--dry-run", "--out", str(tmp_path), "--work", str(tmp_path / "w"), "--budget-s", "0",
                          "--only", "7b-cached-ckpt,mid-zero2")
@@ -204,11 +209,13 @@ def test_budget_spent_skips_rows_and_still_writes_the_table(tmp_path):
     assert "skipped: budget" in (tmp_path / "gpu_check.md").read_text()
 
 
+@pytest.mark.gpu_rehearsal
 def test_unknown_row_key_is_a_clear_error(tmp_path):
     proc = run_gpu_check("--dry-run", "--out", str(tmp_path), "--only", "7b-nonsense")
     assert proc.returncode == 2 and "unknown row keys ['7b-nonsense']" in proc.stderr
 
 
+@pytest.mark.gpu_rehearsal
 def test_launcher_really_hides_av_and_wandb(tmp_path):
     script = tmp_path / "uses_av.py"
     script.write_text("import importlib.util\nassert importlib.util.find_spec('wandb') is None\nimport av\n")

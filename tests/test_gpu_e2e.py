@@ -33,6 +33,7 @@ def test_checks_fail_on_a_bad_run():
     assert not verdict["resumed losses equal the uninterrupted ones"] and not verdict["every command exits 0"]
 
 
+@pytest.mark.gpu_rehearsal
 def test_dry_run_rehearses_every_command(tmp_path):
     pytest.importorskip("deepspeed")
     env = {**os.environ, "WHEELS": "none", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import cache_arg, losses, max_weight_diff, reference_run, run, train_cmd, weights
+from helpers import cache_arg, losses, max_weight_diff, reference_run, run, train_cmd, weights
 
 GRPO = ["experiment=grpo", "trainer.batch_size=2", "trainer.grpo.group_size=4", "trainer.grpo.max_new_tokens=12",
         "trainer.warmup_steps=1", "eval.max_new_tokens=8", "trainer.lr_llm_extra=2e-4"]
@@ -55,6 +55,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 # ------------------------------------------------------------------------------------------- rollouts
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data):
+    """The reference run's final checkpoint (trained here if this worker has not yet: the tests are integration)."""
     from affectgpt.runtime.inference import iter_batches, load_model
 
     model = load_model(reference_run(tmp_path_factory, data) / "checkpoints" / "final").model.eval()
@@ -64,6 +65,7 @@ def tiny(tmp_path_factory, data):
     return model, batch
 
 
+@pytest.mark.integration
 def test_shared_prefill_equals_independent_generations_and_the_training_logprobs(tiny):
     from affectgpt.recipe.grpo import rollout
 
@@ -81,6 +83,7 @@ def test_shared_prefill_equals_independent_generations_and_the_training_logprobs
     assert torch.equal(keep, shared["mask"]) and torch.allclose(logp, shared["logp"], atol=1e-4)
 
 
+@pytest.mark.integration
 def test_reference_weights_swap_in_and_back(tiny):
     from affectgpt.recipe.grpo import ReferenceWeights
 
@@ -98,6 +101,7 @@ def test_reference_weights_swap_in_and_back(tiny):
 
 
 # ------------------------------------------------------------------------------------------- runs
+@pytest.mark.integration
 def test_rows_without_labels_are_refused_by_name(tmp_path, data, reference):
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
     for row in rows:
@@ -114,6 +118,7 @@ def test_rows_without_labels_are_refused_by_name(tmp_path, data, reference):
     assert f"1 of 16 have none: [{rows[3]['name']!r}]" in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_grpo_stop_then_resume_equals_uninterrupted(tmp_path_factory, tmp_path, data):
     init = f"trainer.init_from={reference_run(tmp_path_factory, data) / 'checkpoints' / 'final'}"
     args = [*GRPO, init, "trainer.max_steps=4", "trainer.save_every=2", "trainer.eval_every=0"]
@@ -131,6 +136,7 @@ def test_grpo_stop_then_resume_equals_uninterrupted(tmp_path_factory, tmp_path, 
     assert (whole / "curves.png").is_file()
 
 
+@pytest.mark.integration
 def test_two_processes_shard_the_rollouts(tmp_path_factory, tmp_path, data):
     init = f"trainer.init_from={reference_run(tmp_path_factory, data) / 'checkpoints' / 'final'}"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -159,6 +165,7 @@ def weak_start(tmp_path_factory, data, reference):
     return out / "checkpoints" / "final"
 
 
+@pytest.mark.integration
 def test_rewards_match_the_stored_trajectory(weak_start, tmp_path, data):
     out = tmp_path / "grpo"
     r = run(train_cmd(out, data, cache_arg(data), *GRPO, "trainer.batch_size=4", "trainer.grpo.max_new_tokens=16",
@@ -169,6 +176,7 @@ def test_rewards_match_the_stored_trajectory(weak_start, tmp_path, data):
     assert got == pytest.approx(STORED_REWARDS, abs=1e-5), got
 
 
+@pytest.mark.integration
 def test_deepspeed_zero2_runs_the_grpo_step(tmp_path_factory, tmp_path, data):
     """The same step through Accelerate's DeepSpeed plugin (single process, "torch_adam": no compiled optimizer)."""
     pytest.importorskip("deepspeed")

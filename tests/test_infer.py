@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ENV, ROOT
-from conftest import run_python as run
+from helpers import ENV, ROOT, run_in_process
+from helpers import run_python as run
+
+pytestmark = pytest.mark.integration
 
 
 def manifest_rows(artifacts, k=6):
@@ -22,6 +24,12 @@ def manifest_rows(artifacts, k=6):
 
 def infer(checkpoint, *args):
     return run(["infer.py", f"checkpoint={checkpoint}", *args])
+
+
+def infer_here(checkpoint, *args):
+    """``infer`` in this process (the same argv, exit code, stdout and stderr), where the answer is the point:
+    the bad files, the bad options and the killed manifest run below keep a process of their own."""
+    return run_in_process(["infer.py", f"checkpoint={checkpoint}", *args])
 
 
 def one_json(r) -> dict:
@@ -34,7 +42,7 @@ def one_json(r) -> dict:
 def test_checkpoint_adapter_export_and_merged_export_give_the_same_json(artifacts):
     clip = artifacts["data"] / manifest_rows(artifacts)[0]["video"]
     args = [f"video={clip}", "subtitle=I went to the market.", "max_new_tokens=12"]
-    first = infer(artifacts["checkpoint"], *args, "profile=true")
+    first = infer_here(artifacts["checkpoint"], *args, "profile=true")
     obj = one_json(first)
     assert set(obj) == {"name", "description", "emotions", "task"} and obj["task"] == "describe"
     assert obj["name"] == clip.stem and len(obj["description"]) > 0
@@ -42,7 +50,7 @@ def test_checkpoint_adapter_export_and_merged_export_give_the_same_json(artifact
         assert f"  {key} " in first.stderr, first.stderr[-2000:]
     assert "12 tokens" in first.stderr
     for kind in ("adapter", "merged"):
-        assert one_json(infer(artifacts[kind], *args)) == obj, kind
+        assert one_json(infer_here(artifacts[kind], *args)) == obj, kind
 
 
 def test_a_clip_the_generator_did_not_make(artifacts, tmp_path):
@@ -56,7 +64,7 @@ def test_a_clip_the_generator_did_not_make(artifacts, tmp_path):
     sub = tmp_path / "sub.txt"
     sub.write_text("Je suis fatigué.\n", encoding="utf-8")
     obj = one_json(
-        infer(artifacts["merged"], f"video={clip}", f"subtitle_file={sub}", "task=labels", "max_new_tokens=8")
+        infer_here(artifacts["merged"], f"video={clip}", f"subtitle_file={sub}", "task=labels", "max_new_tokens=8")
     )
     assert obj["name"] == "foreign" and obj["task"] == "labels" and isinstance(obj["emotions"], list)
 

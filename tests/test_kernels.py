@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build, make_items, tiny_cfg, write_text_manifest
+from helpers import build, make_items, tiny_cfg, write_text_manifest
 
 
 def test_liger_is_refused_off_cuda_and_without_triton(monkeypatch):

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from affectgpt.apps import ablation
-from conftest import ROOT, env, losses
+from helpers import ROOT, env, losses
 
 # ------------------------------------------------------------------------------------------- scoring by hand
 
@@ -166,7 +166,7 @@ def report(short_run):
 
 
 # Losses of the short run above, recorded on the development machine (CPU float32, one thread per process:
-# conftest.env). Single steps must match to 1e-4 (relative): a change anywhere in data, prompts,
+# helpers.env). Single steps must match to 1e-4 (relative): a change anywhere in data, prompts,
 # model or optimizer moves them (measured: zeroed audio tokens move step 1 by 3.3e-4, LoRA off by 1.9e-3 and
 # step 20 by 16%). Windows of 50 steps must match to 5%: they catch what only shows once the
 # model learns (a modality that stops carrying information raises the plateau).
@@ -174,6 +174,7 @@ REFERENCE_STEPS = {1: 6.99069, 2: 6.96642, 3: 6.92933, 5: 6.80071, 10: 6.56302, 
 REFERENCE_WINDOWS = {(1, 50): 4.5896, (51, 100): 0.9213, (101, 150): 0.3431, (151, 200): 0.1964, (201, 250): 0.1233}
 
 
+@pytest.mark.integration
 def test_losses_match_the_stored_reference(short_run):
     got = losses(short_run[0])
     assert len(got) == 250
@@ -184,6 +185,7 @@ def test_losses_match_the_stored_reference(short_run):
         assert mean == pytest.approx(want, rel=0.05), ((a, b), mean)
 
 
+@pytest.mark.integration
 def test_each_cue_disappears_with_its_modality(report):
     c = report["conditions"]
     full, no_video, no_audio = (c[k]["cues"] for k in ("full", "no_video+subtitle", "no_audio+subtitle"))
@@ -198,12 +200,14 @@ def test_each_cue_disappears_with_its_modality(report):
     assert acc["na"]["visual"] >= 0.8 * acc["full"]["visual"], acc
 
 
+@pytest.mark.integration
 def test_trained_model_beats_the_untrained_one_and_the_best_constant_answer(report):
     f1 = report["conditions"]["full"]["label"]["f1"]
     assert f1 >= report["best_constant"]["f1"] + 0.3, (f1, report["best_constant"])
     assert f1 >= report["untrained"]["label"]["f1"] + 0.5, (f1, report["untrained"]["label"])
 
 
+@pytest.mark.integration
 def test_ablation_command_line(short_run, tmp_path):
     out, data = short_run
     cmd = [
@@ -228,6 +232,7 @@ def test_ablation_command_line(short_run, tmp_path):
     ]
 
 
+@pytest.mark.integration
 def test_timeline_of_a_long_video_finds_each_clip_and_its_emotions(short_run, tmp_path):
     """``infer.py timeline=true`` on 12 synthetic clips joined by 0.8-1.5 s silences: one row per clip,
     boundaries within 0.5 s, and the short run's emotion words per segment match the clips'

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from affectgpt.data.media import MediaError, _frames_decord, _frames_pyav, load_media
-from conftest import write_clip
+from helpers import write_clip
 
 
 def frame_index(frame: np.ndarray) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build, make_items, tiny_cfg, write_text_manifest
+from helpers import build, make_items, tiny_cfg, write_text_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 def compose(overrides):

@@ -7,7 +7,9 @@ import shlex
 import pytest
 import yaml
 
-from conftest import run_python
+from helpers import run_in_process
+
+pytestmark = pytest.mark.integration
 
 
 def card(folder):
@@ -48,7 +50,7 @@ def test_the_cards_infer_command_runs(artifacts):
     clip = artifacts["data"] / json.loads((artifacts["data"] / "test.jsonl").read_text().splitlines()[0])["video"]
     args = [a.replace("video=clip.mp4", f"video={clip}") for a in shlex.split(line)[1:]] + ["max_new_tokens=4"]
     assert args[:2] == ["infer.py", f"checkpoint={artifacts['adapter']}"]
-    r = run_python(args)
+    r = run_in_process(args)  # the argv a shell makes of the line, run in this process
     assert r.returncode == 0, r.stderr[-2000:]
     assert set(json.loads(r.stdout)) == {"name", "description", "emotions", "task"}
 

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import (
+import pytest
+
+from helpers import (
     REFERENCE_STEPS,
     ROOT,
     SMALL,
@@ -23,6 +25,8 @@ from conftest import (
     train_cmd,
     weights,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:

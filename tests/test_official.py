@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, ROOT
+from helpers import ENV, ROOT
 
 spec = importlib.util.spec_from_file_location("make_official_fixture", ROOT / "scripts" / "make_official_fixture.py")
 fixture_mod = importlib.util.module_from_spec(spec)
@@ -154,6 +154,7 @@ def test_modality_tokens_equal_the_official_formulas(fx, loaded, raw):
         torch.testing.assert_close(rows[key][0][0], expected[key], rtol=1e-6, atol=1e-6, msg=key)
 
 
+@pytest.mark.integration
 def test_infer_prints_json_from_the_converted_checkpoint(fx, converted):
     r = subprocess.run([sys.executable, str(ROOT / "infer.py"), f"checkpoint={converted}", f"video={fx / 'clip.mp4'}",
                         "subtitle=I can't believe it.", "decoding=official", "max_new_tokens=4"],
@@ -227,6 +228,7 @@ def test_hubert_clips_and_joint_normalisation(seconds, starts):
         assert np.abs(mine - per_clip).max() > 1e-3
 
 
+@pytest.mark.integration
 def test_training_continues_from_the_converted_checkpoint(fx, converted, tmp_path):
     """train.py experiment=affectgpt-official trainer.init_from=DIR starts from the released weights: at lr 0 the
     weights it saves are the converted ones (a fresh init would differ everywhere)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     build,
     cache_arg,
@@ -111,6 +111,7 @@ def test_packing_is_for_training_batches_only(tiny):
 
 
 # ------------------------------------------------------------------ through the recipe
+@pytest.mark.integration
 def test_recipe_trains_packed_with_the_unpacked_losses_and_resumes_exactly(tmp_path_factory, tmp_path, data):
     """data.packing=true, stopped at step 4 and resumed to 8: the losses and weights of the
     uninterrupted unpacked reference run (same data order, same samples per step)."""

@@ -17,7 +17,7 @@ import torch
 
 from affectgpt.core.runlock import FolderLocked, acquire
 from affectgpt.recipe import checkpoint as ckpt
-from conftest import ROOT, cache_arg, env, losses, run, train_cmd
+from helpers import ROOT, cache_arg, env, losses, run, train_cmd
 
 HOLD_LOCK = "import sys, time\nfrom affectgpt.core.runlock import acquire\nacquire(sys.argv[1], 'a job')\n" \
             "print('locked', flush=True)\ntime.sleep(600)\n"
@@ -28,6 +28,7 @@ def error_lines(r) -> list[str]:
     return [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
 
 
+@pytest.mark.integration
 def test_a_second_train_on_one_output_dir_is_refused_and_a_killed_ones_lock_taken_over(tmp_path, data):
     out, cache = tmp_path / "run", cache_arg(data)
     first = subprocess.Popen(train_cmd(out, data, cache, "trainer.max_steps=100000"), cwd=ROOT, env=env(),
@@ -50,6 +51,7 @@ def test_a_second_train_on_one_output_dir_is_refused_and_a_killed_ones_lock_take
     assert f"took over the lock {out / '.affectgpt.lock'} of pid {first.pid} on " in third.stderr
 
 
+@pytest.mark.integration
 def test_lock_names_the_holder_and_a_killed_holder_is_taken_over(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=ROOT, env=env(),
                               stdout=subprocess.PIPE, text=True)
@@ -68,6 +70,7 @@ def test_lock_names_the_holder_and_a_killed_holder_is_taken_over(tmp_path):
     again.release()
 
 
+@pytest.mark.integration
 def test_tiny_assets_never_replace_a_folder_they_did_not_make(tmp_path, data):
     mine = tmp_path / "my-project"
     mine.mkdir()
@@ -85,12 +88,13 @@ def _copy_reference(reference, dest):
     return dest
 
 
-# The reference run's settings (conftest.REFERENCE_STEPS) with what a resume may change: more steps, another
+# The reference run's settings (helpers.REFERENCE_STEPS) with what a resume may change: more steps, another
 # save cadence, another log cadence.
 RESUME_ALLOWED = ["trainer.max_steps=9", "trainer.save_every=3", "trainer.keep_last=3", "features.shard_size=8",
                   "trainer.log_every=1", "trainer.resume=auto"]
 
 
+@pytest.mark.integration
 def test_resume_auto_falls_back_over_an_incomplete_checkpoint_and_allowed_changes_pass(reference, tmp_path, data):
     out = _copy_reference(reference, tmp_path / "run")
     (out / "checkpoints" / "step-8" / "optimizer.pt").unlink()  # newest step checkpoint, damaged after it was written
@@ -101,6 +105,7 @@ def test_resume_auto_falls_back_over_an_incomplete_checkpoint_and_allowed_change
     assert losses(out)[:6] == losses(reference)[:6] and len(losses(out)) == 9
 
 
+@pytest.mark.integration
 def test_resume_with_another_batch_size_or_seed_is_refused_naming_each_key(reference, tmp_path, data):
     out = _copy_reference(reference, tmp_path / "run")
     before = (out / "config.yaml").read_bytes()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, ROOT, recomplete
+from helpers import ENV, ROOT, recomplete
+
+pytestmark = pytest.mark.integration
 
 SMALL_TRAIN = ["data.n_train=16", "data.n_val=2", "data.n_test=6", "trainer.batch_size=4", "trainer.max_steps=3",
                "trainer.standardize_samples=16", "trainer.num_workers=0", "eval.max_samples=2", "eval.max_new_tokens=2"]

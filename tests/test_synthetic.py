@@ -248,6 +248,7 @@ def test_write_clip_variants_decode(tmp_path):
         syn.write_clip(tmp_path / "loud.mp4", None, tone * 10, fps=10, sample_rate=48000)
 
 
+@pytest.mark.integration
 def test_cli_prints_what_it_wrote(tmp_path):
     root = tmp_path / "cli"
     cmd = [sys.executable, "-m", "affectgpt.apps.synthetic", f"root={root}", "seed=4",

@@ -16,7 +16,7 @@ import pytest
 
 from affectgpt.data.segments import FRAME_SECONDS, SegmentConfig, find_segments, runs_from_levels
 from affectgpt.data.synthetic_long import write_long_video
-from conftest import ENV, ROOT, run_python
+from helpers import ENV, ROOT, run_python
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def test_runs_by_hand():
     assert FRAME_SECONDS == 0.02
 
 
+@pytest.mark.integration
 def test_infer_timeline_rows_plot_and_resume(artifacts, long_video, tmp_path):
     path, truth = long_video
     out = tmp_path / "t.jsonl"
@@ -96,6 +97,7 @@ print(len(segs), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
+@pytest.mark.integration
 def test_a_long_video_is_segmented_and_decoded_in_bounded_memory(tmp_path):
     """Peak RSS of cutting + decoding segments of a 2-minute and an 8-minute video: the same within
     15 MB, where holding the 8-minute audio alone would add 31 MB (the hour: 230 MB)."""

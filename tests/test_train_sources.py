@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose, data_root
+from helpers import compose, data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         w.writerows(rows)
 
 
+@pytest.mark.integration
 def test_train_on_a_mer2025_folder(tmp_path):
     from affectgpt.data.manifest import read_manifest
     from affectgpt.data.synthetic import generate

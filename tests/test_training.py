@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     ROOT,
     cache_arg,
@@ -51,6 +51,7 @@ def test_sampler_shards_each_epoch_without_repeats():
     assert rest == list(one)[3:]
 
 
+@pytest.mark.integration
 def test_stop_then_resume_equals_uninterrupted(reference, tmp_path, data, cache):
     out = tmp_path / "b"
     r = run(train_cmd(out, data, *STEPS, cache, "trainer.stop_at_step=4"))
@@ -68,6 +69,7 @@ def test_stop_then_resume_equals_uninterrupted(reference, tmp_path, data, cache)
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["final", "step-6", "step-8"]  # keep_last=2
 
 
+@pytest.mark.integration
 def test_sigkill_during_checkpoint_write_then_resume(reference, tmp_path, data, cache):
     out = tmp_path / "c"
     ckpts = out / "checkpoints"
@@ -104,6 +106,7 @@ def recipe(tmp_path_factory, data, cache):
     return r
 
 
+@pytest.mark.integration
 def test_nonfinite_loss_skips_the_step_then_aborts(recipe, monkeypatch, caplog):
     import torch
 

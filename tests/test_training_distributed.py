@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (
+from helpers import (
     REFERENCE_STEPS,
     cache_arg,
     losses,
@@ -18,6 +18,8 @@ from conftest import (
     train_cmd,
     weights,
 )
+
+pytestmark = pytest.mark.integration
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_python
+from helpers import run_in_process, run_python
+
+pytestmark = pytest.mark.integration
 
 EVIL = """from pathlib import Path
 Path({marker!r}).write_text("the artifact's code ran")
@@ -24,7 +26,8 @@ class EvilTokenizer(PreTrainedTokenizerFast):
 
 
 def infer(checkpoint, *args):
-    return run_python(["infer.py", f"checkpoint={checkpoint}", *args])
+    """infer.py in this process (same argv, exit code and output; test_infer.py runs it in its own)."""
+    return run_in_process(["infer.py", f"checkpoint={checkpoint}", *args])
 
 
 def error_lines(r) -> list[str]:
@@ -147,7 +150,8 @@ def test_a_second_manifest_run_on_one_output_is_refused_naming_the_holder(artifa
     manifest.write_text(json.dumps({**row, "video": str(artifacts["data"] / row["video"])}) + "\n")
     lock = acquire(out, "python infer.py (the first job)", is_file=True)
     try:
-        r = infer(artifacts["checkpoint"], f"manifest={manifest}", f"output={out}")
+        # its own process: a POSIX lock held by this process does not stop this process
+        r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"manifest={manifest}", f"output={out}"])
     finally:
         lock.release()
     assert r.returncode == 2

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from unibench_fixtures import NAMES, build_process_root
 
-from conftest import ENV, ROOT
+from helpers import ENV, ROOT
+
+pytestmark = pytest.mark.integration
 
 SMALL = ["check_sizes=false", "max_new_tokens=4", "batch_size=2", "num_workers=0", "device=cpu"]
 

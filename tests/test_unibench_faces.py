@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from affectgpt.recipe import features as F
-from conftest import compose, data_root
+from helpers import compose, data_root
 
 
 @pytest.fixture(scope="module")

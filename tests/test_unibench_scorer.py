@@ -185,6 +185,7 @@ def test_cli_on_runner_layout_with_two_checkpoints(tmp_path, capsys):
     assert "has no 'openset'" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_given_and_rules_import_no_torch(tmp_path):
     gold = tmp_path / "gold"
     _write_set(gold, "meld_test", [{"name": "a", "label": "joy"}])

@@ -12,7 +12,9 @@ import json
 
 import pytest
 
-from conftest import REFERENCE_STEPS, cache_arg, losses, run, train_cmd, weights
+from helpers import REFERENCE_STEPS, cache_arg, losses, run, train_cmd, weights
+
+pytestmark = pytest.mark.integration
 
 pytest.importorskip("deepspeed")
 ZERO3 = "trainer.deepspeed=conf/deepspeed/zero3.json"
