@@ -32,11 +32,15 @@ SMALL = ["data.n_train=16", "data.n_val=2", "data.n_test=2", "trainer.batch_size
 
 
 def data_root(tmp_path_factory) -> Path:
-    """The session's synthetic dataset + tiny weights (made on first call)."""
+    """The session's synthetic dataset + tiny weights (made on first call). The tiny BPE tokenizer is trained here,
+    on the dataset's own train manifest: made on first use instead, it would learn whatever manifest the first
+    training test of this worker passes (a test on an edited manifest changed every later result of the worker)."""
     from affectgpt.data.synthetic import ensure_dataset
+    from affectgpt.model.tiny import ensure_tiny_assets
 
     root = tmp_path_factory.getbasetemp() / "syn16"
     ensure_dataset(root, seed=0, n_train=16, n_val=2, n_test=2)
+    ensure_tiny_assets(root / "tiny-pretrained-bpe", 1234, "bpe", root / "train.jsonl")
     return root
 
 
