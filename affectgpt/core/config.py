@@ -344,6 +344,10 @@ class CheckConfig:
     workers: int = 1
     json: str | None = None                  # also write the statistics to this file
     train_config: str | None = None          # rows too long for its max_length are problems
+    subtitle: SubtitleSource = SubtitleSource.given  # given | auto: every clip's Whisper transcript
+    output: str | None = None                # subtitle=auto: write a manifest with the transcripts here
+    device: str = "cpu"                      # subtitle=auto: where Whisper runs (cpu | cuda | cuda:N)
+    asr: AsrSettings = field(default_factory=AsrSettings)
 
 
 @dataclass
