@@ -94,24 +94,30 @@ def auto_subtitles(samples: list[Sample], path: Path, asr: AsrConfig, encoder_ch
                    progress: bool = False) -> tuple[list[Sample], dict]:
     """``samples`` with their transcripts as subtitles (``extra["asr"]``: the row fields), from the
     cache at ``path`` where a row is fresh, else transcribed (and, with ``write``, added to the cache).
-    Returns the samples and counts: ``reused``, ``transcribed``, ``stale`` (rows replaced),
+    A clip listed twice (in two splits) is transcribed once. Returns the samples and counts: ``reused``
+    (samples read from the cache), ``transcribed`` (clips), ``stale`` (rows replaced),
     ``silent`` (names) and ``failed`` (names whose media did not decode)."""
     path = Path(path)
     cached = read_transcripts(path)  # refused before the ASR model loads
     spec = resolve_asr_model(asr.model, encoder_checkpoint)
     ident = identity_hash(asr_identity(spec, asr))
     out: list[Sample | None] = [None] * len(samples)
-    todo, keys, stale = [], {}, 0
+    todo, keys, first, stale, reused = [], {}, {}, 0, 0  # first: (name, media) -> the index transcribed for it
     for i, s in enumerate(samples):
         key = media_key(s)
         row = cached.get((s.name, key["media"])) if key else None
         if row is not None and all(row[k] == v for k, v in {**key, "asr_identity": ident}.items()):
             fields = {k: row[k] for k in ASR_FIELDS if k in row}
             out[i] = replace(s, subtitle=row["subtitle"], extra={**s.extra, "asr": fields})
+            reused += 1
+        elif key is not None and (s.name, key["media"]) in first:
+            keys[i] = key  # the same clip twice (in two splits): transcribed once
         else:
             stale += row is not None
             todo.append(i)
             keys[i] = key
+            if key is not None:
+                first[(s.name, key["media"])] = i
     fresh = transcribe_samples([samples[i] for i in todo], replace(asr, model=spec), progress=progress)
     new_rows, failed = [], []
     for i, s in zip(todo, fresh, strict=True):
@@ -123,6 +129,11 @@ def auto_subtitles(samples: list[Sample], path: Path, asr: AsrConfig, encoder_ch
         out[i] = s
         if keys[i] is not None:
             new_rows.append({"name": s.name, **keys[i], "asr_identity": ident, **fields})
+    for i, s in enumerate(samples):
+        if out[i] is None:  # a repeat of a clip transcribed above
+            twin = out[first[(s.name, keys[i]["media"])]]
+            out[i] = replace(s, subtitle=twin.subtitle, extra={**s.extra, **({"asr": twin.extra["asr"]}
+                                                                             if "asr" in twin.extra else {})})
     if write and new_rows:
         merged = {k: r for k, r in cached.items() if r["asr_identity"] == ident}  # another identity's rows: stale
         merged.update({(r["name"], r["media"]): r for r in new_rows})
@@ -130,9 +141,10 @@ def auto_subtitles(samples: list[Sample], path: Path, asr: AsrConfig, encoder_ch
         with atomic_write(path) as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.values())
     status = [s.extra["asr"].get("asr") if isinstance(s.extra.get("asr"), dict) else None for s in out]
-    counts = {"reused": len(samples) - len(todo), "transcribed": len(todo) - len(failed), "stale": stale,
-              "speech": status.count("speech"),
-              "silent": [s.name for s, st in zip(out, status, strict=True) if st in ("no speech", "no audio")],
+    counts = {"reused": reused, "transcribed": len(todo) - len(failed), "stale": stale,
+              "speech": len({s.name for s, st in zip(out, status, strict=True) if st == "speech"}),
+              "silent": list(dict.fromkeys(s.name for s, st in zip(out, status, strict=True)
+                                           if st in ("no speech", "no audio"))),
               "failed": failed, "model": spec, "path": str(path)}
     return out, counts
 
