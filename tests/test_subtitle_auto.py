@@ -154,7 +154,7 @@ def test_train_with_data_subtitle_auto_trains_on_the_transcripts(clips, tmp_path
                     "trainer.max_steps=1", "trainer.batch_size=2", "trainer.num_workers=0", "trainer.warmup_steps=1",
                     "trainer.standardize_samples=4", "eval.max_samples=1", "eval.max_new_tokens=2"], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "data.subtitle=auto" in r.stderr and "5 transcribed" in r.stderr, r.stderr[-3000:]
+    assert "data.subtitle=auto" in r.stderr and "5 clips transcribed" in r.stderr, r.stderr[-3000:]
     cached = {row["name"]: row for row in rows_of(out / "transcripts.jsonl")}
     assert sorted(cached) == ["silent", "spoken0", "spoken1", "spoken2", "spoken3"]  # val's clips: cached once
     assert cached["silent"]["subtitle"] == "" and wer(SENTENCES, [cached[f"spoken{i}"]["subtitle"]

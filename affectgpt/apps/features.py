@@ -72,7 +72,8 @@ def _extract_command(cfg) -> int:
 
         transcribe_splits(cfg, model, samples, state)
         if state.is_main_process:
-            print(f"{cache_dir}: transcripts of {sum(len(r) for r in samples.values())} clips in transcripts.jsonl")
+            clips = {(s.name, str(s.video), str(s.audio)) for rows in samples.values() for s in rows}
+            print(f"{cache_dir}: transcripts of {len(clips)} clips in transcripts.jsonl")
     state.wait_for_everyone()
     if state.is_main_process:
         store = FeatureStore(cache_dir, identity)

@@ -155,7 +155,7 @@ def describe(counts: dict) -> str:
     named = ": " + ", ".join(silent[:10]) + (" ..." if len(silent) > 10 else "") if silent else ""
     text = (f"data.subtitle=auto ({counts['model']}): {counts['speech']} clips with speech, {len(silent)} silent "
             f"(empty subtitle{named}); "
-            f"{counts['reused']} read from {counts['path']}, {counts['transcribed']} transcribed")
+            f"{counts['reused']} samples read from {counts['path']}, {counts['transcribed']} clips transcribed")
     if counts["stale"]:
         text += f" ({counts['stale']} cached rows were stale: media or ASR model changed)"
     if counts["failed"]:
