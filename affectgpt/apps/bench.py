@@ -4,7 +4,8 @@
     accelerate launch -m affectgpt.apps.bench ...        (data-parallel: each rank a shard, one merged file)
 
 Writes ``output/predictions/<checkpoint>/<set>.jsonl`` (``{"name", "reason", "emotions"}`` or
-``{"name", "error"}`` for a clip that failed), ``output/metrics.json`` and prints the table of
+``{"name", "error"}`` for a clip that failed; with ``subtitle=auto`` also the transcript the answer saw:
+``subtitle``, ``subtitle_source``, ``asr``), ``output/metrics.json`` and prints the table of
 :mod:`affectgpt.unibench.score`. Resumable: names already written (merged or per-rank part files)
 are skipped. Options and defaults: conf/bench.yaml. Bad input: exit code 2 and one line.
 """
@@ -21,6 +22,7 @@ from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.core.fileio import atomic_write
 from affectgpt.core.plan import GENERATION_PRESETS
 
+ASR_FIELDS = ("subtitle", "subtitle_source", "asr", "asr_language")  # what a subtitle=auto row says of its transcript
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
 
 
@@ -103,7 +105,8 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
         for p in [merged, *_part_files(merged)]:
             for r in read_done(p):
                 rows[r["name"]] = r if "reason" in r or "error" in r else {
-                    "name": r["name"], "reason": r.get("description", ""), "emotions": r.get("emotions", [])}
+                    "name": r["name"], "reason": r.get("description", ""), "emotions": r.get("emotions", []),
+                    **{k: r[k] for k in ASR_FIELDS if k in r}}  # subtitle=auto: the transcript the answer saw
         with atomic_write(merged) as f:
             for s in samples:
                 if s.name in rows:

@@ -1,7 +1,8 @@
 """``python -m affectgpt.apps.features [train.py overrides] [features.splits=[train,val]]``: extract the
 frozen-encoder features of the configured splits into ``features.cache_dir``, then exit (the cache and
-its identity: :mod:`affectgpt.recipe.features`). Under ``torchrun`` / ``accelerate launch`` each process
-extracts every world-th shard."""
+its identity: :mod:`affectgpt.recipe.features`). With ``data.subtitle=auto`` every clip is also
+transcribed once into ``features.cache_dir/transcripts.jsonl`` (:mod:`affectgpt.recipe.transcripts`).
+Under ``torchrun`` / ``accelerate launch`` each process extracts every world-th shard."""
 
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def _extract_command(cfg) -> int:
                     cfg.trainer.num_workers, state.process_index, state.num_processes, progress=True, visual=visual)
         log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,
                  split, n, len(rows))
+    if cfg.data.get("subtitle", "given") == "auto":  # transcripts.jsonl beside the features, for training to read
+        from affectgpt.recipe.transcripts import transcribe_splits
+
+        transcribe_splits(cfg, model, samples, state)
+        if state.is_main_process:
+            clips = {(s.name, str(s.video), str(s.audio)) for rows in samples.values() for s in rows}
+            print(f"{cache_dir}: transcripts of {len(clips)} clips in transcripts.jsonl")
     state.wait_for_everyone()
     if state.is_main_process:
         store = FeatureStore(cache_dir, identity)

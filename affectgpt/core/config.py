@@ -81,6 +81,17 @@ ClueMethod = choice("ClueMethod", ("auto", "minilm", "lexical"))
 
 # ------------------------------------------------------------------------------------ conf/train.yaml
 @dataclass
+class AsrSettings:
+    """subtitle=auto's Whisper options (affectgpt/runtime/asr.py AsrConfig): data.asr, infer/bench/check asr."""
+    model: str = "auto"                      # auto | a CTranslate2 folder / whisper .pt / whisper name
+    language: str | None = None              # null: detected
+    beam_size: int = 1
+    no_speech_threshold: float = 0.5
+    logprob_threshold: float = -1.0
+    min_level_db: float = -45.0              # loudest 100 ms quieter than this: no speech
+
+
+@dataclass
 class DataConfig:
     """conf/data/*.yaml: one schema for the three kinds; a kind ignores the other kinds' keys."""
     kind: DataKind = MISSING                 # synthetic (generated under root) | manifest (JSONL) | sources (CSV)
@@ -103,6 +114,8 @@ class DataConfig:
     on_overflow: Overflow = Overflow.error   # a prompt that leaves no room for its target
     max_bad_fraction: float = 0.01           # abort when more samples than this share fail to decode
     feature_cache: str | None = None         # frozen-encoder outputs (python -m affectgpt.recipe.features)
+    subtitle: SubtitleSource = SubtitleSource.given  # given | auto: each clip's Whisper transcript, cached
+    asr: AsrSettings = field(default_factory=AsrSettings)  # subtitle=auto: the ASR model and options
 
 
 @dataclass
@@ -211,16 +224,6 @@ class ConvertConfig(TrainConfig):
 
 
 # ------------------------------------------------------------------------------------ the other commands
-@dataclass
-class AsrSettings:
-    model: str = "auto"                      # auto | a CTranslate2 folder / whisper .pt / whisper name
-    language: str | None = None              # null: detected
-    beam_size: int = 1
-    no_speech_threshold: float = 0.5
-    logprob_threshold: float = -1.0
-    min_level_db: float = -45.0              # loudest 100 ms quieter than this: no speech
-
-
 @dataclass
 class SegmentSettings:
     mode: SegmentMode = SegmentMode.speech   # speech (energy-based) | fixed (windows of `window` seconds)
@@ -344,6 +347,10 @@ class CheckConfig:
     workers: int = 1
     json: str | None = None                  # also write the statistics to this file
     train_config: str | None = None          # rows too long for its max_length are problems
+    subtitle: SubtitleSource = SubtitleSource.given  # given | auto: every clip's Whisper transcript
+    output: str | None = None                # subtitle=auto: write a manifest with the transcripts here
+    device: str = "cpu"                      # subtitle=auto: where Whisper runs (cpu | cuda | cuda:N)
+    asr: AsrSettings = field(default_factory=AsrSettings)
 
 
 @dataclass

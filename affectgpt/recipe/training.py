@@ -135,6 +135,8 @@ class TrainRecipe:
             self.val_samples = load_split(self.cfg.data, "val")
             with self.parallel.building():
                 self._setup_model()
+        if self.cfg.data.get("subtitle", "given") == "auto":
+            self._auto_subtitles()
         self._setup_data()
         self.state = fresh_state()
         init_from = ckpt.resolve_init_from(t.get("init_from")) if resume is None else None
@@ -149,6 +151,15 @@ class TrainRecipe:
             log.info("trainable weights initialised from %s", init_from)
         self.tracker = telemetry.init_wandb(self.cfg.wandb, self.out, OmegaConf.to_container(self.cfg, resolve=True)) \
             if self.is_main else None
+
+    def _auto_subtitles(self) -> None:
+        """data.subtitle=auto: every training and validation clip's subtitle is its Whisper transcript,
+        transcribed once and cached (affectgpt/recipe/transcripts.py)."""
+        from affectgpt.recipe.transcripts import transcribe_splits, with_transcripts
+
+        done = transcribe_splits(self.cfg, self.model, {"train": self.train_split.pool, "val": self.val_samples},
+                                 self.accelerator)
+        self.train_split, self.val_samples = with_transcripts(self.train_split, done["train"]), done["val"]
 
     def _use_parallel(self, parallel: Parallel) -> None:
         self.parallel = parallel

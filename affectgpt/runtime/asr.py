@@ -231,7 +231,11 @@ def resolve_asr_model(spec: str, encoder_checkpoint: str | Path | None = None) -
 def encoder_checkpoint_of(model) -> Path | None:
     """The Whisper checkpoint file an AffectGPT model's audio encoder was loaded from, if any and local."""
     audio = getattr(model, "audio", None)
-    name = getattr(getattr(audio, "cfg", None), "model", None)
+    return encoder_checkpoint_named(getattr(getattr(audio, "cfg", None), "model", None))
+
+
+def encoder_checkpoint_named(name) -> Path | None:
+    """The local Whisper checkpoint file an audio encoder named ``name`` (``model.audio.model``) loads."""
     if not name:
         return None
     if str(name).endswith((".pt", ".pth")):
@@ -242,6 +246,33 @@ def encoder_checkpoint_of(model) -> Path | None:
         return whisper_checkpoint_path(str(name))
     except (OSError, ValueError, RuntimeError):
         return None
+
+
+def asr_model_file(spec: str) -> Path:
+    """The file holding the weights of a resolved ``asr.model``: a CTranslate2 folder's ``model.bin``,
+    the ``.pt`` itself, or a whisper name's file in openai-whisper's cache."""
+    path = Path(spec)
+    if path.is_dir():
+        return path / "model.bin"
+    if path.suffix in (".pt", ".pth"):
+        return path
+    from affectgpt.model.encoders import whisper_checkpoint_path
+
+    return Path(whisper_checkpoint_path(spec))
+
+
+def asr_identity(spec: str, cfg: AsrConfig) -> dict:
+    """What makes a transcript: the weights (sha256 of the model file, whatever its path) and every
+    option that changes the text. A cached transcript is reused only under an equal identity."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(asr_model_file(spec), "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return {"weights_sha256": h.hexdigest(), "language": cfg.language, "beam_size": int(cfg.beam_size),
+            "no_speech_threshold": float(cfg.no_speech_threshold), "logprob_threshold": float(cfg.logprob_threshold),
+            "min_level_db": float(cfg.min_level_db)}
 
 
 def load_asr_model(spec: str, device: str = "cpu"):
