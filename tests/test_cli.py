@@ -76,6 +76,36 @@ def test_bad_training_arguments_are_named(args, message):
     assert message in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["model.vision.frames=abc"], "argument 'model.vision.frames=abc': model.vision.frames expects an integer (default 8)"),
+    (["model.vision.nope=1"], "argument 'model.vision.nope=1': unknown key 'model.vision.nope' in conf/train.yaml"),
+    (["+model.vision.nope=1"], "argument '+model.vision.nope=1': unknown key 'model.vision.nope'"),
+    (["model=affectgpt-7b", "model.llm.lora.r=x"], "model.llm.lora.r expects an integer (default 16)"),
+    (["model.video_adapter.standardize=yes"], "model.video_adapter.standardize expects true or false"),
+])
+def test_the_model_group_is_typed(capsys, args, message):
+    """conf/model/*.yaml is typed by the dataclasses the model is built from: the real train command refuses a
+    bad model value with exit 2 and one line naming the argument, before it builds anything."""
+    from affectgpt.apps.train import TRAIN, main
+
+    assert run(TRAIN, main, args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_model_schema_is_what_the_builder_takes():
+    from dataclasses import fields
+
+    from affectgpt.core.model_config import META_KEYS, ModelConfig, ModelSchema
+
+    cfg = compose(TRAIN, ["model=affectgpt-official"])
+    assert cfg.model.vision.kind == "hf_clip" and cfg.model.audio_adapter.num_query_tokens == 1
+    assert {f.name for f in fields(ModelSchema)} == {f.name for f in fields(ModelConfig)} | META_KEYS
+    assert compose(TRAIN, ["model.llm.gradient_checkpointing=mlp"]).model.llm.gradient_checkpointing == "mlp"
+    assert list(compose(TRAIN, ["+model.tiny_llm_lora.enabled=false"]).model.tiny_llm_lora) == [
+        "modules_to_save", "enabled"]  # a free dictionary still takes new keys
+
+
 def test_run_prints_one_line_and_returns_2(capsys):
     def program(cfg):
         raise UsageError(f"{cfg.video}: file not found")
