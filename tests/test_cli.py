@@ -77,7 +77,8 @@ def test_bad_training_arguments_are_named(args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model.vision.frames=abc"], "argument 'model.vision.frames=abc': model.vision.frames expects an integer (default 8)"),
+    (["model.vision.frames=abc"],
+     "argument 'model.vision.frames=abc': model.vision.frames expects an integer (default 8)"),
     (["model.vision.nope=1"], "argument 'model.vision.nope=1': unknown key 'model.vision.nope' in conf/train.yaml"),
     (["+model.vision.nope=1"], "argument '+model.vision.nope=1': unknown key 'model.vision.nope'"),
     (["model=affectgpt-7b", "model.llm.lora.r=x"], "model.llm.lora.r expects an integer (default 16)"),

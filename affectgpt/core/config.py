@@ -391,7 +391,7 @@ class ScoreConfig:
 
 @dataclass
 class UnibenchScoreConfig:
-    """python -m affectgpt.unibench.score."""
+    """python -m affectgpt.apps.unibench_score."""
     gold: str = MISSING                      # folder of *-process folders or <set>_test.jsonl files
     pred: str = MISSING                      # <set>.jsonl[.gz], a folder of them, or a runner output folder
     wheels: str | None = None
@@ -402,10 +402,17 @@ class UnibenchScoreConfig:
     check_sizes: bool = True                 # false: accept *-process test splits of another size
 
 
+@dataclass
+class PlotsConfig:
+    """python -m affectgpt.apps.plots."""
+    results: list[str] = MISSING             # metrics JSON files; several scorer results are compared by file name
+    out: str = MISSING                       # image file to write (.png, .svg, .pdf)
+
+
 SCHEMAS = {"train": TrainConfig, "summary": SummaryConfig, "convert": ConvertConfig, "infer": InferConfig,
            "demo": DemoConfig, "export": ExportConfig, "bench": BenchConfig, "ablation": AblationConfig,
            "check": CheckConfig, "faces": FacesConfig, "synthetic": SyntheticConfig, "score": ScoreConfig,
-           "unibench_score": UnibenchScoreConfig}
+           "unibench_score": UnibenchScoreConfig, "plots": PlotsConfig}
 
 
 def register() -> None:
