@@ -12,7 +12,7 @@ import pytest
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
 from conftest import run_python
 
-INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
+INFER = Command(prog="python infer.py", config="infer",
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))
 TRAIN = Command(prog="python train.py", config="train", verbatim=TRAIN_VERBATIM)
 SUBTITLES = ["I can't believe it.", 'Well, yes, I did: "fine".', "a=b [really]", "我真的不敢相信。",
@@ -105,6 +105,17 @@ def test_the_model_schema_is_what_the_builder_takes():
     assert compose(TRAIN, ["model.llm.gradient_checkpointing=mlp"]).model.llm.gradient_checkpointing == "mlp"
     assert list(compose(TRAIN, ["+model.tiny_llm_lora.enabled=false"]).model.tiny_llm_lora) == [
         "modules_to_save", "enabled"]  # a free dictionary still takes new keys
+
+
+@pytest.mark.parametrize("config, args, key", [
+    ("bench", ["checkpoint=a"], "root"),          # the first key still ??? in the config's order
+    ("bench", ["checkpoint=a", "root=r"], "output"),
+    ("unibench_score", [], "gold"),
+    ("train", ["data.kind=???"], "data.kind"),   # nested keys too
+])
+def test_required_arguments_are_the_keys_left_missing(config, args, key):
+    with pytest.raises(UsageError, match=rf"missing argument {key}=\.\.\."):
+        compose(Command(prog="prog", config=config, verbatim=("checkpoint", "root")), args)
 
 
 def test_run_prints_one_line_and_returns_2(capsys):

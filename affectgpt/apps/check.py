@@ -228,8 +228,7 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
 
 
 CHECK = Command(prog="python -m affectgpt.apps.check", config="check", doc=__doc__,
-                verbatim=("path", "json", "train_config"),
-                required=("path",))
+                verbatim=("path", "json", "train_config"))
 
 
 def main(argv: list[str] | None = None) -> int:

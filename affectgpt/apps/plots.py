@@ -14,7 +14,7 @@ from affectgpt.apps.score import argparse_spellings
 from affectgpt.core.errors import reading
 
 PLOTS = Command(prog="python -m affectgpt.apps.plots", config="plots", doc=__doc__, verbatim=("results", "out"),
-                repeatable=("results",), required=("results", "out"))
+                repeatable=("results",))
 
 
 def positional_results(argv: list[str]) -> list[str]:

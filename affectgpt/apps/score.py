@@ -10,7 +10,7 @@ from pathlib import Path
 
 from affectgpt.apps.cli import Command, UsageError, run
 
-SCORE = Command(prog="python -m affectgpt.eval", config="score", doc=__doc__, required=("pred", "gold"),
+SCORE = Command(prog="python -m affectgpt.eval", config="score", doc=__doc__,
                 verbatim=("pred", "gold", "wheels", "llm", "llm_cache", "out"))
 
 

@@ -11,7 +11,7 @@ from affectgpt.apps.cli import Command, run
 from affectgpt.apps.score import argparse_spellings
 
 UNIBENCH_SCORE = Command(prog="python -m affectgpt.apps.unibench_score", config="unibench_score", doc=__doc__,
-                         required=("gold", "pred"), verbatim=("gold", "pred", "wheels", "llm", "llm_cache", "out"))
+                         verbatim=("gold", "pred", "wheels", "llm", "llm_cache", "out"))
 
 
 def main(argv: list[str] | None = None) -> int:

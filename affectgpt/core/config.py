@@ -516,6 +516,21 @@ def value_refusal(error: Exception, pairs, base) -> str | None:
     return f"argument {arg!r}: {key} expects {expected(node(base, key))} (default {default})"
 
 
+def missing(cfg, prefix: str = "") -> list[str]:
+    """The dotted keys of ``cfg`` still ``???`` (MISSING) after composing, in the config's order: the arguments
+    a command must be given."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out = []
+    for key in cfg.keys():
+        child = cfg._get_node(key)
+        if OmegaConf.is_missing(cfg, key):
+            out.append(f"{prefix}{key}")
+        elif isinstance(child, DictConfig) and not child._is_none():
+            out += missing(child, f"{prefix}{key}.")
+    return out
+
+
 def refusal(ov, node, where: str, prog: str, parent=None) -> str | None:
     """Why the parsed Hydra override ``ov`` cannot set the schema node ``node`` (None: the key does not exist)
     of the config ``where``, beyond what composing checks: None when it can. ``+key=value`` adds a key only to a
