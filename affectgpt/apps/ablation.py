@@ -212,7 +212,7 @@ def format_table(report: dict) -> str:
 
 # ----------------------------------------------------------------------------- command line
 ABLATION = Command(prog="python -m affectgpt.apps.ablation", config="ablation", doc=__doc__.split("\n\n")[0],
-                   verbatim=("checkpoint", "manifest", "output"), required=("checkpoint", "manifest"))
+                   verbatim=("checkpoint", "manifest", "output"))
 
 
 def parse_args(argv: list[str]):

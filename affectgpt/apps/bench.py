@@ -27,8 +27,7 @@ TASK = "labels"  # the open-vocabulary question: "Please recognize all possible 
 
 
 BENCH = Command(prog="python -m affectgpt.apps.bench", config="bench", doc=__doc__.split("\n\n")[0],
-                verbatim=("checkpoint", "root", "output", "llm", "wheels"), repeatable=("checkpoint",),
-                required=("checkpoint", "root", "output"))
+                verbatim=("checkpoint", "root", "output", "llm", "wheels"), repeatable=("checkpoint",))
 
 
 def fail(message: str):

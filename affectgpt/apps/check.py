@@ -358,8 +358,7 @@ def format_report(stats: dict, max_listed: int = 10) -> str:
 
 
 CHECK = Command(prog="python -m affectgpt.apps.check", config="check", doc=__doc__,
-                verbatim=("path", "json", "train_config", "output"),
-                required=("path",))
+                verbatim=("path", "json", "train_config", "output"))
 
 
 def main(argv: list[str] | None = None) -> int:

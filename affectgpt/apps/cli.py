@@ -31,8 +31,7 @@ class Command:
     config: str                       # conf/<config>.yaml, whose schema is config.SCHEMAS[config]
     verbatim: tuple[str, ...]         # keys whose values are free text or paths, taken unchanged
     repeatable: tuple[str, ...] = ()  # verbatim keys that may be given several times (a list)
-    doc: str = ""                     # what --help prints first
-    required: tuple[str, ...] = ()    # keys whose ??? default must be given
+    doc: str = ""                     # what --help prints first (a key left ??? by the config must be given)
 
     def usage(self) -> str:
         return (f"{self.doc.strip()}\n\nusage: {self.prog} [key=value ...]   (options: conf/{self.config}.yaml)\nTaken"
@@ -72,7 +71,7 @@ def compose(command: Command, argv: Sequence[str]):
             raise UsageError(f"argument {key}=: unknown key {key!r} in conf/{command.config}.yaml")
         value = [config.literal(v) for v in value] if isinstance(value, list) else value
         OmegaConf.update(cfg, key, config.literal(value) if isinstance(value, str) else value, merge=False)
-    for key in [k for k in command.required if OmegaConf.is_missing(cfg, k)][:1]:
+    for key in config.missing(cfg)[:1]:
         raise UsageError(f"missing argument {key}=... (see {command.prog} --help)")
     return cfg
 

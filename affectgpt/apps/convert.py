@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError, run
 
 CONVERT = Command(prog="python -m affectgpt.apps.convert", config="convert", doc=__doc__.split("\n\n")[0],
-                  verbatim=("official", "output", *TRAIN_VERBATIM), required=("official", "output"))
+                  verbatim=("official", "output", *TRAIN_VERBATIM))
 VARIANTS = {"face": ("affectgpt-official", "faces"), "frame": ("affectgpt-official-frame", "frames")}
 OWN_KEYS = ("official", "output", "variant")
 

@@ -35,7 +35,7 @@ _TEXTUAL = re.compile(r"\b(subtitles?|says|said|words?|sentence|text|statement|u
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 
 
-DEMO = Command(prog="python demo.py", config="demo", doc=__doc__, verbatim=("checkpoint",), required=("checkpoint",))
+DEMO = Command(prog="python demo.py", config="demo", doc=__doc__, verbatim=("checkpoint",))
 
 
 def fail(message: str):

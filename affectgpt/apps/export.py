@@ -11,7 +11,7 @@ from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.runtime import export as writer
 
 EXPORT = Command(prog="python -m affectgpt.export", config="export", doc=writer.__doc__.split("\n\n")[0],
-                 verbatim=("checkpoint", "output"), required=("checkpoint", "output"))
+                 verbatim=("checkpoint", "output"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from affectgpt.apps.cli import run as run_command
 from affectgpt.data import faces
 
 FACES = Command(prog="python -m affectgpt.apps.faces", config="faces", doc=faces.__doc__,
-                verbatim=("input", "output"), required=("input", "output"))
+                verbatim=("input", "output"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from affectgpt.core.fileio import writing
 from affectgpt.core.plan import DEFAULT_GENERATION, GENERATION_PRESETS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-INFER = Command(prog="python infer.py", config="infer", doc=__doc__, required=("checkpoint",),
+INFER = Command(prog="python infer.py", config="infer", doc=__doc__,
                 verbatim=("checkpoint", "video", "audio", "subtitle", "subtitle_file", "manifest", "output",
                           "score_output"))
 

@@ -10,16 +10,19 @@ from pathlib import Path
 
 from affectgpt.apps.cli import Command, UsageError, run
 
-SCORE = Command(prog="python -m affectgpt.eval", config="score", doc=__doc__, required=("pred", "gold"),
+SCORE = Command(prog="python -m affectgpt.eval", config="score", doc=__doc__,
                 verbatim=("pred", "gold", "wheels", "llm", "llm_cache", "out"))
 
 
 def argparse_spellings(argv: list[str], bare: dict[str, str]) -> list[str]:
-    """``--some-key`` → ``--some_key`` (read by cli as ``some_key=...``); a flag of ``bare`` with no value after
-    it (the end, or another option next) → its ``key=value``."""
+    """``--some-key`` → ``--some_key`` (read by cli as ``some_key=...``), ``--some-key=V`` → ``some_key=V``; a flag
+    of ``bare`` with no value after it (the end, or another option next) → its ``key=value``."""
     out = []
     for i, a in enumerate(argv):
-        if a.startswith("--") and "=" not in a and a not in ("--help", "--cfg"):
+        if a.startswith("--") and "=" in a:
+            key, _, value = a[2:].partition("=")
+            a = f"{key.replace('-', '_')}={value}"
+        elif a.startswith("--") and a not in ("--help", "--cfg"):
             a = "--" + a[2:].replace("-", "_")
             if a in bare and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
                 a = bare[a]

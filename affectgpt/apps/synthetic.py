@@ -11,7 +11,7 @@ from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.data import synthetic
 
 SYNTHETIC = Command(prog="python -m affectgpt.apps.synthetic", config="synthetic",
-                    doc=synthetic.__doc__.split("\n")[0], verbatim=("root",), required=("root",))
+                    doc=synthetic.__doc__.split("\n")[0], verbatim=("root",))
 
 
 def main(argv: list[str] | None = None) -> int:

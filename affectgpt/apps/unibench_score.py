@@ -1,4 +1,4 @@
-"""python -m affectgpt.unibench.score gold=DIR pred=DIR [labels=given|rules|llm] [wheels=DIR] [out=M.json]
+"""python -m affectgpt.apps.unibench_score gold=DIR pred=DIR [labels=given|rules|llm] [wheels=DIR] [out=M.json]
 [check_sizes=false]: MER-UniBench scores per set and checkpoint, each set's best, their mean (options:
 conf/unibench_score.yaml). The argparse spellings still work: --gold DIR --pred DIR --no-check-sizes --verbose.
 Torch-free for labels=given and rules."""
@@ -10,8 +10,8 @@ import sys
 from affectgpt.apps.cli import Command, run
 from affectgpt.apps.score import argparse_spellings
 
-UNIBENCH_SCORE = Command(prog="python -m affectgpt.unibench.score", config="unibench_score", doc=__doc__,
-                         required=("gold", "pred"), verbatim=("gold", "pred", "wheels", "llm", "llm_cache", "out"))
+UNIBENCH_SCORE = Command(prog="python -m affectgpt.apps.unibench_score", config="unibench_score", doc=__doc__,
+                         verbatim=("gold", "pred", "wheels", "llm", "llm_cache", "out"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,17 +10,18 @@ Library functions that take a choice from Python callers check it with :func:`ch
 place that words the "expected one of" message. Only the standard library is imported here, so the
 torch-free scorer may use it; :func:`register` imports Hydra when a command composes its config.
 
-The ``model`` group is typed by the model's own dataclasses (``affectgpt.model.build.model_config``,
-which names unknown keys) when a model is built: here it is an open dictionary.
+The ``model`` group is typed by the dataclasses the model is built from (:mod:`affectgpt.core.model_config`,
+which ``affectgpt.model.build.model_config`` reads), so the schema and the builder take the same keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from typing import Any
 
 from affectgpt.core import plan
+from affectgpt.core.model_config import ModelSchema
 
 MISSING = "???"  # OmegaConf's mark of a value the command line must give
 
@@ -196,7 +197,7 @@ class WandbConfig:
 @dataclass
 class TrainConfig:
     """python train.py (and the commands built on it: features, summary, convert)."""
-    model: dict[str, Any] = field(default_factory=dict)  # conf/model/NAME.yaml
+    model: ModelSchema = field(default_factory=ModelSchema)  # conf/model/NAME.yaml
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = MISSING                # everything the run writes
@@ -397,7 +398,7 @@ class ScoreConfig:
 
 @dataclass
 class UnibenchScoreConfig:
-    """python -m affectgpt.unibench.score."""
+    """python -m affectgpt.apps.unibench_score."""
     gold: str = MISSING                      # folder of *-process folders or <set>_test.jsonl files
     pred: str = MISSING                      # <set>.jsonl[.gz], a folder of them, or a runner output folder
     wheels: str | None = None
@@ -408,16 +409,23 @@ class UnibenchScoreConfig:
     check_sizes: bool = True                 # false: accept *-process test splits of another size
 
 
+@dataclass
+class PlotsConfig:
+    """python -m affectgpt.apps.plots."""
+    results: list[str] = MISSING             # metrics JSON files; several scorer results are compared by file name
+    out: str = MISSING                       # image file to write (.png, .svg, .pdf)
+
+
 SCHEMAS = {"train": TrainConfig, "summary": SummaryConfig, "convert": ConvertConfig, "infer": InferConfig,
            "demo": DemoConfig, "export": ExportConfig, "bench": BenchConfig, "ablation": AblationConfig,
            "check": CheckConfig, "faces": FacesConfig, "synthetic": SyntheticConfig, "score": ScoreConfig,
-           "unibench_score": UnibenchScoreConfig}
+           "unibench_score": UnibenchScoreConfig, "plots": PlotsConfig}
 
 
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore as the group ``schema`` (package ``_global_``): a command's
     config selects its own first in ``defaults`` (``- schema: infer``); the commands built on conf/train.yaml
-    replace train's (``- override schema: convert``). The groups (``data``, ``trainer``) are typed through
+    replace train's (``- override schema: convert``). The groups (``model``, ``data``, ``trainer``) are typed through
     their fields in TrainConfig."""
     from hydra.core.config_store import ConfigStore
 
@@ -492,8 +500,8 @@ def checked_overrides(pairs, groups: list[str], base, conf_dir, name: str, prog:
                 raise ValueError(f"argument {arg!r}: no conf/{key}/{value}.yaml (choices: {', '.join(choices)})")
             final.append(arg)
             continue
-        where = node(base, key)
-        why = refusal(ov, where, f"conf/{name}.yaml", prog)
+        where, parent = node(base, key), node(base, key.rpartition(".")[0]) if "." in key else base
+        why = refusal(ov, where, f"conf/{name}.yaml", prog, parent)
         if why:
             raise ValueError(f"argument {arg!r}: {why}")
         listed = isinstance(where, ListConfig) and not isinstance(value, list)
@@ -515,16 +523,33 @@ def value_refusal(error: Exception, pairs, base) -> str | None:
     return f"argument {arg!r}: {key} expects {expected(node(base, key))} (default {default})"
 
 
-def refusal(ov, node, where: str, prog: str) -> str | None:
+def missing(cfg, prefix: str = "") -> list[str]:
+    """The dotted keys of ``cfg`` still ``???`` (MISSING) after composing, in the config's order: the arguments
+    a command must be given."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out = []
+    for key in cfg.keys():
+        child = cfg._get_node(key)
+        if OmegaConf.is_missing(cfg, key):
+            out.append(f"{prefix}{key}")
+        elif isinstance(child, DictConfig) and not child._is_none():
+            out += missing(child, f"{prefix}{key}.")
+    return out
+
+
+def refusal(ov, node, where: str, prog: str, parent=None) -> str | None:
     """Why the parsed Hydra override ``ov`` cannot set the schema node ``node`` (None: the key does not exist)
-    of the config ``where``, beyond what composing checks: None when it can."""
+    of the config ``where``, beyond what composing checks: None when it can. ``+key=value`` adds a key only to a
+    free dictionary (``parent``, the node above ``key``), never to a schema's dataclass (Hydra would)."""
     from omegaconf import BooleanNode, DictConfig, ListConfig
 
     key, value = ov.key_or_group, ov.value()
     if key.startswith("hydra") or ov.is_delete():
         return "deleting keys is not supported" if ov.is_delete() else f"hydra.* is not used by {prog}"
-    if ov.is_add() != (node is None):
-        return f"{key} exists already; set it without '+'" if ov.is_add() else f"unknown key {key!r} in {where}"
+    schema_parent = is_dataclass(getattr(getattr(parent, "_metadata", None), "object_type", None))
+    if ov.is_add() != (node is None) or (node is None and schema_parent):
+        return f"{key} exists already; set it without '+'" if node is not None else f"unknown key {key!r} in {where}"
     if ov.is_sweep_override() and not isinstance(node, ListConfig):
         return f"a comma makes a list, but {key} takes one value (quote it as {key}='...' if it is text)"
     if isinstance(node, DictConfig) and not isinstance(value, dict):

@@ -1,5 +1,5 @@
 """What the scoring commands print and how they end (the commands: affectgpt/apps/score.py for
-``python -m affectgpt.eval``, affectgpt/apps/unibench_score.py for ``python -m affectgpt.unibench.score``)."""
+``python -m affectgpt.eval``, affectgpt/apps/unibench_score.py for ``python -m affectgpt.apps.unibench_score``)."""
 
 from __future__ import annotations
 

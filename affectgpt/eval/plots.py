@@ -11,13 +11,10 @@
 - a modality-ablation report (``{"conditions": {cond: {"label", "cues"}}}``): label F1 and each
   cue family's balanced accuracy per condition, against its chance level.
 
-``python -m affectgpt.eval.plots M1.json [M2.json ...] --out plot.png`` draws saved JSON files.
+``python -m affectgpt.apps.plots M1.json [M2.json ...] out=plot.png`` draws saved JSON files.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 from affectgpt.core.fileio import atomic_path
@@ -169,23 +166,3 @@ def plot(result: dict, path: str | Path) -> Path:
     if all(isinstance(v, dict) and "label" in v for v in result.values()):
         return save(scores_figure(result), path)
     raise ValueError(f"cannot plot a dict with keys {sorted(result)[:8]}: not a scorer, benchmark or ablation result")
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m affectgpt.eval.plots", description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", nargs="+", help="metrics JSON files; several scorer results are compared by file name")
-    ap.add_argument("--out", required=True, help="image file to write (.png, .svg, .pdf)")
-    args = ap.parse_args(argv)
-    try:
-        loaded = {Path(p).name.removesuffix(".json").removesuffix(".metrics"): json.loads(Path(p).read_text())
-                  for p in args.results}
-        out = plot(next(iter(loaded.values())) if len(loaded) == 1 else loaded, args.out)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"plot -> {out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

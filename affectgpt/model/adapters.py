@@ -26,34 +26,16 @@ whatever the length. Example, windows of 2 s / stride 2 s, 1 query: 1 s → 1, 7
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from affectgpt.core.model_config import AdapterConfig
 from affectgpt.core.plan import ENCODER_FRAMES_PER_SECOND
 
 POOL_KINDS = ("qformer", "attention", "mean", "score")
 SINGLE_TOKEN_KINDS = ("mean", "score")
 FUSION_WEIGHT_NETS = ("mlp", "linear")
-
-
-@dataclass
-class AdapterConfig:
-    kind: str = "qformer"  # qformer | attention | mean | score
-    num_query_tokens: int = 32  # video qformer / attention pooling
-    hidden_size: int = 768
-    num_layers: int = 2
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    max_frames: int = 64  # frame-position table size (video)
-    frame_position: bool = True  # video: learned frame-position embeddings (the released model has none)
-    window_seconds: float = 2.0  # audio
-    stride_seconds: float = 2.0  # audio
-    queries_per_window: int = 1  # audio
-    standardize: bool = False  # fixed training-set feature statistics before the adapter
-    trainable: bool = True
-    dropout: float = 0.1  # Q-Former hidden and attention dropout (BLIP-2's value); attention/mean pooling have none
 
 
 def _qformer(cfg: AdapterConfig, encoder_dim: int):

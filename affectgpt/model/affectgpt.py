@@ -10,20 +10,20 @@ Single-purpose parts beside the class: ``parts`` (what each trainable part train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from affectgpt.core.model_config import ModelConfig
 from affectgpt.core.plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
 from affectgpt.model import media, parts
-from affectgpt.model.adapters import AdapterConfig, AudioAdapter, PreFusion, VideoAdapter
-from affectgpt.model.encoders import AudioConfig, VisionConfig, make_audio_encoder, make_vision_encoder
+from affectgpt.model.adapters import AudioAdapter, PreFusion, VideoAdapter
+from affectgpt.model.encoders import make_audio_encoder, make_vision_encoder
 from affectgpt.model.kernels import apply_kernels, fused_linear_cross_entropy
 from affectgpt.model.llm import (
-    LLMConfig,
     add_token_rows,
     build_base_llm,
     output_logits,
@@ -32,21 +32,6 @@ from affectgpt.model.llm import (
 )
 from affectgpt.model.splice import num_samples, pack_modality_rows, splice
 from affectgpt.model.tokenizer import load_tokenizer, modality_token_ids, official_token_ids, stop_token_ids
-
-
-@dataclass
-class ModelConfig:
-    vision: VisionConfig | None = field(default_factory=VisionConfig)
-    audio: AudioConfig | None = field(default_factory=AudioConfig)
-    video_adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    audio_adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(num_query_tokens=1))
-    fusion: bool = False
-    fusion_dim: int = 1024
-    fusion_trainable: bool = True
-    fusion_weight: str = "mlp"  # mlp (GELU, softmax) | linear (the released model's: two linears, raw weights)
-    prompt: str = "chat"  # chat: the tokenizer's chat template | official: the released ###Human: format
-    llm: LLMConfig = field(default_factory=LLMConfig)
-    init: str = "pretrained"  # pretrained: load every frozen weight; random: build from the architectures only
 
 
 @dataclass

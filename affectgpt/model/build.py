@@ -1,16 +1,25 @@
-"""Config dictionaries (Hydra's ``model`` group) → ``ModelConfig`` → ``AffectGPT``."""
+"""Config dictionaries (Hydra's ``model`` group) → ``ModelConfig`` → ``AffectGPT``.
+
+The dataclasses live in :mod:`affectgpt.core.model_config`, where the command-line schema types the same
+fields; this builder still names unknown keys, for configs that come from a checkpoint or a Python caller."""
 
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from affectgpt.model.adapters import AdapterConfig
-from affectgpt.model.affectgpt import AffectGPT, ModelConfig
-from affectgpt.model.encoders import AudioConfig, VisionConfig
-from affectgpt.model.llm import LLMConfig, LoraSettings
+from affectgpt.core.model_config import (
+    META_KEYS,
+    AdapterConfig,
+    AudioConfig,
+    LLMConfig,
+    LoraSettings,
+    ModelConfig,
+    VisionConfig,
+)
+from affectgpt.model.affectgpt import AffectGPT
 
-_META_KEYS = {"name", "tiny_assets", "tiny_seed", "tiny_tokenizer", "tiny_corpus", "tiny_llm_lora", "architecture"}
+_META_KEYS = META_KEYS | {"architecture"}  # a top-level architecture in configs saved by older versions
 
 
 def _make(cls, d: dict | None, where: str):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from affectgpt.core.model_config import AudioConfig, VisionConfig
 from affectgpt.core.plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
 from affectgpt.data.frames import resize_crop
 
@@ -47,21 +47,6 @@ def file_fingerprint(path: str | Path) -> str:
 VISION_KINDS = ("open_clip", "hf_clip")
 AUDIO_KINDS = ("whisper", "hubert")
 FRAME_SAMPLING = ("centre", "index")
-
-
-@dataclass
-class VisionConfig:
-    kind: str = "open_clip"  # open_clip | hf_clip (transformers CLIPModel.get_image_features, output pooled)
-    model: str = "ViT-L-14-quickgelu"  # open_clip model name (its shipped config), or "local-dir:/path"; hf_clip:
-    # a transformers CLIP folder or hub name (openai/clip-vit-large-patch14)
-    pretrained: str | None = "openai"  # tag, local .pt/.safetensors file, or None (random init)
-    output: str = "pooled"  # "tokens": patch tokens per frame; "pooled": one projected embedding per frame
-    frames: int = 8
-    dtype: str = "float32"  # frozen tower's weights; features are cast to the adapters' dtype
-    interpolation: str | None = None  # null: the encoder's own (open_clip's preprocess config; hf_clip: bicubic)
-    resize_mode: str | None = None  # null: the encoder's own; squash: straight to image_size (no crop)
-    frame_sampling: str = "centre"  # centre: frame shown at each segment's centre | index: frame floor(k*N/frames)
-    architecture: str | None = None  # hf_clip random builds: affectgpt/model/architectures/<name>.json
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -163,25 +148,6 @@ class VisionEncoder(nn.Module):
         out = self.visual(x.to(next(self.visual.parameters()).dtype))
         feats = out[1] if isinstance(out, tuple) else out.unsqueeze(1)
         return feats.reshape(b, t, feats.shape[-2], feats.shape[-1])
-
-
-@dataclass
-class AudioConfig:
-    kind: str = "whisper"  # whisper | hubert (transformers HubertModel on 8 fixed 2-s clips, the released model's)
-    model: str = "large-v3"  # whisper name (downloads to ~/.cache/whisper) or a local .pt with dims + model_state_dict;
-    # hubert: a transformers folder or hub name (TencentGameMate/chinese-hubert-large)
-    pad_to_30s: bool = (
-        True  # the encoder's native input; False crops the positional embedding (faster, different features)
-    )
-    long_audio: str = "chunk"  # audio > 30 s: "chunk" (encode each 30 s piece, concatenate) or "truncate"
-    max_seconds: float = 120.0  # hard cap after which audio is truncated in either policy
-    # Stored dims (affectgpt/model/architectures/whisper-<size>.json or a .json path): random
-    # weights are built from it; real weights must match it. None: the checkpoint's own dims.
-    architecture: str | None = None
-    dtype: str = "float32"
-    clips: int = 8  # hubert: clips per waveform
-    clip_seconds: float = 2.0  # hubert: length of each clip
-    last_layers: int = 4  # hubert: the feature is the mean of the last hidden states, then over time
 
 
 def make_vision_encoder(cfg: VisionConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):

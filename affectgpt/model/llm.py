@@ -9,50 +9,15 @@ logit transform (Gemma 2's soft-capping) so the training loss sees the logits ge
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from affectgpt.core.config import check_choice
+from affectgpt.core.model_config import AUTO_TARGETS, LLMConfig, LoraSettings
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-
-AUTO_TARGETS = "auto"
-
-
-@dataclass
-class LoraSettings:
-    enabled: bool = True
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    # "auto": every linear layer of the decoder blocks, found by module type (q/k/v/o + MLP for
-    # Llama/Qwen/Gemma/Mistral, qkv_proj + gate_up_proj for Phi-3, c_attn/c_fc for GPT-2); or a list of names.
-    target_modules: list[str] | str = AUTO_TARGETS
-    # Extra base modules trained in full and saved with the adapter (peft modules_to_save),
-    # e.g. ["model.norm"] for the final norm of the randomly initialised tiny LLM only.
-    modules_to_save: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LLMConfig:
-    name_or_path: str = "Qwen/Qwen2.5-7B-Instruct"
-    tokenizer: str | None = None  # defaults to name_or_path
-    dtype: str = "bfloat16"
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | auto (fa2 on CUDA when installed, else
-    # sdpa where the family supports it, else eager)
-    # false | true (= full: recompute whole decoder blocks) | mlp (recompute only the MLP: its
-    # 3 x intermediate-width activations are most of a block's memory, its FLOPs a smaller share)
-    gradient_checkpointing: bool | str = False
-    checkpoint_every: int = 1  # checkpoint every k-th decoder block (1: all; 2: every other one)
-    kernels: str = "none"  # none | liger (fused RMSNorm, SwiGLU, RoPE and linear cross-entropy; CUDA + Triton)
-    trust_remote_code: bool = False
-    # Stored architecture (affectgpt/model/architectures/<name>.json or a .json path): random
-    # weights are built from it; real weights must match it. None: the checkpoint's own config.
-    architecture: str | None = None
-    lora: LoraSettings = field(default_factory=LoraSettings)
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -22,6 +22,7 @@ import logging
 import random
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 
 from affectgpt.core.errors import reading
 from affectgpt.core.fileio import atomic_write, remove_dir, replace_dir
+from affectgpt.core.model_config import ModelSchema
 
 # The weights file and its reader belong to the artifact format (inference loads checkpoints too); the
 # writer is here. Both names stay importable from this module.
@@ -315,15 +317,24 @@ def _flatten(d, prefix: str = "") -> dict:
     return out
 
 
+def _model_defaults() -> dict:
+    """The model keys a checkpoint saved before the ``model`` group had a schema may lack, with the value the
+    builder took for them then (the schema fills them in now)."""
+    return _flatten({"model": asdict(ModelSchema())})
+
+
 def resume_changes(saved: dict, current: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
-    """``key: A in the checkpoint, B now`` for each key outside ``may_change`` whose value differs."""
+    """``key: A in the checkpoint, B now`` for each key outside ``may_change`` whose value differs; a model key
+    the checkpoint lacks is unchanged where it now holds the builder's default."""
     a, b = _flatten(saved), _flatten(current)
-    absent = object()
+    absent, defaults = object(), _model_defaults()
     out = []
     for key in sorted(set(a) | set(b)):
         if any(key == k or key.startswith(k + ".") for k in may_change):
             continue
         x, y = a.get(key, absent), b.get(key, absent)
+        if x is absent and key in defaults and y == defaults[key]:
+            continue
         if x != y:
             show = ["(absent)" if v is absent else json.dumps(v) for v in (x, y)]
             out.append(f"{key}: {show[0]} in the checkpoint, {show[1]} now")

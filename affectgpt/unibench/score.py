@@ -8,7 +8,7 @@ counts as not positive), and the level-1 emotion-wheel F of OV-MERD+. Labels com
 official pipeline's extractions (``given``), the built-in rules (``rules``) or a local LLM
 (``llm``). Torch-free; ``llm`` imports torch lazily.
 
-    python -m affectgpt.unibench.score --gold DIR --pred DIR|FILE [--wheels DIR] [--labels given|rules|llm]
+    python -m affectgpt.apps.unibench_score gold=DIR pred=DIR|FILE [wheels=DIR] [labels=given|rules|llm]
 """
 from __future__ import annotations
 
@@ -340,10 +340,3 @@ def extraction_summary(bench: BenchSet, per_ckpt: dict[str, dict], labels: str, 
         out[ckpt] = {"n": len(names), "errors": sum(1 for n in names if rows[n].get("error")),
                      "empty_labels": sum(1 for lab in got if not lab)}
     return out
-
-
-if __name__ == "__main__":  # python -m affectgpt.unibench.score: the command line is an app
-    # (affectgpt/apps/unibench_score.py, which imports this module as a library; run by name, as python -m would)
-    import runpy
-
-    runpy.run_module("affectgpt.apps.unibench_score", run_name="__main__", alter_sys=True)
