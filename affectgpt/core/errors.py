@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pickle
 import re
@@ -162,8 +163,6 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # DataLoader workers and launched ranks
     for category in (DeprecationWarning, FutureWarning, UserWarning, PendingDeprecationWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
-    import logging
-
     logging.raiseExceptions = False
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
