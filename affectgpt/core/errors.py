@@ -167,12 +167,12 @@ def quiet_libraries(verbose: bool) -> None:
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if "transformers" in sys.modules:  # imported before this command started (tests, the demo's reload)
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: only when already loaded
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import disable_progress_bars  # lazy: only when already loaded
 
         disable_progress_bars()
 

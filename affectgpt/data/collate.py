@@ -14,8 +14,10 @@ import torch
 
 from affectgpt.core.errors import InputError
 from affectgpt.core.plan import IGNORE_INDEX, SAMPLE_RATE, VISUAL_INPUTS, TokenPlan
+from affectgpt.data.faces import crop_clip
 from affectgpt.data.frames import resize_crop
 from affectgpt.data.manifest import Sample
+from affectgpt.data.media import MediaError, face_file, load_faces, load_media
 from affectgpt.data.prompts import (
     OFFICIAL_TARGET_END,
     build_messages,
@@ -25,6 +27,7 @@ from affectgpt.data.prompts import (
     render_prompt,
     target_text,
 )
+from affectgpt.data.stream import load_range
 
 
 class SampleError(InputError, ValueError):
@@ -77,11 +80,6 @@ class ClipDataset(torch.utils.data.Dataset):
             item["target"] = target_text(task, s.description, s.emotions, self.plan.prompt_style)
         if self.features is not None:
             return self._cached(s, item)
-        from affectgpt.data.media import (  # PyAV only where clips are decoded (not on cached features)
-            MediaError,
-            load_media,
-        )
-
         try:
             max_audio = self.plan.audio_max_samples / self.sample_rate if self.plan.has_audio else 1.0
             if self.visual == "faces":
@@ -105,9 +103,6 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _range(self, s: Sample, max_audio: float):
         """The sample's ``start``..``end`` seconds of its file(s), decoded by seeking (``stream.load_range``)."""
-        from affectgpt.data.media import MediaError
-        from affectgpt.data.stream import load_range
-
         try:
             start, end = float(s.extra["start"]), float(s.extra["end"])
         except (KeyError, TypeError, ValueError):
@@ -120,12 +115,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
-        from affectgpt.data.media import MediaError, face_file, load_faces, load_media
-
         path = face_file(s.name, s.video, s.extra.get("faces"))
         if self.crop_faces and s.video and (path is None or not path.is_file()):
-            from affectgpt.data.faces import crop_clip
-
             faces = crop_clip(s.video, self.plan.frames)
         elif path is None:
             raise MediaError(s.name, "visual=faces needs a face file ('faces' in the manifest) or a video path")

@@ -29,6 +29,7 @@ from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 
+import av
 import numpy as np
 
 from affectgpt.core.fileio import atomic_dir
@@ -349,8 +350,6 @@ def write_clip(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | 
             raise ValueError(f"{path}: audio samples must be finite and within [-1, 1]")
         if audio_channels not in (1, 2):
             raise ValueError(f"{path}: audio_channels must be 1 or 2, found {audio_channels}")
-    import av  # local: importing this module must not need PyAV (manifests, labels, text)
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format=container) as out:
         vstream = astream = None
