@@ -26,10 +26,11 @@ whatever the length. Example, windows of 2 s / stride 2 s, 1 query: 1 s → 1, 7
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from affectgpt.core.plan import ENCODER_FRAMES_PER_SECOND
 
@@ -57,8 +58,6 @@ class AdapterConfig:
 
 
 def _qformer(cfg: AdapterConfig, encoder_dim: int):
-    from transformers import Blip2QFormerConfig, Blip2QFormerModel
-
     qcfg = Blip2QFormerConfig(
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers,
@@ -288,6 +287,4 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _with(cfg: AdapterConfig, **kw) -> AdapterConfig:
-    from dataclasses import replace
-
     return replace(cfg, **kw)
