@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from affectgpt.core.plan import ENCODER_FRAMES_PER_SECOND
 
@@ -58,6 +57,11 @@ class AdapterConfig:
 
 
 def _qformer(cfg: AdapterConfig, encoder_dim: int):
+    from transformers import (  # lazy: seconds to import; only the Q-Former adapter needs it
+        Blip2QFormerConfig,
+        Blip2QFormerModel,
+    )
+
     qcfg = Blip2QFormerConfig(
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers,

@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import torch
 import torch.nn.functional as F
 import whisper
@@ -86,6 +85,8 @@ class VisionEncoder(nn.Module):
 
     def __init__(self, cfg: VisionConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
+        import open_clip  # lazy: seconds to import; only the CLIP encoder needs it
+
         open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
         self.cfg = cfg
         if cfg.output not in ("tokens", "pooled"):

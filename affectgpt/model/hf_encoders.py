@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, CLIPModel, HubertModel, Wav2Vec2FeatureExtractor
+from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 from transformers.utils import cached_file
 
 from affectgpt.core.plan import SAMPLE_RATE
@@ -97,6 +97,8 @@ class HubertAudioEncoder(nn.Module):
 
     def __init__(self, cfg, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
+        from transformers import HubertModel  # lazy: loads a model family; only this encoder needs it
+
         if cfg.clips < 1 or cfg.clip_seconds <= 0 or cfg.last_layers < 1:
             raise ValueError(f"audio (hubert): clips, clip_seconds and last_layers must be positive, got "
                              f"{cfg.clips}, {cfg.clip_seconds}, {cfg.last_layers}")
@@ -162,6 +164,8 @@ class HFClipVisionEncoder(nn.Module):
 
     def __init__(self, cfg, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
+        from transformers import CLIPModel  # lazy: loads a model family; only this encoder needs it
+
         if cfg.output != "pooled":
             raise ValueError(f"vision.kind=hf_clip gives one projected embedding per frame (output: pooled), "
                              f"got output={cfg.output!r}")

@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import open_clip
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerFast
 from whisper.model import ModelDimensions, Whisper
 
 from affectgpt.core.fileio import atomic_dir, iter_jsonl
@@ -103,6 +102,8 @@ def apply_tiny_llm_lora(plain: dict) -> dict:
 
 
 def _write_clip(path: Path, seed: int) -> None:
+    import open_clip  # lazy: seconds to import; only the tiny CLIP needs it
+
     open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
     torch.manual_seed(seed)
     model = open_clip.create_model("affectgpt-tiny-vit", pretrained=None)
@@ -143,6 +144,8 @@ def _train_bpe(manifest: Path):
 
 
 def _write_llm(path: Path, seed: int, tok) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM  # lazy: loads a model family; only the tiny LLM needs it
+
     torch.manual_seed(seed)
     vocab = QWEN2_TINY["vocab_size"] if len(tok) > BPE_VOCAB + 64 else -(-len(tok) // 64) * 64
     cfg = Qwen2Config(**{**QWEN2_TINY, "vocab_size": vocab}, bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
