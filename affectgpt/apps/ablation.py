@@ -157,9 +157,7 @@ def untrained_copy(checkpoint: str | Path, device: str = "cpu", trust_remote_cod
     import torch  # lazy: the command stays torch-free until it needs the model
 
     from affectgpt.model.build import build_model  # lazy: the command stays torch-free until it needs the model
-    from affectgpt.runtime.artifact import (
-        check_remote_code,  # lazy: the command stays torch-free until it needs the model
-    )
+    from affectgpt.runtime.artifact import check_remote_code  # lazy: torch-free until the model is needed
 
     cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
     check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,

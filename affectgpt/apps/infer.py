@@ -231,9 +231,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.profile:
             where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
             print_profile(timing, load_s, time.perf_counter() - t_start, where)
-        from affectgpt.runtime.inference import (
-            sample_fields,  # lazy: the command stays torch-free until it needs the model
-        )
+        from affectgpt.runtime.inference import sample_fields  # lazy: torch-free until the model is needed
 
         obj = {k: row[k] for k in ("name", "description", "emotions", "task")}
         print(json.dumps({**obj, **sample_fields(samples[0])}, ensure_ascii=False))

@@ -240,9 +240,7 @@ def encoder_checkpoint_of(model) -> Path | None:
     if str(name).endswith((".pt", ".pth")):
         return Path(name) if Path(name).is_file() else None
     try:  # a whisper name: its file in openai-whisper's cache (the encoder was loaded from it)
-        from affectgpt.model.encoders import (
-            whisper_checkpoint_path,  # lazy: infer imports this module before torch loads
-        )
+        from affectgpt.model.encoders import whisper_checkpoint_path  # lazy: infer imports asr.py before torch
 
         return whisper_checkpoint_path(str(name))
     except (OSError, ValueError, RuntimeError):
@@ -265,9 +263,7 @@ def load_asr_model(spec: str, device: str = "cpu"):
         if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
             raise ValueError(f"{path}: not a whisper checkpoint (expected 'dims' and 'model_state_dict')")
     else:
-        from affectgpt.model.encoders import (
-            whisper_checkpoint_path,  # lazy: infer imports this module before torch loads
-        )
+        from affectgpt.model.encoders import whisper_checkpoint_path  # lazy: infer imports asr.py before torch
 
         ckpt = torch.load(whisper_checkpoint_path(spec), map_location="cpu", weights_only=True)
     if not is_released_whisper(ckpt["dims"], ckpt["model_state_dict"]):
