@@ -33,6 +33,7 @@ class Edge:
     target: str
     line: int
     in_function: bool
+    says_why: bool = False  # inside a function, with a comment on its line (why it is not at the top)
 
     def describe(self) -> str:
         return f"{self.source} -> {self.target}{' [f]' if self.in_function else ''} (line {self.line})"
@@ -74,7 +75,9 @@ def _known(name: str, modules: dict[str, Path]) -> str | None:
 
 def module_edges(module: str, path: Path, modules: dict[str, Path]) -> list[Edge]:
     """Every import of one of ``modules`` in ``path``, module-level or inside a function."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(path))
+    lines = source.splitlines()
     is_package = path.name == "__init__.py"
     edges: list[Edge] = []
 
@@ -90,7 +93,8 @@ def module_edges(module: str, path: Path, modules: dict[str, Path]) -> list[Edge
                     targets.append(_known(f"{base}.{alias.name}", modules) or _known(base, modules))
             for target in dict.fromkeys(targets):
                 if target and target != module:
-                    edges.append(Edge(module, target, child.lineno, in_function))
+                    edges.append(Edge(module, target, child.lineno, in_function,
+                                      in_function and "#" in lines[child.lineno - 1]))
             visit(child, inner)
 
     visit(tree, False)
@@ -167,8 +171,10 @@ def report(root: Path, package: str, scripts: list[str], apps: tuple[str, ...],
     nodes, edges = build_graph(root, package, scripts)
     script_names = {Path(s).stem for s in scripts}
     n_fn = sum(e.in_function for e in edges)
+    n_why = sum(e.says_why for e in edges)
     lines = [f"import graph of {package} + {', '.join(scripts) or 'no scripts'}: {len(nodes)} modules, "
-             f"{len(edges)} imports ({len(edges) - n_fn} module-level, {n_fn} inside functions, marked [f])", ""]
+             f"{len(edges)} imports ({len(edges) - n_fn} module-level, {n_fn} inside functions, marked [f]; "
+             f"{n_why} of those say why in a comment)", ""]
     for node in nodes:
         out = sorted({(e.target, e.in_function) for e in edges if e.source == node})
         targets = {}

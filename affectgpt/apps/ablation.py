@@ -27,7 +27,12 @@ from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from affectgpt.apps.cli import Command, UsageError, compose, run
+from affectgpt.data import synthetic as syn
+from affectgpt.data.manifest import read_manifest
+from affectgpt.data.synthetic import AUDIO_WORDS, VISUAL_WORDS, cues_of, subtitle_kind
 
 DROPPABLE = ("video", "audio", "subtitle")
 
@@ -35,8 +40,6 @@ DROPPABLE = ("video", "audio", "subtitle")
 # ----------------------------------------------------------------------------- scores
 def _family_answer(family: str, words: set[str]) -> str:
     """What an emotion set says about one cue family: a class name, "none" or "several"."""
-    from affectgpt.data.synthetic import AUDIO_WORDS, VISUAL_WORDS
-
     if family == "frustrated":
         return "yes" if "frustrated" in words else "no"
     found = sorted(words & set(VISUAL_WORDS if family == "visual" else AUDIO_WORDS))
@@ -62,8 +65,6 @@ def cue_scores(predicted: list[list[str]], gold: list[tuple[str, ...]]) -> dict:
 def clue_sentences(sample) -> dict[str, tuple[str, ...]]:
     """The sentences a correct description of a synthetic clip contains, per kind (any one of
     each tuple's paraphrases will do); "frustration" only for clips that are frustrated."""
-    from affectgpt.data import synthetic as syn
-
     visual, audio = syn.cues_of(sample.emotions)
     kind, hinted = syn.subtitle_kind(sample.subtitle, sample.emotions)
     out = {"visual": syn._VISUAL_CLUES[visual], "audio": syn._AUDIO_CLUES[audio],
@@ -86,7 +87,7 @@ def clue_shares(texts: list[str], samples) -> dict[str, dict]:
 def best_constant(gold: list[tuple[str, ...]]) -> dict:
     """The emotion list that, answered for every sample, maximises label F1 (searched exhaustively
     over sets of up to 4 of the gold words), and its F1."""
-    from affectgpt.recipe.telemetry import label_prf
+    from affectgpt.recipe.telemetry import label_prf  # lazy: the command stays torch-free until it needs the model
 
     vocab = sorted({w for g in gold for w in g})
     best = {"emotions": [], "f1": 0.0}
@@ -99,8 +100,6 @@ def best_constant(gold: list[tuple[str, ...]]) -> dict:
 
 
 def is_synthetic(samples) -> bool:
-    from affectgpt.data.synthetic import cues_of, subtitle_kind
-
     try:
         for s in samples:
             cues_of(s.emotions or ())
@@ -128,8 +127,8 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
                        max_new_tokens: int = 96, progress: bool = False) -> dict:
     """Generate for every sample with ``drop`` removed (one modality, or several joined by "+");
     label F1, cue scores and clue shares."""
-    from affectgpt.recipe.telemetry import label_prf
-    from affectgpt.runtime.inference import predict
+    from affectgpt.recipe.telemetry import label_prf  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.runtime.inference import predict  # lazy: the command stays torch-free until it needs the model
 
     inputs, plan = samples, model.token_plan()
     for d in drop.split("+"):  # "video+subtitle": both removed
@@ -155,11 +154,10 @@ def evaluate_condition(model, samples, drop: str, task: str = "describe", batch_
 
 def untrained_copy(checkpoint: str | Path, device: str = "cpu", trust_remote_code: bool = False):
     """The model a checkpoint describes with freshly initialised adapters and LoRA (nothing trained loaded)."""
-    import torch
-    from omegaconf import OmegaConf
+    import torch  # lazy: the command stays torch-free until it needs the model
 
-    from affectgpt.model.build import build_model
-    from affectgpt.runtime.artifact import check_remote_code
+    from affectgpt.model.build import build_model  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.runtime.artifact import check_remote_code  # lazy: torch-free until the model is needed
 
     cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
     check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,
@@ -222,8 +220,6 @@ def parse_args(argv: list[str]):
 
 
 def _args(cfg):
-    from omegaconf import OmegaConf
-
     args = OmegaConf.to_object(cfg)
     args.drop = tuple(str(d).strip() for d in args.drop if str(d).strip())
     bad = [d for d in args.drop if any(part not in DROPPABLE for part in d.split("+"))]
@@ -240,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 def _ablation_command(cfg) -> int:
     args = _args(cfg)
     try:
-        from affectgpt.data.manifest import read_manifest
-        from affectgpt.runtime.open import open_artifact
+        from affectgpt.runtime.open import open_artifact  # lazy: the command stays torch-free until it needs the model
 
         samples = read_manifest(args.manifest)
         samples = samples[: args.max_samples] if args.max_samples else samples

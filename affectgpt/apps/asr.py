@@ -13,15 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from affectgpt.data.media import MediaError, load_media
 from affectgpt.runtime.asr import AsrConfig, ctranslate2_to_whisper, load_asr_model, resolve_asr_model, transcribe
 
 
 def main(argv: list[str] | None = None) -> int:
     """``convert input=CT2_DIR output=FILE.pt`` | ``transcribe input=MEDIA [asr.model=...]``."""
-    import torch
-
-    from affectgpt.data.media import MediaError, load_media
-
     args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv)[1:] if "=" in a)
     action = (sys.argv[1:] if argv is None else argv)[:1]
     usage = ("usage: python -m affectgpt.apps.asr convert input=CT2_DIR output=FILE.pt\n"

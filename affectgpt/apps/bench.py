@@ -21,6 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.core.fileio import atomic_write
 from affectgpt.core.plan import GENERATION_PRESETS
+from affectgpt.core.runlock import FolderLocked, acquire
+from affectgpt.data.faces import on_the_fly_note, without_face_file
+from affectgpt.eval.scorer import resolve_lexicon
+from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+from affectgpt.unibench.data import find_sets
+from affectgpt.unibench.llm import UniBenchLLM
+from affectgpt.unibench.score import format_table, load_predictions, score_unibench
 
 ASR_FIELDS = ("subtitle", "subtitle_source", "asr", "asr_language")  # what a subtitle=auto row says of its transcript
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
@@ -77,7 +84,10 @@ def _part_files(merged: Path) -> list[Path]:
 
 def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual: str) -> dict:
     """This rank's shard of the names not yet written, then (main process) one merged file in gold order."""
-    from affectgpt.runtime.inference import read_done, run_manifest
+    from affectgpt.runtime.inference import (  # lazy: the command stays torch-free until it needs the model
+        read_done,
+        run_manifest,
+    )
 
     # Shard first, then skip what is written: a rank that starts late must not see another rank's
     # fresh rows shift its shard (that lost samples).
@@ -85,8 +95,6 @@ def run_set(model, loaded, samples, merged: Path, gen: dict, cfg, state, visual:
     mine = [s for s in samples[state.process_index :: state.num_processes] if s.name not in done]
     part = merged.with_name(f"{merged.name.removesuffix('.jsonl')}.rank{state.process_index}.jsonl")
     if cfg.get("subtitle", "given") == "auto":  # each clip's transcript replaces the set's subtitle
-        from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
-
         try:
             asr = asr_config(cfg.get("asr"))
             asr.device = str(model.device)
@@ -121,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_command(cfg: DictConfig) -> int:
-    from affectgpt.unibench.data import find_sets
-
     checkpoints = checkpoint_paths(cfg.checkpoint)  # visual, decoding, labels: checked by the schema (BenchConfig)
     missing = [str(c) for c in checkpoints if not c.is_dir()]
     if missing:
@@ -137,12 +143,15 @@ def _bench_command(cfg: DictConfig) -> int:
     if without_media:
         fail(f"{cfg.root}: sets {without_media} have gold but no media paths to run on")
 
-    import torch
-    from accelerate import PartialState
+    import torch  # lazy: the command stays torch-free until it needs the model
+    from accelerate import PartialState  # lazy: the command stays torch-free until it needs the model
 
-    from affectgpt.core.runlock import FolderLocked, acquire
-    from affectgpt.runtime.inference import artifact_kind
-    from affectgpt.runtime.open import ArtifactError, open_artifact, resolve_merge
+    from affectgpt.runtime.inference import artifact_kind  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
+        ArtifactError,
+        open_artifact,
+        resolve_merge,
+    )
 
     try:
         for c in checkpoints:
@@ -170,8 +179,6 @@ def _bench_command(cfg: DictConfig) -> int:
     for path, tag in zip(checkpoints, checkpoint_tags(checkpoints), strict=True):
         visual = cfg.visual or checkpoint_visual(path)
         if visual == "faces" and state.is_main_process:
-            from affectgpt.data.faces import on_the_fly_note, without_face_file
-
             for name, test in sets.items():
                 if missing := without_face_file(test.samples):
                     print(f"{name}: {on_the_fly_note(missing, len(test.samples))}", file=sys.stderr)
@@ -203,15 +210,10 @@ def _bench_command(cfg: DictConfig) -> int:
     }
     (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
     if cfg.score:
-        from affectgpt.eval.scorer import resolve_lexicon
-        from affectgpt.unibench.score import format_table, load_predictions, score_unibench
-
         llm = None
         if cfg.labels == "llm":
             if not cfg.llm:
                 fail("labels=llm needs llm=DIR (a local Hugging Face causal LM folder)")
-            from affectgpt.unibench.llm import UniBenchLLM
-
             llm = UniBenchLLM(cfg.llm)
         try:
             result = score_unibench({n: t.gold for n, t in sets.items()}, load_predictions(out),

@@ -30,7 +30,7 @@ OWN_KEYS = ("official", "output", "variant")
 
 def read_official(path: Path) -> dict:
     """The released file's dict; weights only (no code runs while reading)."""
-    import torch
+    import torch  # lazy: the command stays torch-free until it needs the model
 
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -46,7 +46,7 @@ def read_official(path: Path) -> dict:
         found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise UsageError(f"{path}: expected a dict with a 'model' state dict (a released AffectGPT .pth), "
                          f"found {found}")
-    from affectgpt.model.official import TOP_LEVEL
+    from affectgpt.model.official import TOP_LEVEL  # lazy: the command stays torch-free until it needs the model
 
     extra = sorted(str(k) for k in obj if k not in TOP_LEVEL)
     if extra:
@@ -66,11 +66,11 @@ def shape_config(model_cfg: DictConfig) -> DictConfig:
 
 
 def convert(cfg: DictConfig) -> Path:
-    import torch
+    import torch  # lazy: the command stays torch-free until it needs the model
 
-    from affectgpt.model.build import build_model
-    from affectgpt.model.official import dims_of, to_ours
-    from affectgpt.recipe import checkpoint as ckpt
+    from affectgpt.model.build import build_model  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.model.official import dims_of, to_ours  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.recipe import checkpoint as ckpt  # lazy: the command stays torch-free until it needs the model
 
     source, output = Path(cfg.official), Path(cfg.output)
     if output.exists():

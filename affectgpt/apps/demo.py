@@ -19,7 +19,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from affectgpt.apps import infer
+from affectgpt.apps.bench import checkpoint_visual
 from affectgpt.apps.cli import Command, UsageError, run
+from affectgpt.data.faces import crop_clip
+from affectgpt.data.media import MediaError, load_media
+from affectgpt.eval import builtin_lexicon
+from affectgpt.eval.clues import split_clues
+from affectgpt.eval.parsing import normalize_label
+from affectgpt.runtime.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
@@ -53,8 +63,6 @@ def check_args(cfg):
 def clue_modality(sentence: str) -> str | None:
     """Which stream a description sentence draws on: visual, acoustic, textual, audio-visual
     (a clue that needs both), conclusion (the emotion list) or None (no stream named)."""
-    from affectgpt.eval.clues import split_clues
-
     low = sentence.lower()
     if not split_clues(sentence):
         return "conclusion"
@@ -75,9 +83,6 @@ def marked_description(text: str) -> list[tuple[str, str | None]]:
 def wheel_rows(emotions: list[str]) -> tuple[list[str], list[list[str]]]:
     """Header and one row per emotion word: its base form, its wheel word and, per emotion wheel
     of the built-in lexicon, the level-1 and level-2 categories ('' where the wheel lacks it)."""
-    from affectgpt.eval import builtin_lexicon
-    from affectgpt.eval.parsing import normalize_label
-
     lexicon = builtin_lexicon()
     header = ["emotion", "base form", "wheel word"] + [f"{w.name} (L1 / L2)" for w in lexicon.wheels]
     rows = []
@@ -142,12 +147,9 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
                 gen_form: dict) -> dict:
     """One clip through infer.py's checks and the inference library. Returns ``frames`` (uint8
     [H,W,3] list), ``description``, ``emotions``, ``timing`` and ``seconds``; InputError on bad input."""
-    import torch
-    from omegaconf import OmegaConf
+    import torch  # lazy: the command stays torch-free until it needs the model
 
-    from affectgpt.apps import infer
-    from affectgpt.data.media import MediaError, load_media
-    from affectgpt.runtime.inference import predict_one
+    from affectgpt.runtime.inference import predict_one  # lazy: the command stays torch-free until it needs the model
 
     t0 = time.perf_counter()
     cfg = OmegaConf.create({"task": task, "dtype": None, "video": video, "audio": audio, "manifest": None,
@@ -156,8 +158,6 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     gen = cli_check(infer.generation_settings, cfg, session.loaded.generation)
     model = session.loaded.model
     if (subtitle or "").strip() == "auto":  # subtitle by speech recognition, as infer.py subtitle=auto
-        from affectgpt.runtime.asr import AsrConfig, encoder_checkpoint_of, transcribe_samples
-
         try:
             sample = transcribe_samples([sample], AsrConfig(device=str(model.device)), encoder_checkpoint_of(model))[0]
         except (OSError, ValueError) as e:
@@ -165,8 +165,6 @@ def run_request(session: Session, video: str | None, audio: str | None, subtitle
     plan = model.token_plan()
     frames = []
     if video and plan.has_vision and session.visual == "faces":
-        from affectgpt.data.faces import crop_clip
-
         try:  # the face crops the model sees (stored BGR, shown RGB)
             frames = [f[..., ::-1] for f in crop_clip(video, plan.frames)]
         except MediaError as e:
@@ -196,7 +194,7 @@ def _shown_path(message: str, paths: list[str | None]) -> str:
 
 def build_app(session: Session):
     """The Blocks page; ``answer`` never raises: a bad request fills the status line and clears the rest."""
-    import gradio as gr
+    import gradio as gr  # optional: the [demo] extra
 
     def answer(video, audio, subtitle, task, max_new_tokens, do_sample, temperature, top_p, num_beams):
         gen_form = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample),
@@ -255,10 +253,13 @@ def main(argv: list[str] | None = None) -> int:
 def serve(cfg) -> None:
     check_args(cfg)
     try:
-        import gradio as gr
+        import gradio as gr  # optional: the [demo] extra
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
-    from affectgpt.runtime.open import ArtifactError, open_artifact
+    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
+        ArtifactError,
+        open_artifact,
+    )
 
     try:
         opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
@@ -271,9 +272,7 @@ def serve(cfg) -> None:
     if str(cfg.host) not in LOCAL_HOSTS:
         print(f"warning: listening on {cfg.host}:{cfg.port}: anyone who can reach this address can upload files "
               "and run the model; there is no login", file=sys.stderr)
-    import gradio as gr
-
-    from affectgpt.apps.bench import checkpoint_visual
+    import gradio as gr  # optional: the [demo] extra
 
     visual = cfg.visual or checkpoint_visual(Path(cfg.checkpoint))
     if visual not in ("frames", "faces"):

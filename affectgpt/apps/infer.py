@@ -21,9 +21,25 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from affectgpt.apps.bench import checkpoint_visual
 from affectgpt.apps.cli import Command, UsageError
 from affectgpt.core.fileio import writing
 from affectgpt.core.plan import DEFAULT_GENERATION, GENERATION_PRESETS
+from affectgpt.core.predictions import check_predictions
+from affectgpt.core.runlock import FolderLocked, acquire
+from affectgpt.data.faces import on_the_fly_note, without_face_file
+from affectgpt.data.manifest import ManifestError, Sample, read_manifest
+from affectgpt.data.media import MediaError, load_media
+from affectgpt.eval.cli import format_table
+from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
+from affectgpt.runtime.timeline import (
+    plot_path,
+    plot_timeline,
+    read_rows,
+    segment_config,
+    segment_samples,
+    segments_path,
+)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 INFER = Command(prog="python infer.py", config="infer", doc=__doc__,
@@ -58,8 +74,6 @@ def generation_settings(cfg: DictConfig, defaults: dict) -> dict:
 
 def check_inputs(cfg: DictConfig):
     """Everything that can be checked without the model; returns (samples, subtitle)."""
-    from affectgpt.data.manifest import ManifestError, Sample, read_manifest
-    from affectgpt.data.media import MediaError, load_media
     # task, visual, dtype, decoding: checked by the schema (InferConfig) when the command line is composed
     single = cfg.video is not None or (cfg.audio is not None and cfg.manifest is None)
     if single == (cfg.manifest is not None):
@@ -94,12 +108,8 @@ def check_inputs(cfg: DictConfig):
 
 def resolve_visual(cfg: DictConfig, samples) -> str:
     """visual= or the checkpoint's data.visual; with faces, says on stderr which clips are cropped on the fly."""
-    from affectgpt.apps.bench import checkpoint_visual
-
     visual = cfg.get("visual") or checkpoint_visual(Path(cfg.checkpoint))
     if visual == "faces":
-        from affectgpt.data.faces import on_the_fly_note, without_face_file
-
         if missing := without_face_file(samples):
             print(on_the_fly_note(missing, len(samples)), file=sys.stderr)
     return visual
@@ -107,8 +117,6 @@ def resolve_visual(cfg: DictConfig, samples) -> str:
 
 def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     """Timeline mode: the video's utterance segments; ``subtitle=auto``: every clip's transcript as its subtitle."""
-    from affectgpt.runtime.asr import asr_config, encoder_checkpoint_of, transcribe_samples
-
     try:
         asr = asr_config(cfg.get("asr"))
     except (ValueError, TypeError) as e:
@@ -123,10 +131,6 @@ def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
 
     auto = cfg.subtitle == "auto"
     if cfg.get("timeline"):
-        from affectgpt.data.manifest import ManifestError
-        from affectgpt.data.media import MediaError
-        from affectgpt.runtime.timeline import segment_config, segment_samples, segments_path
-
         try:
             samples, reused = segment_samples(Path(cfg.video) if cfg.video else None,
                                               Path(cfg.audio) if cfg.audio else None, Path(cfg.output),
@@ -139,7 +143,7 @@ def prepare_samples(cfg: DictConfig, samples: list, model, device: str) -> list:
     if not auto:
         return samples
     if cfg.manifest is not None:  # resuming: transcribe only the clips still to run
-        from affectgpt.runtime.inference import read_done
+        from affectgpt.runtime.inference import read_done  # lazy: the command stays torch-free until it needs the model
 
         try:
             done = {r["name"] for r in read_done(Path(cfg.output))}
@@ -172,15 +176,15 @@ def main(cfg: DictConfig) -> None:
     samples = check_inputs(cfg)  # media first: a bad clip fails in a second, before torch is imported
     generation_settings(cfg, {})  # bad generation options fail before the model loads
     if cfg.manifest is not None:  # OUT must be this program's own file before anything touches it; one job on it
-        from affectgpt.core.predictions import check_predictions
-        from affectgpt.core.runlock import FolderLocked, acquire
-
         try:
             check_predictions(Path(cfg.output), (Path(cfg.manifest),))
             acquire(cfg.output, "python infer.py", is_file=True)
         except (ValueError, FolderLocked) as e:
             fail(str(e))
-    from affectgpt.runtime.open import ArtifactError, open_artifact
+    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
+        ArtifactError,
+        open_artifact,
+    )
 
     try:
         opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
@@ -188,9 +192,13 @@ def main(cfg: DictConfig) -> None:
     except ArtifactError as e:
         fail(str(e))
 
-    import torch
+    import torch  # lazy: the command stays torch-free until it needs the model
 
-    from affectgpt.runtime.inference import predict_one, run_manifest, score_manifest
+    from affectgpt.runtime.inference import (  # lazy: the command stays torch-free until it needs the model
+        predict_one,
+        run_manifest,
+        score_manifest,
+    )
 
     loaded, device = opened.loaded, opened.device
     load_s = opened.seconds
@@ -203,7 +211,10 @@ def main(cfg: DictConfig) -> None:
     if cfg.manifest is None and not cfg.get("timeline"):
         decode = str(cfg.get("decode", "plain"))
         try:
-            from affectgpt.runtime.decoding import check_mode, fast_path_reason
+            from affectgpt.runtime.decoding import (  # lazy: the command stays torch-free until it needs the model
+                check_mode,
+                fast_path_reason,
+            )
 
             check_mode(decode, model.device)
         except ValueError as e:
@@ -220,7 +231,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.profile:
             where = f"{loaded.kind}, {device}, {next(model.llm.parameters()).dtype}".replace("torch.", "")
             print_profile(timing, load_s, time.perf_counter() - t_start, where)
-        from affectgpt.runtime.inference import sample_fields
+        from affectgpt.runtime.inference import sample_fields  # lazy: torch-free until the model is needed
 
         obj = {k: row[k] for k in ("name", "description", "emotions", "task")}
         print(json.dumps({**obj, **sample_fields(samples[0])}, ensure_ascii=False))
@@ -238,14 +249,10 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {counts['written']} rows ({counts['errors']} errors, {counts['skipped']} already in {out}) "
           f"in {counts['seconds']:.1f} s, {rate:.2f} clips/s", file=sys.stderr)
     if cfg.get("timeline"):
-        from affectgpt.runtime.timeline import plot_path, plot_timeline, read_rows
-
         png = plot_timeline(read_rows(out), plot_path(out), title=f"{Path(cfg.video or cfg.audio).name}: emotions")
         print(f"timeline plot -> {png}", file=sys.stderr)
         return
     if cfg.score:
-        from affectgpt.eval.cli import format_table
-
         try:
             metrics = score_manifest(out, samples, str(cfg.manifest))
         except ValueError as e:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict
 
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, run
+from affectgpt.apps.cli import compose as compose_command
 from affectgpt.model import summary
 
 SUMMARY = Command(prog="python -m affectgpt.apps.summary", config="summary", verbatim=TRAIN_VERBATIM,
@@ -17,8 +18,6 @@ SUMMARY = Command(prog="python -m affectgpt.apps.summary", config="summary", ver
 
 def compose(overrides: list[str]):
     """The training config (conf/train.yaml) with overrides, e.g. ``model=affectgpt-7b``."""
-    from affectgpt.apps.cli import compose as compose_command
-
     return compose_command(SUMMARY, overrides)
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from affectgpt.apps.cli import TRAIN_VERBATIM, Command, UsageError
 from affectgpt.core import errors
+from affectgpt.core.runlock import FolderLocked, acquire
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TRAIN = Command(prog="python train.py", config="train", doc=__doc__, verbatim=TRAIN_VERBATIM)
@@ -43,8 +44,8 @@ def setup_logging(output_dir: Path) -> logging.handlers.MemoryHandler:
 def make_recipe(cfg: DictConfig):
     """The recipe of ``trainer.stage``: ``sft`` (supervised, affectgpt/recipe/training.py) or ``grpo``
     (affectgpt/recipe/grpo.py)."""
-    from affectgpt.recipe.grpo import GRPORecipe
-    from affectgpt.recipe.training import TrainRecipe
+    from affectgpt.recipe.grpo import GRPORecipe  # lazy: the command stays torch-free until it needs the model
+    from affectgpt.recipe.training import TrainRecipe  # lazy: the command stays torch-free until it needs the model
 
     stage = cfg.trainer.get("stage", "sft")
     if stage not in ("sft", "grpo"):
@@ -53,8 +54,7 @@ def make_recipe(cfg: DictConfig):
 
 
 def main(cfg: DictConfig) -> None:
-    from affectgpt.core.runlock import FolderLocked, acquire
-    from affectgpt.recipe.checkpoint import ResumeRefused
+    from affectgpt.recipe.checkpoint import ResumeRefused  # lazy: the command stays torch-free until it needs the model
 
     # Absolute paths in the saved config: a checkpoint must load from any working directory.
     cfg.data.root = os.path.abspath(cfg.data.root)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pickle
 import re
@@ -162,18 +163,16 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # DataLoader workers and launched ranks
     for category in (DeprecationWarning, FutureWarning, UserWarning, PendingDeprecationWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
-    import logging
-
     logging.raiseExceptions = False
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if "transformers" in sys.modules:  # imported before this command started (tests, the demo's reload)
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: only when already loaded
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import disable_progress_bars  # lazy: only when already loaded
 
         disable_progress_bars()
 

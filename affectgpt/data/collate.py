@@ -105,8 +105,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _range(self, s: Sample, max_audio: float):
         """The sample's ``start``..``end`` seconds of its file(s), decoded by seeking (``stream.load_range``)."""
-        from affectgpt.data.media import MediaError
-        from affectgpt.data.stream import load_range
+        from affectgpt.data.media import MediaError  # lazy: PyAV only where clips are decoded
+        from affectgpt.data.stream import load_range  # lazy: PyAV only where clips are decoded
 
         try:
             start, end = float(s.extra["start"]), float(s.extra["end"])
@@ -120,11 +120,11 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _faces(self, s: Sample, max_audio: float):
         """Face crops in place of frames; audio from the audio file, else the video's track."""
-        from affectgpt.data.media import MediaError, face_file, load_faces, load_media
+        from affectgpt.data.media import MediaError, face_file, load_faces, load_media  # lazy: PyAV, as above
 
         path = face_file(s.name, s.video, s.extra.get("faces"))
         if self.crop_faces and s.video and (path is None or not path.is_file()):
-            from affectgpt.data.faces import crop_clip
+            from affectgpt.data.faces import crop_clip  # lazy: PyAV, as above
 
             faces = crop_clip(s.video, self.plan.frames)
         elif path is None:

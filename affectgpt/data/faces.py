@@ -25,15 +25,19 @@ import importlib.util
 import json
 import logging
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from affectgpt.core.fileio import atomic_write
-from affectgpt.data.media import FACE_DIR, MediaError, _check_file, _open
+from affectgpt.data.manifest import read_manifest
+from affectgpt.data.media import FACE_DIR, MediaError, _check_file, _open, face_file, load_media
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ class FaceCropper:
     landmarks are fitted on the full frame. ``mask``: black outside the face, as OpenFace's default."""
 
     def __init__(self, size: int = FACE_SIZE, mask: bool = True, detect_size: int = 480):
-        import dlib  # the optional extra: only this class needs it
+        import dlib  # optional: the [faces] extra (only this class needs it)
 
         folder = model_dir()
         self.detector = dlib.get_frontal_face_detector()
@@ -248,8 +252,6 @@ class Clip:
 def list_clips(source: str | Path) -> list[Clip]:
     """The clips of ``input=``: one video file, every video in a folder (not recursive), or the
     samples of a manifest (``.jsonl``/``.json``) that have a video. Names must be unique."""
-    from affectgpt.data.manifest import read_manifest
-
     src = Path(source)
     if src.is_dir():
         clips = [Clip(p.stem, p) for p in sorted(src.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES]
@@ -300,11 +302,6 @@ def run(clips: list[Clip], root: Path, workers: int = 1, fps: float | None = Non
         mask: bool = True, detect_size: int = 480, progress: bool = True) -> dict:
     """Crop every clip whose face file is missing or invalid; append one row per processed clip to
     ``root/faces_report.jsonl``. Returns counts and the names without a face or with an error."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from tqdm import tqdm
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     todo = [c for c in clips if not valid_faces(face_output(root, c.name), size)]
@@ -365,8 +362,6 @@ def crop_clip(video: str | Path, n_frames: int = 8) -> np.ndarray:
     """uint8 [n_frames, 112, 112, 3] BGR (as a face file stores them) from the clip's ``n_frames``
     sampled frames (``media.load_media``'s segment centres); frames without a face are left out and
     the others sampled as ``load_faces`` samples a file. No face in any frame raises ``MediaError``."""
-    from affectgpt.data.media import load_media
-
     frames = load_media(Path(video), None, n_frames=n_frames, max_audio_seconds=1.0).frames
     if frames is None:
         raise MediaError(video, "visual=faces: the file has no video stream to crop faces from")
@@ -381,8 +376,6 @@ def crop_clip(video: str | Path, n_frames: int = 8) -> np.ndarray:
 
 def without_face_file(samples) -> list[str]:
     """Names of samples whose face file is missing: their faces are cropped on the fly."""
-    from affectgpt.data.media import face_file
-
     return [s.name for s in samples
             if not ((p := face_file(s.name, s.video, s.extra.get("faces"))) and p.is_file())]
 

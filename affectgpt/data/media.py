@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import decord
 import numpy as np
 
 from affectgpt.core.errors import InputError
@@ -151,8 +152,6 @@ def _truncation_tolerance(declared: float) -> float:
 
 def _frames_decord(path: Path, n_frames: int, size: tuple[int, int], declared: float,
                    sampling: str = "centre") -> tuple[np.ndarray, float]:
-    import decord
-
     width, height = size
     vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     count = len(vr)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from jinja2 import TemplateError
+
 from affectgpt.core.config import check_choice
 from affectgpt.core.plan import MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS, TASKS
 
@@ -120,8 +122,6 @@ def render_prompt(tok, messages: list[dict]) -> str:
     opening (``add_generation_prompt``; reasoning templates get ``enable_thinking=False``, so Qwen3
     answers directly). A template that refuses a system message (Gemma 2, Mistral v0.1 raise) or
     silently drops it (Phi-3-mini's original) gets the system text merged into the first user turn."""
-    from jinja2 import TemplateError
-
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
     try:
         text = _render(tok, messages)

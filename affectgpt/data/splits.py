@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from affectgpt.data.manifest import Sample, read_manifest
 from affectgpt.data.readers import Source, epoch_counts, mix_epoch, read_source
+from affectgpt.data.synthetic import ensure_dataset
 
 log = logging.getLogger("affectgpt.data")
 
@@ -24,8 +25,6 @@ def load_split(data_cfg: DictConfig, split: str) -> list[Sample]:
             return load_train(data_cfg).pool
         return [s for src in read_sources(data_cfg, split) for s in src.samples]
     if data_cfg.kind == "synthetic":
-        from affectgpt.data.synthetic import ensure_dataset
-
         ensure_dataset(Path(data_cfg.root), seed=data_cfg.seed, n_train=data_cfg.n_train, n_val=data_cfg.n_val,
                        n_test=data_cfg.n_test)
     manifest = data_cfg.get(f"{split}_manifest")

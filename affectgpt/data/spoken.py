@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from affectgpt.core.plan import SAMPLE_RATE
+from affectgpt.data.media import load_media
+from affectgpt.data.synthetic import write_clip
 
 
 def have_espeak() -> bool:
@@ -24,8 +26,6 @@ def speak(text: str, voice: str = "en-us", words_per_minute: int = 150, word_gap
     """float32[N] at 16 kHz: ``text`` spoken by espeak-ng, with ``word_gap`` x 10 ms between words.
     espeak's run-together words are hard for Whisper tiny.en: on the 33 sentences of
     ``benchmarks/bench_asr.py`` the gap of 40 ms takes its WER from 0.109 to 0.054."""
-    from affectgpt.data.media import load_media
-
     if not have_espeak():
         raise FileNotFoundError("espeak-ng is not installed (apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,8 +40,6 @@ def speak(text: str, voice: str = "en-us", words_per_minute: int = 150, word_gap
 def spoken_clip(path: str | Path, text: str, fps: int = 10, size: int = 64, pad_seconds: float = 0.3,
                 **speak_kw) -> Path:
     """An mp4 (H.264 grey frames + AAC speech) of ``text``, with ``pad_seconds`` of silence around it."""
-    from affectgpt.data.synthetic import write_clip
-
     pad = np.zeros(int(pad_seconds * SAMPLE_RATE), np.float32)
     audio = np.concatenate([pad, speak(text, **speak_kw), pad])
     frames = np.full((max(1, round(audio.size / SAMPLE_RATE * fps)), size, size, 3), 128, np.uint8)
@@ -50,8 +48,6 @@ def spoken_clip(path: str | Path, text: str, fps: int = 10, size: int = 64, pad_
 
 def silent_clip(path: str | Path, seconds: float = 3.0, fps: int = 10, size: int = 64) -> Path:
     """An mp4 whose AAC track is digital silence plus faint noise (-70 dBFS): nothing to transcribe."""
-    from affectgpt.data.synthetic import write_clip
-
     audio = np.random.default_rng(0).normal(0, 3e-4, int(seconds * SAMPLE_RATE)).astype(np.float32)
     frames = np.full((max(1, round(seconds * fps)), size, size, 3), 128, np.uint8)
     return write_clip(path, frames, audio, fps=fps, sample_rate=SAMPLE_RATE)

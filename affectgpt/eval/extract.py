@@ -19,6 +19,7 @@ import re
 from functools import lru_cache
 
 from affectgpt.eval.lexicon_tables import SCAN_STOP
+from affectgpt.eval.wheels import builtin_lexicon
 
 CONCLUSION_WEIGHT = 1.0
 BODY_WEIGHT = 0.5
@@ -85,16 +86,12 @@ def _clean_item(item: str) -> str:
 @lru_cache(maxsize=1)
 def _whole_words() -> frozenset[str]:
     """Every word form of the built-in lexicon (a cut "frustr" is none of them)."""
-    from affectgpt.eval.wheels import builtin_lexicon
-
     return frozenset(builtin_lexicon().forms)
 
 
 @lru_cache(maxsize=1)
 def _scan_table() -> dict[str, str]:
     """Surface form -> base word of every scannable emotion word in the built-in lexicon."""
-    from affectgpt.eval.wheels import builtin_lexicon
-
     table = {}
     for form, bases in builtin_lexicon().forms.items():
         if " " in form or form in SCAN_STOP or bases[0] in SCAN_STOP:

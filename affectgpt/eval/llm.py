@@ -97,14 +97,14 @@ class LLMExtractor:
                 self.model_from._load_model()
             self._model, self._tokenizer = self.model_from._model, self.model_from._tokenizer
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: the scorer is torch-free until an LLM runs
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self._model = AutoModelForCausalLM.from_pretrained(self.model_dir)
         self._model.eval()
 
     def _generate(self, text: str) -> str:
-        import torch
+        import torch  # lazy: the scorer is torch-free until an LLM runs
 
         if self._model is None:
             self._load_model()

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from affectgpt.core.config import Extractor, ScoreTask, check_choice, values
+from affectgpt.eval.clues import clue_overlap
+from affectgpt.eval.extract import extract_emotions
+from affectgpt.eval.llm import LLMExtractor
 from affectgpt.eval.metrics import basic_hit_rate, label_metrics
 from affectgpt.eval.parsing import parse_labels
 from affectgpt.eval.wheels import Lexicon, builtin_lexicon, load_lexicon
@@ -64,14 +67,10 @@ def _index(records: list[dict], what: str) -> dict[str, dict]:
 
 def _make_extractor(extractor: str, llm, llm_cache):
     if extractor == "rules":
-        from affectgpt.eval.extract import extract_emotions
-
         return lambda texts: [extract_emotions(t) for t in texts]
     if extractor == "llm":
         if not llm:
             raise ValueError("extractor 'llm' needs llm=PATH (a local Hugging Face causal LM directory)")
-        from affectgpt.eval.llm import LLMExtractor
-
         return LLMExtractor(llm, cache_path=llm_cache).extract_many
     check_choice("extractor", extractor, EXTRACTORS)
     raise AssertionError(extractor)  # unreachable: the extractors are handled above
@@ -154,6 +153,4 @@ def _clue_block(names, gold_by_name, pred_by_name, method: str) -> dict:
     ]
     if not pairs:
         return {"precision": None, "recall": None, "f1": None, "method": None}
-    from affectgpt.eval.clues import clue_overlap
-
     return clue_overlap([g for g, _ in pairs], [p for _, p in pairs], method=method)

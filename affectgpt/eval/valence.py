@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from affectgpt.eval.wheels import builtin_lexicon
+
 # Polarity of the level-1 groups of the built-in wheels (affectgpt/eval/data/wheel1..3.csv).
 GROUP_POLARITY = {
     "wheel1": {"joyful": 1, "peaceful": 1, "powerful": 1, "mad": -1, "sad": -1, "scared": -1},
@@ -45,8 +47,6 @@ def word_valence(word: str) -> int:
     """-1, 0 or +1 for one normalised label (a word or a short phrase)."""
     if word in WORD_VALENCE:
         return WORD_VALENCE[word]
-    from affectgpt.eval.wheels import builtin_lexicon
-
     lexicon = builtin_lexicon()
     groups = lexicon.groups(word)
     total = 0

@@ -73,7 +73,7 @@ def _read_table(path: Path) -> list[list]:
     """Rows (header included) of a .csv or the first sheet of a .xlsx, cells as str or None."""
     if path.suffix.lower() == ".xlsx":
         try:
-            import openpyxl
+            import openpyxl  # lazy: only .xlsx wheels need it; importing the scorer stays cheap
         except ImportError:  # pragma: no cover - openpyxl is a project dependency
             raise ImportError(f"{path}: reading .xlsx needs openpyxl (pip install openpyxl)") from None
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)

@@ -26,6 +26,7 @@ whatever the length. Example, windows of 2 s / stride 2 s, 1 query: 1 s → 1, 7
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -39,7 +40,10 @@ FUSION_WEIGHT_NETS = ("mlp", "linear")
 
 
 def _qformer(cfg: AdapterConfig, encoder_dim: int):
-    from transformers import Blip2QFormerConfig, Blip2QFormerModel
+    from transformers import (  # lazy: seconds to import; only the Q-Former adapter needs it
+        Blip2QFormerConfig,
+        Blip2QFormerModel,
+    )
 
     qcfg = Blip2QFormerConfig(
         hidden_size=cfg.hidden_size,
@@ -270,6 +274,4 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _with(cfg: AdapterConfig, **kw) -> AdapterConfig:
-    from dataclasses import replace
-
     return replace(cfg, **kw)

@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 
 from affectgpt.core.model_config import ModelConfig
 from affectgpt.core.plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
+from affectgpt.data.prompts import clean_answer
 from affectgpt.model import media, parts
 from affectgpt.model.adapters import AudioAdapter, PreFusion, VideoAdapter
 from affectgpt.model.encoders import make_audio_encoder, make_vision_encoder
@@ -184,8 +185,6 @@ class AffectGPT(nn.Module):
                  stop_strings: list[str] | None = None, repetition_penalty: float | None = None) -> list[str]:
         """Decoded answers. ``top_k`` / ``repetition_penalty`` None: the LLM's generation_config value;
         ``stop_strings`` end a sequence once its text ends with one (besides the stop ids)."""
-        from affectgpt.data.prompts import clean_answer
-
         kwargs = generation_kwargs(self, max_new_tokens, do_sample, temperature, top_p, num_beams, top_k,
                                    stop_strings, repetition_penalty)
         embeds = self.embed(batch, self.encode_media(batch))

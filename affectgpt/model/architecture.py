@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import AutoConfig
+
 ARCHITECTURE_DIR = Path(__file__).parent / "architectures"
 
 
@@ -69,8 +71,6 @@ def check_architecture(expected: dict, found: dict, expected_from: str, found_fr
 
 def normalized_llm_config(fields: dict) -> dict:
     """``fields`` (a config.json's or a stored record's) as the family's config class writes them."""
-    from transformers import AutoConfig
-
     fields = {k: v for k, v in fields.items() if k not in ("transformers_version", "dtype", "torch_dtype")}
     model_type = fields.pop("model_type")
     return AutoConfig.for_model(model_type, **fields).to_dict()

@@ -5,8 +5,10 @@ fields; this builder still names unknown keys, for configs that come from a chec
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from affectgpt.core.model_config import (
     META_KEYS,
@@ -18,6 +20,7 @@ from affectgpt.core.model_config import (
     VisionConfig,
 )
 from affectgpt.model.affectgpt import AffectGPT
+from affectgpt.model.tiny import apply_tiny_llm_lora, ensure_tiny_assets
 
 _META_KEYS = META_KEYS | {"architecture"}  # a top-level architecture in configs saved by older versions
 
@@ -42,22 +45,16 @@ def _make(cls, d: dict | None, where: str):
 def to_plain(cfg) -> dict:
     """OmegaConf / dataclass / dict → plain dict (resolved)."""
     try:
-        from omegaconf import DictConfig, OmegaConf
-
         if isinstance(cfg, DictConfig):
             return OmegaConf.to_container(cfg, resolve=True)
     except ImportError:
         pass
     if is_dataclass(cfg):
-        from dataclasses import asdict
-
         return asdict(cfg)
     return dict(cfg)
 
 
 def model_config(d) -> ModelConfig:
-    from affectgpt.model.tiny import apply_tiny_llm_lora
-
     d = {k: v for k, v in apply_tiny_llm_lora(to_plain(d)).items() if k not in _META_KEYS}
     unknown = sorted(set(d) - {f.name for f in fields(ModelConfig)})
     if unknown:
@@ -85,8 +82,6 @@ def build_model(d, device="cpu", weights: str | None = None) -> AffectGPT:
     affectgpt/model/architectures) and build directly on ``device``, ``"meta"`` included."""
     plain = to_plain(d)
     if plain.get("tiny_assets"):
-        from affectgpt.model.tiny import ensure_tiny_assets
-
         ensure_tiny_assets(plain["tiny_assets"], int(plain.get("tiny_seed", 1234)),
                            plain.get("tiny_tokenizer", "bpe"), plain.get("tiny_corpus"))
     return AffectGPT(model_config(plain), device, weights)

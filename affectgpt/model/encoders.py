@@ -10,16 +10,23 @@ outputs depend only on the weights and the preprocessing, which is what makes th
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import whisper
 from torch import nn
+from whisper.model import AudioEncoder as WhisperAudioEncoder
 
 from affectgpt.core.model_config import AudioConfig, VisionConfig
 from affectgpt.core.plan import SAMPLE_RATE, WHISPER_FRAME_SAMPLES
 from affectgpt.data.frames import resize_crop
+from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
+from affectgpt.model.hf_encoders import HFClipVisionEncoder, HubertAudioEncoder
+from affectgpt.model.llm import torch_dtype
 
 WHISPER_HOP = 160  # samples per mel frame
 WHISPER_CHUNK_SECONDS = 30
@@ -50,8 +57,6 @@ FRAME_SAMPLING = ("centre", "index")
 
 
 def _dtype(name: str) -> torch.dtype:
-    from affectgpt.model.llm import torch_dtype
-
     return torch_dtype(name)
 
 
@@ -65,7 +70,7 @@ class VisionEncoder(nn.Module):
 
     def __init__(self, cfg: VisionConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
-        import open_clip
+        import open_clip  # lazy: seconds to import; only the CLIP encoder needs it
 
         open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
         self.cfg = cfg
@@ -77,8 +82,6 @@ class VisionEncoder(nn.Module):
         if local_dir and not (Path(cfg.model[len("local-dir:"):]) / "open_clip_config.json").is_file():
             raise FileNotFoundError(f"{cfg.model}: no open_clip_config.json in that folder")
         if weights == "random":
-            import logging
-
             # open_clip warns on the root logger that nothing was loaded: here that is the request.
             logging.disable(logging.WARNING)
             try:
@@ -156,8 +159,6 @@ def make_vision_encoder(cfg: VisionConfig, device: str | torch.device = "cpu", w
         raise ValueError(f"model.vision: kind must be one of {VISION_KINDS} and frame_sampling one of "
                          f"{FRAME_SAMPLING}, got {cfg.kind!r} and {cfg.frame_sampling!r}")
     if cfg.kind == "hf_clip":
-        from affectgpt.model.hf_encoders import HFClipVisionEncoder
-
         return HFClipVisionEncoder(cfg, device, weights)
     return VisionEncoder(cfg, device, weights)
 
@@ -167,8 +168,6 @@ def make_audio_encoder(cfg: AudioConfig, device: str | torch.device = "cpu", wei
     if cfg.kind not in AUDIO_KINDS:
         raise ValueError(f"model.audio.kind must be one of {AUDIO_KINDS}, got {cfg.kind!r}")
     if cfg.kind == "hubert":
-        from affectgpt.model.hf_encoders import HubertAudioEncoder
-
         return HubertAudioEncoder(cfg, device, weights)
     return AudioEncoder(cfg, device, weights)
 
@@ -180,10 +179,6 @@ def whisper_checkpoint_path(model: str) -> Path:
         if not Path(model).is_file():
             raise FileNotFoundError(f"{model}: whisper checkpoint not found")
         return Path(model)
-    import os
-
-    import whisper
-
     if model not in whisper._MODELS:
         raise ValueError(f"whisper model {model!r}: not a local .pt and not one of {sorted(whisper._MODELS)}")
     root = Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
@@ -204,13 +199,9 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
     """openai-whisper's AudioEncoder with the ``encoder.*`` weights of a whisper checkpoint,
     loaded strictly (decoder weights are skipped; any other key is an error); the dims are checked
     against the stored architecture when one is named."""
-    from whisper.model import AudioEncoder as WhisperAudioEncoder
-
     ckpt = _read_whisper_checkpoint(path)
     dims = dict(ckpt["dims"])
     if architecture:
-        from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
-
         check_architecture(load_architecture(architecture), dims, str(architecture_path(architecture)), str(path))
     state = ckpt["model_state_dict"]
     other = sorted(k for k in state if not k.startswith(("encoder.", "decoder.")))
@@ -233,8 +224,6 @@ def load_whisper_encoder(path: Path, architecture: str | None = None) -> tuple[n
 def whisper_dims(cfg: AudioConfig) -> dict:
     """Dims for a random build: the stored architecture, else the local checkpoint's own."""
     if cfg.architecture:
-        from affectgpt.model.architecture import load_architecture
-
         return load_architecture(cfg.architecture)
     if cfg.model.endswith((".pt", ".pth")):
         return dict(_read_whisper_checkpoint(whisper_checkpoint_path(cfg.model))["dims"])
@@ -250,8 +239,6 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, cfg: AudioConfig, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
-        from whisper.model import AudioEncoder as WhisperAudioEncoder
-
         if cfg.long_audio not in ("chunk", "truncate"):
             raise ValueError(f"audio.long_audio must be 'chunk' or 'truncate', got {cfg.long_audio!r}")
         if weights not in ("pretrained", "random"):
@@ -291,8 +278,6 @@ class AudioEncoder(nn.Module):
                 "long_audio": self.cfg.long_audio, "max_seconds": self.cfg.max_seconds}
 
     def _encode_chunks(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
-        import whisper
-
         n_ctx_samples = WHISPER_CHUNK_SECONDS * SAMPLE_RATE
         dev = next(self.encoder.parameters()).device
         dtype = next(self.encoder.parameters()).dtype

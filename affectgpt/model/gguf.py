@@ -16,8 +16,8 @@ from pathlib import Path
 
 def convert(gguf_file: str | Path, output: str | Path) -> Path:
     """Write ``output`` (config.json, model.safetensors, tokenizer files) from ``gguf_file``."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: apps.gguf prints its usage error before torch loads
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # lazy: as torch
 
     src = Path(gguf_file)
     if not src.is_file():

@@ -22,8 +22,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoConfig, Wav2Vec2FeatureExtractor
+from transformers.utils import cached_file
 
 from affectgpt.core.plan import SAMPLE_RATE
+from affectgpt.data.frames import resize_crop
+from affectgpt.model.architecture import load_architecture
+from affectgpt.model.llm import torch_dtype
 
 # CLIP's image normalisation (openai/clip-vit-large-patch14 preprocessor_config.json), when a folder has none.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -39,11 +44,7 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 def _hf_config(model_type: str, architecture: str | None, name_or_path: str):
     """A transformers config for a random build: the stored architecture, else the folder's config.json."""
-    from transformers import AutoConfig
-
     if architecture:
-        from affectgpt.model.architecture import load_architecture
-
         fields = dict(load_architecture(architecture))
     else:
         path = Path(name_or_path) / "config.json"
@@ -96,17 +97,13 @@ class HubertAudioEncoder(nn.Module):
 
     def __init__(self, cfg, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
-        from transformers import HubertModel
-
-        from affectgpt.model.llm import torch_dtype
+        from transformers import HubertModel  # lazy: loads a model family; only this encoder needs it
 
         if cfg.clips < 1 or cfg.clip_seconds <= 0 or cfg.last_layers < 1:
             raise ValueError(f"audio (hubert): clips, clip_seconds and last_layers must be positive, got "
                              f"{cfg.clips}, {cfg.clip_seconds}, {cfg.last_layers}")
         self.cfg = cfg
         if weights == "pretrained":
-            from transformers import Wav2Vec2FeatureExtractor
-
             encoder = _load_strict(HubertModel, cfg.model, device)
             fx = Wav2Vec2FeatureExtractor.from_pretrained(cfg.model)
             if fx.sampling_rate != SAMPLE_RATE:
@@ -167,9 +164,7 @@ class HFClipVisionEncoder(nn.Module):
 
     def __init__(self, cfg, device: str | torch.device = "cpu", weights: str = "pretrained"):
         super().__init__()
-        from transformers import CLIPModel
-
-        from affectgpt.model.llm import torch_dtype
+        from transformers import CLIPModel  # lazy: loads a model family; only this encoder needs it
 
         if cfg.output != "pooled":
             raise ValueError(f"vision.kind=hf_clip gives one projected embedding per frame (output: pooled), "
@@ -207,8 +202,6 @@ class HFClipVisionEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames [B,T,H,W,3] uint8, or already resized [B,T,3,S,S] floats in 0..1 → [B,T,1,D]."""
-        from affectgpt.data.frames import resize_crop
-
         b, t = frames.shape[:2]
         flat = frames.flatten(0, 1)
         if flat.dtype == torch.uint8:
@@ -222,7 +215,5 @@ def _preprocessor_config(name_or_path: str) -> dict | None:
     local = Path(name_or_path) / "preprocessor_config.json"
     if local.is_file():
         return json.loads(local.read_text())
-    from transformers.utils import cached_file
-
     path = cached_file(name_or_path, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False)
     return json.loads(Path(path).read_text()) if path else None

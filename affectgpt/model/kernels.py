@@ -64,7 +64,7 @@ def apply_kernels(base_llm, name: str, device: str | torch.device) -> str:
 def fused_linear_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy of ``head(hidden)`` against ``labels`` without the logits tensor
     (Liger's chunked fused kernel; fp32 accumulation)."""
-    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss  # optional: the [gpu] extra
 
     loss = LigerFusedLinearCrossEntropyLoss(reduction="sum")
     return loss(head.weight, hidden.to(head.weight.dtype), labels, getattr(head, "bias", None))

@@ -8,13 +8,21 @@ logit transform (Gemma 2's soft-capping) so the training loss sees the logits ge
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.pytorch_utils import Conv1D
+from transformers.utils import cached_file
 
 from affectgpt.core.config import check_choice
 from affectgpt.core.model_config import AUTO_TARGETS, LLMConfig, LoraSettings
+from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -30,15 +38,13 @@ def resolve_attn_implementation(requested: str, device: str | torch.device = "cp
     None: transformers' own choice, sdpa where the family supports it and eager where not (Gemma 2).
     An explicit flash_attention_2 without the package is an error, not a silent fallback."""
     if requested == "auto":
-        import importlib.util
-
         fa2 = importlib.util.find_spec("flash_attn") and str(device).startswith("cuda")
         return "flash_attention_2" if fa2 else None
     if requested not in ("sdpa", "eager", "flash_attention_2"):
         raise ValueError(f"attn_implementation must be sdpa|eager|flash_attention_2|auto, got {requested!r}")
     if requested == "flash_attention_2":
         try:
-            import flash_attn  # noqa: F401
+            import flash_attn  # noqa: F401  optional: flash-attn is not a dependency
         except ImportError as e:
             raise ValueError("attn_implementation=flash_attention_2 needs the flash-attn package") from e
     return requested
@@ -50,14 +56,10 @@ OFFLINE_TOKENIZERS = {"qwen2": "builtin:qwen2.5"}
 
 def checkpoint_config(name_or_path: str) -> tuple[dict, str]:
     """The raw ``config.json`` of a local folder or a cached hub model, and where it was read."""
-    from pathlib import Path
-
     local = Path(name_or_path) / "config.json"
     if local.is_file():
         path = str(local)
     else:
-        from transformers.utils import cached_file
-
         path = cached_file(name_or_path, "config.json")
         if path is None:
             raise FileNotFoundError(f"{name_or_path}: no config.json (not a local folder and not in the hub cache)")
@@ -68,8 +70,6 @@ def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
     """The LLM's config fields for a random build: the stored architecture, else the local
     checkpoint folder's config.json."""
     if cfg.architecture:
-        from affectgpt.model.architecture import architecture_path, load_architecture
-
         return load_architecture(cfg.architecture), str(architecture_path(cfg.architecture))
     try:
         return checkpoint_config(cfg.name_or_path)
@@ -83,8 +83,6 @@ def llm_architecture(cfg: LLMConfig) -> tuple[dict, str]:
 def random_tokenizer_source(cfg: LLMConfig) -> str:
     """Tokenizer for random LLM weights: the configured one, a local folder's, else the offline
     tokenizer of the architecture's model type (``builtin:qwen2.5`` for qwen2)."""
-    from pathlib import Path
-
     if cfg.tokenizer:
         return cfg.tokenizer
     if (Path(cfg.name_or_path) / "tokenizer_config.json").is_file():
@@ -104,8 +102,6 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
     random weights from the architecture, built directly on ``device`` (``meta``: no memory)."""
     if weights == "pretrained":
         if cfg.architecture:
-            from affectgpt.model.architecture import architecture_path, check_architecture, load_architecture
-
             found, where = checkpoint_config(cfg.name_or_path)
             check_architecture(
                 load_architecture(cfg.architecture), found, str(architecture_path(cfg.architecture)), where
@@ -113,8 +109,6 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
         return load_base_llm(cfg, device)
     if weights != "random":
         raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     fields = dict(llm_architecture(cfg)[0])
     model_type = fields.pop("model_type")
     fields.pop("architectures", None)
@@ -127,8 +121,6 @@ def build_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu", weights: 
 
 def load_base_llm(cfg: LLMConfig, device: str | torch.device = "cpu"):
     """Load the causal LM strictly (transformers raises on missing weights; we re-check below)."""
-    from transformers import AutoModelForCausalLM
-
     model, info = AutoModelForCausalLM.from_pretrained(
         cfg.name_or_path,
         dtype=torch_dtype(cfg.dtype),
@@ -155,7 +147,7 @@ def wrap_lora(model, lora: LoraSettings, gradient_checkpointing: bool | str = Fa
     set_gradient_checkpointing(model, gradient_checkpointing, checkpoint_every)
     if not lora.enabled:
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # lazy: peft takes seconds to import; only LoRA needs it
 
     pcfg = LoraConfig(
         r=lora.r,
@@ -183,8 +175,6 @@ def checkpoint_mode(value) -> str:
 def set_gradient_checkpointing(llm, mode, every: int = 1) -> None:
     """Switch activation checkpointing of a (peft-wrapped) causal LM to ``mode`` on every
     ``every``-th decoder block; non-reentrant, so recomputation works with a frozen embedding."""
-    from torch.utils.checkpoint import checkpoint
-
     mode = checkpoint_mode(mode)
     if int(every) < 1:
         raise ValueError(f"model.llm.checkpoint_every must be >= 1, got {every!r}")
@@ -222,10 +212,6 @@ def set_gradient_checkpointing(llm, mode, every: int = 1) -> None:
 def lora_target_modules(model) -> list[str]:
     """Names (last component) of the linear layers inside the decoder's blocks: attention and MLP
     projections of any family, whatever it calls them; embeddings and the output head excluded."""
-    import re
-
-    from transformers.pytorch_utils import Conv1D
-
     decoder = model.get_decoder()
     names = sorted({name.rsplit(".", 1)[-1] for name, m in decoder.named_modules()
                     if isinstance(m, (nn.Linear, Conv1D)) and re.search(r"\.\d+\.", f".{name}")})

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectgpt.data.splits import load_split
+
 GIB = 1024**3
 
 
@@ -139,7 +141,10 @@ def format_summary(name: str, rows: list[ModuleRow], mem: dict) -> str:
 def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[ModuleRow], dict, object]:
     """Build ``cfg.model`` on meta with random weights; the tiny config first ensures its local
     assets (and the synthetic dataset its tokenizer is trained on)."""
-    from affectgpt.model.build import build_model, to_plain
+    from affectgpt.model.build import (  # lazy: apps.summary rejects a bad config before torch loads
+        build_model,
+        to_plain,
+    )
 
     plain = to_plain(cfg.model)
     corpus = plain.get("tiny_corpus")
@@ -148,8 +153,6 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
         and plain.get("tiny_tokenizer", "bpe") == "bpe"
         and not (corpus and Path(corpus).is_file())
     ):
-        from affectgpt.data.splits import load_split  # generates the synthetic dataset the tiny BPE is trained on
-
         load_split(cfg.data, "train")
     model = build_model(cfg.model, device="meta", weights="random")
     return parameter_rows(model), memory_estimate(model, tokens, target_tokens), model

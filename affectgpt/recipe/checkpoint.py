@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from safetensors.torch import save_file
 
 from affectgpt.core.errors import reading
 from affectgpt.core.fileio import atomic_write, remove_dir, replace_dir
@@ -112,8 +114,6 @@ def begin(folder: Path) -> Path:
 def write_files(tmp: Path, trainable: dict[str, torch.Tensor], config_yaml: str, trainer_state: dict,
                 rng_states: list[dict], optimizer=None, scheduler=None, tokenizer=None) -> None:
     """Everything but DeepSpeed's own files, into the temporary folder (main process only)."""
-    from safetensors.torch import save_file
-
     save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / WEIGHTS),
               metadata={"format": "affectgpt-trainable", "step": str(trainer_state.get("step", 0))})
     if optimizer is not None:
@@ -345,8 +345,6 @@ def check_resume(folder: Path, current: dict, output_dir: Path, deepspeed: bool,
     """Refuse (ResumeRefused) a resume from ``folder`` whose config differs from ``current`` outside
     RESUME_MAY_CHANGE, and, under DeepSpeed, one that would unpickle a ``deepspeed/`` folder this
     output_dir did not hold, unless ``trust_pickle``."""
-    import yaml
-
     folder = Path(folder)
     try:
         saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))

@@ -31,12 +31,14 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
 
 from affectgpt.core.fileio import atomic_path
 from affectgpt.data.collate import ClipDataset, Collator, worker_init
 from affectgpt.data.prompts import SYSTEM_PROMPT
 from affectgpt.eval import rewards as rw
 from affectgpt.eval.scorer import resolve_lexicon
+from affectgpt.recipe.features import open_cache
 from affectgpt.recipe.training import ResumableBatches, TrainRecipe
 from affectgpt.runtime.decoding import _Calls
 
@@ -139,15 +141,11 @@ class ReferenceWeights:
         return cls({n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad})
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in self.tensors.items()}, str(tmp))
 
     @classmethod
     def load(cls, path: Path, module) -> ReferenceWeights:
-        from safetensors.torch import load_file
-
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: the GRPO reference weights of this run are missing; a resumed GRPO run "
                                     f"needs the file its first run wrote")
@@ -219,8 +217,6 @@ class GRPORecipe(TrainRecipe):
         t = self.cfg.trainer
         store = None
         if self.cfg.features.cache_dir:
-            from affectgpt.recipe.features import open_cache
-
             store = open_cache(self.cfg, self.model, pool, self.accelerator)
         self.train_set = ClipDataset(self.train_split.epoch(0), self.plan, task="labels", seed=self.cfg.seed,
                                      features=store, visual=self.cfg.data.get("visual", "frames"))

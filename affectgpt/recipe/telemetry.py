@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affectgpt import eval as scorer
 from affectgpt.core.fileio import atomic_path
 
 log = logging.getLogger("affectgpt.train")
@@ -61,7 +62,7 @@ def init_wandb(wcfg, output_dir: Path, config: dict):
     mode = wandb_mode(wcfg.mode)
     if mode == "disabled":
         return None
-    import wandb
+    import wandb  # lazy: only with wandb logging on; a second to import
 
     return wandb.init(project=wcfg.project, name=wcfg.name, mode=mode, dir=str(output_dir), config=config)
 
@@ -85,10 +86,10 @@ def validation_record(step: int, metrics: dict) -> dict:
 def curves_figure(history: list[dict]):
     """loss, learning rate and every validation metric in ``VALIDATION_SERIES`` over steps; for the
     GRPO stage (history rows with a ``reward``) the rollout reward and the KL in place of the first two."""
-    import matplotlib
+    import matplotlib  # lazy: only plots need it; Agg is set before pyplot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only plots need it; Agg is set before pyplot
 
     train = [h for h in history if "loss" in h]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -130,7 +131,7 @@ def _reward_panels(axes, train: list[dict]) -> None:
 
 def plot_curves(history: list[dict], path: Path) -> None:
     """``curves_figure`` as one PNG, replaced whole."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only plots need it; Agg is set before pyplot
 
     fig = curves_figure(history)
     try:
@@ -154,8 +155,6 @@ def label_prf(pred: list[list[str]], gold: list[list[str]]) -> dict:
 
 def evaluate_predictions(preds: list[dict], samples: list) -> dict:
     """metrics.json: exact-match label P/R/F1 plus the built-in scorer's report."""
-    from affectgpt import eval as scorer
-
     by_name = {p["name"]: p for p in preds}
     gold = [{"name": s.name, "emotions": list(s.emotions or []), "description": s.description} for s in samples]
     exact = label_prf([by_name.get(s.name, {}).get("emotions") or [] for s in samples], [g["emotions"] for g in gold])

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from affectgpt.core.errors import InputError, RunError
 from affectgpt.core.fileio import writing
@@ -27,10 +28,14 @@ from affectgpt.data.collate import ClipDataset, Collator, worker_init
 from affectgpt.data.splits import load_split, load_train
 from affectgpt.model import flops
 from affectgpt.model.adapters import pad_features
+from affectgpt.model.build import build_model
+from affectgpt.model.tiny import ensure_tiny_assets
 from affectgpt.recipe import checkpoint as ckpt
 from affectgpt.recipe import telemetry
 from affectgpt.recipe.distributed import Parallel, make_optimizer, make_parallel
+from affectgpt.recipe.features import open_cache
 from affectgpt.recipe.groups import optimizer_groups
+from affectgpt.runtime.inference import predict
 
 log = logging.getLogger("affectgpt.train")
 STOP_FILE = "STOP"  # in output_dir: stop with a checkpoint at the next step, as SIGUSR1 does
@@ -184,12 +189,8 @@ class TrainRecipe:
                                                                                      t.min_lr_ratio))
 
     def _setup_model(self) -> None:
-        from affectgpt.model.build import build_model
-
         plain = OmegaConf.to_container(self.cfg.model, resolve=True)
         if plain.get("tiny_assets"):  # written on first use with their own seeds: keep that out of the adapters' init
-            from affectgpt.model.tiny import ensure_tiny_assets
-
             ensure_tiny_assets(
                 plain["tiny_assets"],
                 int(plain.get("tiny_seed", 1234)),
@@ -213,8 +214,6 @@ class TrainRecipe:
         t, d = self.cfg.trainer, self.cfg.data
         store = None
         if self.cfg.features.cache_dir:
-            from affectgpt.recipe.features import open_cache
-
             store = open_cache(self.cfg, self.model, self.train_split.pool, self.accelerator)  # any epoch's samples
         self.train_set = ClipDataset(self.train_split.epoch(0), self.plan, describe_ratio=d.describe_ratio,
                                      seed=self.cfg.seed, features=store, visual=d.get("visual", "frames"))
@@ -276,8 +275,6 @@ class TrainRecipe:
         """Steps to ``trainer.max_steps`` or to an early stop (SIGUSR1, ``stop_after_minutes``,
         ``stop_at_step``); either way ends with a checkpoint and returns ``{"step", "stopped",
         "metrics"}`` (``stopped`` None and validation metrics at the end; the reason and {} on a stop)."""
-        from tqdm import tqdm
-
         t = self.cfg.trainer
         # SIGUSR1 (SLURM: #SBATCH --signal=USR1@120): checkpoint at the next step, then exit. SIGTERM keeps
         # its default, so a launcher tearing down a failed job is never held up.
@@ -506,8 +503,6 @@ class TrainRecipe:
         rank 0 ({} elsewhere). Restores every generator it touches, so evaluating changes nothing
         about training. Under ZeRO-3 every rank gets a shard of the same length, and transformers
         keeps the ranks generating in step (``synced_gpus``), so their parameter gathers pair up."""
-        from affectgpt.runtime.inference import predict
-
         rng = ckpt.rng_state()
         model = self.accelerator.unwrap_model(self.model)
         model.eval()

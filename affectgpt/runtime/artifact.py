@@ -17,13 +17,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from affectgpt.core.errors import reading
-from affectgpt.core.plan import DEFAULT_GENERATION, MODALITY_TOKENS
+from affectgpt.core.plan import DEFAULT_GENERATION, MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS
+from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT
+from affectgpt.model.affectgpt import AffectGPT
+from affectgpt.model.build import build_model, model_config
 from affectgpt.model.parts import BUNDLED, bundle_state, load_bundle_state
 
 FORMAT = "affectgpt-export"
@@ -47,8 +53,6 @@ def verify_files(folder: Path, recorded: dict | None, where: Path) -> None:
     """Every weight file of an export against the sha256 its record holds (files hashed in parallel
     threads: a merged 7B export has several shards); a safetensors file the record does not list is
     refused too, since nothing vouches for it."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if not isinstance(recorded, dict) or not recorded:
         raise ValueError(f"{where}: records no sha256 of its weight files ('files'); verify_hashes=false loads it "
                          "unchecked")
@@ -95,9 +99,6 @@ def preprocessing(model) -> dict:
 
 
 def prompt_spec(model, system: str | None = None) -> dict:
-    from affectgpt.core.plan import OFFICIAL_MODALITY_TOKENS
-    from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT
-
     if model.cfg.prompt == "official":  # the released ###Human: format: no system prompt, its own placeholders
         return {"style": "official", "system": None, "questions": dict(QUESTIONS),
                 "chat_template": model.tokenizer.chat_template, "modality_tokens": dict(OFFICIAL_MODALITY_TOKENS)}
@@ -134,8 +135,6 @@ def describe(model, kind: str, generation: dict | None = None, source: dict | No
 
 def load_trainable(folder: str | Path) -> dict[str, torch.Tensor]:
     """The trainable weights of a training checkpoint (``trainable.safetensors``)."""
-    from safetensors.torch import load_file
-
     path = Path(folder) / CHECKPOINT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trainable weights in checkpoint {folder}")
@@ -157,10 +156,6 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
                           trust_remote_code: bool = False):
     """Build the model a training checkpoint describes and load its trainable weights strictly.
     ``trust_remote_code``: the caller's (command line's) switch; the checkpoint's own is never used."""
-    from omegaconf import OmegaConf
-
-    from affectgpt.model.build import build_model
-
     folder = Path(folder)
     cfg_path = folder / "config.yaml"
     if not cfg_path.is_file():
@@ -185,11 +180,6 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     merged LLM; then the modality adapters, strictly; then check it against the record.
     ``trust_remote_code`` is the caller's switch (the record's is refused, not used); ``verify_hashes``
     checks the weight files against the record's sha256 first."""
-    from safetensors.torch import load_file
-
-    from affectgpt.model.affectgpt import AffectGPT
-    from affectgpt.model.build import model_config
-
     folder = Path(folder)
     meta_path = folder / "affectgpt.json"
     try:
@@ -216,7 +206,7 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     d["llm"]["kernels"] = "none"  # as for checkpoints: a training-speed option
     model = AffectGPT(model_config(d), device)
     if kind == "adapter":
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: peft takes seconds to import; only LoRA needs it
 
         adapter_dir = folder / meta["llm"]["adapter"]
         if not (adapter_dir / "adapter_config.json").is_file():
@@ -236,8 +226,6 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
 
 def check_against_record(model, meta: dict, where: Path) -> None:
     """Raise when the built model would prepare inputs differently from the recorded export."""
-    from affectgpt.data.prompts import QUESTIONS
-
     checks = [("token_plan", asdict(model.token_plan()), meta.get("token_plan")),
               ("preprocessing", preprocessing(model), meta.get("preprocessing")),
               ("prompt.questions", dict(QUESTIONS), meta["prompt"].get("questions")),

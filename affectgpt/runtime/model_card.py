@@ -13,6 +13,8 @@ import json
 import shlex
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 CARD = "README.md"
 TAGS = ("affectgpt", "emotion-recognition", "explainable-emotion-recognition", "multimodal", "video", "audio", "lora")
 LICENSE_PLACEHOLDER = "other"  # the owner sets the real licence: base weights and training data carry their own
@@ -142,8 +144,6 @@ def model_card(meta: dict, cfg: dict, state: dict, metrics: dict | None, metrics
 
 def write_model_card(folder: Path, meta: dict, checkpoint: Path, artifact: str | Path) -> Path:
     """Write ``folder/README.md`` for the export of ``checkpoint`` (config, state, run metrics read from it)."""
-    from omegaconf import OmegaConf
-
     checkpoint = Path(checkpoint)
     cfg = OmegaConf.to_container(OmegaConf.load(checkpoint / "config.yaml"), resolve=False)
     state_path = checkpoint / "trainer_state.json"

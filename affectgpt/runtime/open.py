@@ -15,7 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from affectgpt.core.errors import InputError, _out_of_memory_types, first_line
+from affectgpt.runtime import artifact
 
 MERGE_POLICIES = ("auto", True, False)
 
@@ -45,8 +48,6 @@ class Opened:
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` as given,
     a CUDA device only where CUDA is available."""
-    import torch
-
     name = str(name)
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
         raise ArtifactError(f"device={name}: expected auto, cpu or cuda")
@@ -69,21 +70,17 @@ def resolve_merge(policy, device: str) -> bool:
 def open_artifact(path: str | Path, device: str = "auto", dtype: str | None = None, merge_lora="auto",
                   trust_remote_code: bool = False, verify_hashes: bool = True) -> Opened:
     """Resolve the device and the merge policy, then load the checkpoint or export at ``path``."""
-    from affectgpt.runtime.artifact import artifact_kind
-
     try:
-        artifact_kind(path)  # not an artifact at all: said before torch and the device are touched
+        artifact.artifact_kind(path)  # not an artifact at all: said before torch and the device are touched
     except ValueError as e:
         raise ArtifactError(str(e)) from None
     device = resolve_device(device)
     merge = resolve_merge(merge_lora, device)
 
-    from affectgpt.runtime.artifact import load_model
-
     t0 = time.perf_counter()
     try:
-        loaded = load_model(path, device=device, dtype=dtype, merge_lora=merge,
-                            trust_remote_code=bool(trust_remote_code), verify_hashes=bool(verify_hashes))
+        loaded = artifact.load_model(path, device=device, dtype=dtype, merge_lora=merge,
+                                     trust_remote_code=bool(trust_remote_code), verify_hashes=bool(verify_hashes))
     except _out_of_memory_types():
         raise
     except (OSError, ValueError, RuntimeError) as e:

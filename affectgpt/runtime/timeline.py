@@ -64,7 +64,7 @@ def segment_samples(video: Path | None, audio: Path | None, out: Path, cfg: Segm
 
 def read_rows(out: Path) -> list[dict]:
     """The timeline rows of ``out`` in time order."""
-    from affectgpt.runtime.inference import read_done
+    from affectgpt.runtime.inference import read_done  # lazy: infer imports this module before torch loads
 
     return sorted((r for r in read_done(out) if "start" in r), key=lambda r: r["start"])
 
@@ -72,10 +72,10 @@ def read_rows(out: Path) -> list[dict]:
 def plot_timeline(rows: list[dict], png: Path, title: str = "") -> Path:
     """One lane per predicted emotion word, a bar for every segment that names it; segments with
     no emotion word or an error are shown in the lane at the bottom."""
-    import matplotlib
+    import matplotlib  # lazy: only the plot needs it; Agg is set before pyplot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only the plot needs it; Agg is set before pyplot
 
     words = sorted({e for r in rows for e in r.get("emotions") or []})
     lanes = words + ["(none / error)"]

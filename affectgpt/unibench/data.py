@@ -23,6 +23,7 @@ from affectgpt.core.config import check_choice
 from affectgpt.core.errors import InputError
 from affectgpt.core.fileio import iter_jsonl
 from affectgpt.data.manifest import Sample
+from affectgpt.data.media import face_file
 from affectgpt.eval.parsing import parse_labels
 from affectgpt.unibench.sets import BY_NAME
 
@@ -209,8 +210,6 @@ def _media(folder: Path, sub: str, name: str, suffixes: tuple[str, ...]) -> Path
 
 def face_path(folder: Path, name: str) -> Path:
     """``openface_face/NAME.npy`` (flat) or the MER2025 release's ``openface_face/NAME/NAME.npy``."""
-    from affectgpt.data.media import face_file
-
     return face_file(name, folder / "video" / f"{name}.mp4")
 
 

@@ -17,9 +17,14 @@ from pathlib import Path
 
 from affectgpt.core.config import LabelMode, check_choice, values
 from affectgpt.core.fileio import iter_jsonl
+from affectgpt.eval.extract import extract_emotions
 from affectgpt.eval.metrics import label_metrics
 from affectgpt.eval.parsing import normalize_label, parse_labels
+from affectgpt.eval.scorer import check_names, resolve_lexicon
+from affectgpt.eval.valence import sentiment_of
 from affectgpt.eval.wheels import Lexicon
+from affectgpt.unibench.data import find_sets
+from affectgpt.unibench.llm import UniBenchLLM
 from affectgpt.unibench.sets import BY_NAME, IEMOCAP_LABELS, MELD_LABELS, MER_LABELS, SETS, BenchSet  # noqa: F401
 
 LABEL_MODES = values(LabelMode)
@@ -197,9 +202,6 @@ def labels_and_sentiments(bench: BenchSet, rows: dict[str, dict], names: list[st
         return labels, sentiments
     reasons = _texts(rows, names, "reason", where)
     if mode == "rules":
-        from affectgpt.eval.extract import extract_emotions
-        from affectgpt.eval.valence import sentiment_of
-
         labels = [parse_labels(extract_emotions(r)) if r else [] for r in reasons]
         sentiments = (
             [sentiment_of(lab) if r else None for lab, r in zip(labels, reasons, strict=True)]
@@ -309,17 +311,12 @@ def format_table(result: dict) -> str:
 def run_scorer(gold_dir, pred, wheels=None, labels: str = "given", llm: str | None = None,
                llm_cache=None, check_sizes: bool = True) -> dict:
     """Load gold and predictions from disk and score them (what the command line and the runner call)."""
-    from affectgpt.eval.scorer import check_names, resolve_lexicon
-    from affectgpt.unibench.data import find_sets
-
     gold = {name: t.gold for name, t in find_sets(gold_dir, check_sizes=check_sizes, media=False).items()}
     preds = load_predictions(pred)
     model = None
     if labels == "llm":
         if not llm:
             raise ValueError("--labels llm needs --llm PATH (a local Hugging Face causal LM folder)")
-        from affectgpt.unibench.llm import UniBenchLLM
-
         model = UniBenchLLM(llm, cache_path=llm_cache)
     for name in set(gold) & set(preds):  # a set whose predictions name none of its samples is another set's
         for ckpt, rows in preds[name].items():
