@@ -40,3 +40,18 @@ def test_bad_input_through_the_front_door_is_one_line_and_exit_2(tmp_path):
                        cwd=ROOT)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing clip.mp4'}: file not found"], r.stderr
+
+
+@pytest.mark.parametrize("module", ["affectgpt.data.faces", "affectgpt.data.synthetic", "affectgpt.data.synthetic_long",
+                                    "affectgpt.model.summary", "affectgpt.model.gguf", "affectgpt.eval.plots"])
+def test_a_moved_command_says_where_it_went_instead_of_exiting_0(module, capsys):
+    import runpy
+    import warnings
+
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_:
+        warnings.simplefilter("ignore", RuntimeWarning)  # "found in sys.modules": this process imported it already
+        runpy.run_module(module, run_name="__main__")
+    name = module.rsplit(".", 1)[1]
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: python -m {module} is now python -m affectgpt.apps.{name} " \
+                                      f"(or python -m affectgpt {name})\n"

@@ -206,3 +206,12 @@ def report(exc: BaseException, verbose: bool = False, bad_input: tuple[type[Base
         code, message = known
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
+
+
+def moved_command(module: str) -> int:
+    """For ``if __name__ == "__main__"`` in a library module whose command line moved to affectgpt/apps: one line
+    naming the new command, exit code 2 (run as ``python -m`` the module would otherwise do nothing and exit 0)."""
+    name = module.rsplit(".", 1)[-1]
+    print(f"error: python -m {module} is now python -m affectgpt.apps.{name} (or python -m affectgpt {name})",
+          file=sys.stderr)
+    return 2

@@ -385,3 +385,11 @@ def on_the_fly_note(missing: list[str], total: int) -> str:
             f"to the video folder, or 'faces' in the manifest): cropping their faces on the fly with dlib "
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
             "python -m affectgpt.apps.faces makes the files once")
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.data.faces"))

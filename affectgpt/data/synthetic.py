@@ -473,3 +473,11 @@ def _check_existing(root: Path, wanted: dict) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(f"{root}: synthetic dataset is missing {missing}")
     return manifests
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.data.synthetic"))

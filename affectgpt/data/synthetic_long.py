@@ -80,3 +80,11 @@ def write_long_video(path: str | Path, clips: int = 12, seed: int = 0, fps: int 
 
 def clips_for_minutes(minutes: float, seconds: float = 2.0, silence: tuple[float, float] = (0.8, 1.5)) -> int:
     return max(1, int(minutes * 60 / (seconds + sum(silence) / 2)))
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.data.synthetic_long"))

@@ -166,3 +166,11 @@ def plot(result: dict, path: str | Path) -> Path:
     if all(isinstance(v, dict) and "label" in v for v in result.values()):
         return save(scores_figure(result), path)
     raise ValueError(f"cannot plot a dict with keys {sorted(result)[:8]}: not a scorer, benchmark or ablation result")
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.eval.plots"))

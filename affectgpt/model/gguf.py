@@ -35,3 +35,11 @@ def convert(gguf_file: str | Path, output: str | Path) -> Path:
     plain.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.model.gguf"))

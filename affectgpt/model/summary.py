@@ -156,3 +156,11 @@ def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[M
         load_split(cfg.data, "train")
     model = build_model(cfg.model, device="meta", weights="random")
     return parameter_rows(model), memory_estimate(model, tokens, target_tokens), model
+
+
+if __name__ == "__main__":  # the command line moved to affectgpt/apps; say so instead of exiting 0 silently
+    import sys
+
+    from affectgpt.core.errors import moved_command
+
+    sys.exit(moved_command("affectgpt.model.summary"))
