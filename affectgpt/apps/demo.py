@@ -256,16 +256,7 @@ def serve(cfg) -> None:
         import gradio as gr  # optional: the [demo] extra
     except ImportError:
         fail('the demo needs gradio: pip install -e ".[demo]"')
-    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
-        ArtifactError,
-        open_artifact,
-    )
-
-    try:
-        opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
-                               trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
-    except ArtifactError as e:
-        fail(str(e))
+    opened = infer.open_checkpoint(cfg)
     loaded, device = opened.loaded, opened.device
     where = f"{loaded.kind}, {device}"
     print(f"demo: loaded {cfg.checkpoint} ({where}) in {opened.seconds:.1f} s", file=sys.stderr)

@@ -170,6 +170,21 @@ def print_profile(timing: dict, load_s: float, total_s: float, where: str) -> No
     print("\n".join(lines), file=sys.stderr)
 
 
+def open_checkpoint(cfg: DictConfig):
+    """``open_artifact`` on an app's options (checkpoint, device, dtype, merge_lora, trust_remote_code,
+    verify_hashes); a checkpoint that cannot be opened is bad input (exit 2, one line)."""
+    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
+        ArtifactError,
+        open_artifact,
+    )
+
+    try:
+        return open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
+                             trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
+    except ArtifactError as e:
+        fail(str(e))
+
+
 def main(cfg: DictConfig) -> None:
     t_start = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -181,16 +196,7 @@ def main(cfg: DictConfig) -> None:
             acquire(cfg.output, "python infer.py", is_file=True)
         except (ValueError, FolderLocked) as e:
             fail(str(e))
-    from affectgpt.runtime.open import (  # lazy: the command stays torch-free until it needs the model
-        ArtifactError,
-        open_artifact,
-    )
-
-    try:
-        opened = open_artifact(cfg.checkpoint, device=str(cfg.device), dtype=cfg.dtype, merge_lora=cfg.merge_lora,
-                               trust_remote_code=bool(cfg.trust_remote_code), verify_hashes=bool(cfg.verify_hashes))
-    except ArtifactError as e:
-        fail(str(e))
+    opened = open_checkpoint(cfg)
 
     import torch  # lazy: the command stays torch-free until it needs the model
 

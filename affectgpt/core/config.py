@@ -368,7 +368,7 @@ class FacesConfig:
 
 @dataclass
 class SyntheticConfig:
-    """python -m affectgpt.data.synthetic."""
+    """python -m affectgpt.apps.synthetic."""
     root: str = MISSING
     seed: int = 0
     n_train: int = 400
