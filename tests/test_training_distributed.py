@@ -62,3 +62,24 @@ def test_deepspeed_zero2_trains_saves_and_resumes(tmp_path, data, reference):
     assert len(b) == 8 and max(abs(x - y) for x, y in zip(a, b, strict=False)) < 1e-4, (a, b)
     assert max_weight_diff(weights(reference), weights(out)) < 1e-4
     assert json.loads((out / "metrics.json").read_text())["exact"]["n"] == 2
+
+
+def test_a_deepspeed_build_failure_says_why(monkeypatch):
+    """DeepSpeed compiles its CPU ops on first use; under a path with a space torch's cpp_extension cannot (it writes
+    the paths unquoted into its build file). The run ends with a line that says so, not as an internal error."""
+    from affectgpt.core.errors import classify
+    from affectgpt.recipe.distributed import deepspeed_build_failure
+
+    failure = RuntimeError("Error building extension 'deepspeed_shm_comm': [1/1] c++ ... -L/tmp/ci run/.venv/lib")
+    monkeypatch.setattr("sys.prefix", "/tmp/ci run/.venv")
+    assert deepspeed_build_failure(failure) == (
+        "DeepSpeed cannot compile its CPU ops under a path with a space (/tmp/ci run/.venv): install the virtual "
+        "environment, and set TORCH_EXTENSIONS_DIR, under paths without spaces")
+    monkeypatch.setattr("sys.prefix", "/opt/venv")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/tmp/ext")
+    message = deepspeed_build_failure(failure)
+    assert message.startswith("DeepSpeed could not compile its CPU ops (a C++ compiler and Python's headers are "
+                              "needed): Error building extension 'deepspeed_shm_comm'")
+    from affectgpt.core.errors import RunError
+
+    assert classify(RunError(message)) == (1, message)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs, Dum
 from omegaconf import DictConfig
 from transformers.integrations import deepspeed as hf_ds
 
+from affectgpt.core.errors import RunError, first_line
 from affectgpt.recipe.checkpoint import load_deepspeed_state, load_optimizer_scheduler, save_deepspeed_state
 
 log = logging.getLogger("affectgpt.train")
@@ -52,10 +54,15 @@ def make_accelerator(cfg: DictConfig):
     ds = plugin is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     # cpu=True on a GPU-less machine is what makes Accelerate see torchrun's processes (MULTI_CPU, gloo).
     cpu = (cfg.device == "cpu" or not torch.cuda.is_available()) and not ds
-    acc = Accelerator(mixed_precision=t.mixed_precision, cpu=cpu, deepspeed_plugin=plugin,
-                      gradient_accumulation_steps=t.grad_accum if ds else 1,
-                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=t.collective_timeout_s)),
-                                       DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)])
+    try:
+        acc = Accelerator(mixed_precision=t.mixed_precision, cpu=cpu, deepspeed_plugin=plugin,
+                          gradient_accumulation_steps=t.grad_accum if ds else 1,
+                          kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=t.collective_timeout_s)),
+                                           DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)])
+    except RuntimeError as e:
+        if ds and "Error building extension" in str(e):
+            raise RunError(deepspeed_build_failure(e)) from e
+        raise
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if acc.num_processes != launched:
         raise RuntimeError(f"the launcher started {launched} processes but Accelerate sees {acc.num_processes} "
@@ -63,6 +70,16 @@ def make_accelerator(cfg: DictConfig):
     if ds:
         fill_deepspeed_auto(acc.state.deepspeed_plugin.deepspeed_config, t, acc.num_processes)
     return acc, ds
+
+
+def deepspeed_build_failure(exc: BaseException) -> str:
+    """Why DeepSpeed could not compile its CPU ops (it does on first use, with torch's cpp_extension)."""
+    where = [p for p in (sys.prefix, os.environ.get("TORCH_EXTENSIONS_DIR", "")) if " " in p]
+    if where:  # cpp_extension writes the include and library paths unquoted into its build file
+        return (f"DeepSpeed cannot compile its CPU ops under a path with a space ({where[0]}): install the virtual "
+                f"environment, and set TORCH_EXTENSIONS_DIR, under paths without spaces")
+    return (f"DeepSpeed could not compile its CPU ops (a C++ compiler and Python's headers are needed): "
+            f"{first_line(exc)}")
 
 
 def fill_deepspeed_auto(ds_config: dict, t: DictConfig, world: int) -> None:
