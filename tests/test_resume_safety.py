@@ -139,6 +139,16 @@ def test_model_keys_a_checkpoint_lacks_are_unchanged_where_they_hold_the_builder
     assert ckpt.resume_changes(saved, now) == ['model.vision.kind: (absent) in the checkpoint, "hf_clip" now']
 
 
+
+def test_data_keys_added_since_a_checkpoint_are_unchanged_where_they_hold_the_schemas_default():
+    # a checkpoint of the release before data.subtitle and data.asr existed: they are absent from its config
+    saved = {"data": {"kind": "synthetic", "max_bad_fraction": 0.0}}
+    now = {"data": {"kind": "synthetic", "max_bad_fraction": 0.0, "subtitle": "given",
+                    "asr": {"model": "auto", "language": None}}}
+    assert ckpt.resume_changes(saved, now) == []
+    now["data"]["subtitle"] = "auto"
+    assert ckpt.resume_changes(saved, now) == ['data.subtitle: (absent) in the checkpoint, "auto" now']
+
 def _checkpoint(folder):
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)

@@ -210,7 +210,7 @@ class TrainConfig:
 
 @dataclass
 class SummaryConfig(TrainConfig):
-    """python -m affectgpt.model.summary."""
+    """python -m affectgpt.apps.summary."""
     tokens: int = 2048                       # tokens per micro-batch for the memory estimate
     target_tokens: int = 512                 # target tokens per micro-batch
     json: bool = False                       # print JSON instead of the table

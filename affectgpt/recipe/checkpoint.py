@@ -30,6 +30,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from affectgpt.core.config import DataConfig, FeaturesConfig, TrainerConfig
 from affectgpt.core.errors import reading
 from affectgpt.core.fileio import atomic_write, remove_dir, replace_dir
 from affectgpt.core.model_config import ModelSchema
@@ -317,17 +318,19 @@ def _flatten(d, prefix: str = "") -> dict:
     return out
 
 
-def _model_defaults() -> dict:
-    """The model keys a checkpoint saved before the ``model`` group had a schema may lack, with the value the
-    builder took for them then (the schema fills them in now)."""
-    return _flatten({"model": asdict(ModelSchema())})
+def _schema_defaults() -> dict:
+    """The keys a checkpoint saved by an earlier release may lack (the schema fills them in now: the ``model``
+    group's fields, and ``data``/``trainer``/``features`` options added since, such as ``data.subtitle``), with
+    their defaults, which are what that release did."""
+    return _flatten({"model": asdict(ModelSchema()), "data": asdict(DataConfig()), "trainer": asdict(TrainerConfig()),
+                     "features": asdict(FeaturesConfig())})
 
 
 def resume_changes(saved: dict, current: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
-    """``key: A in the checkpoint, B now`` for each key outside ``may_change`` whose value differs; a model key
-    the checkpoint lacks is unchanged where it now holds the builder's default."""
+    """``key: A in the checkpoint, B now`` for each key outside ``may_change`` whose value differs; a key the
+    checkpoint lacks is unchanged where it now holds the schema's default (what the release that wrote it did)."""
     a, b = _flatten(saved), _flatten(current)
-    absent, defaults = object(), _model_defaults()
+    absent, defaults = object(), _schema_defaults()
     out = []
     for key in sorted(set(a) | set(b)):
         if any(key == k or key.startswith(k + ".") for k in may_change):
