@@ -389,7 +389,12 @@ def _check_command(cfg) -> int:
             asr = asr_config(cfg.get("asr"))
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None
-        asr.device = str(cfg.device)
+        from affectgpt.runtime.open import ArtifactError, resolve_device  # lazy: torch only for subtitle=auto
+
+        try:
+            asr.device = resolve_device(str(cfg.device))
+        except ArtifactError as e:
+            raise UsageError(str(e)) from None
         if output is not None:  # refused before anything is transcribed; one job on it
             from affectgpt.core.runlock import FolderLocked, acquire
 

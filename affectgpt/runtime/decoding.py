@@ -60,7 +60,8 @@ class _Calls:
         return out
 
 
-def _now(device: torch.device) -> float:
+def synced_now(device: torch.device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done (CUDA runs asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
@@ -87,11 +88,11 @@ def greedy_static(model, embeds: torch.Tensor, max_new_tokens: int, mode: str = 
             logits[:, eos] = banned
         return logits.argmax(-1, keepdim=True)  # [1, 1]
 
-    t0 = _now(device)
+    t0 = synced_now(device)
     out = llm(inputs_embeds=embeds, logits_to_keep=1, **calls.kwargs(cache, torch.arange(prompt, device=device)))
     token = pick(out.logits)
     tokens = [int(token)]
-    t_first = _now(device)
+    t_first = synced_now(device)
     if max_new_tokens > 1 and not (tokens[-1] == eos and not ignore_eos):
         step = _stepper(llm, calls, cache, pick, token, prompt, mode)
         for i in range(1, max_new_tokens):
@@ -99,7 +100,7 @@ def greedy_static(model, embeds: torch.Tensor, max_new_tokens: int, mode: str = 
             tokens.append(int(token))  # one sync per token: the stop test needs the value
             if tokens[-1] == eos and not ignore_eos:
                 break
-    t_end = _now(device)
+    t_end = synced_now(device)
     rest = t_end - t_first
     timing = {"prefill_s": t_first - t0, "tokens": len(tokens), "generate_s": t_end - t0,
               "tokens_per_s": (len(tokens) - 1) / rest if len(tokens) > 1 and rest > 0 else 0.0}

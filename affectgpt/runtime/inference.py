@@ -38,14 +38,12 @@ class StepClock:
 
     def __init__(self, model):
         llm = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
-        self.module, self.cuda = llm, model.device.type == "cuda"
+        self.module, self.device = llm, model.device
         self.starts: list[float] = []
         self.ends: list[float] = []
 
     def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
+        return decoding.synced_now(self.device)
 
     def __enter__(self):
         self.t0 = self._now()
@@ -68,20 +66,14 @@ class StepClock:
                 "tokens_per_s": (n - 1) / rest if n > 1 and rest > 0 else 0.0}
 
 
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
-
-
 @torch.no_grad()
 def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None,
                    decode: str = "plain") -> tuple[list[str], dict]:
     """Texts for a collated batch, and seconds spent in the frozen encoders and in generation.
     ``decode``: plain (transformers' generate) or a fixed-shape one-clip path of :mod:`affectgpt.runtime.decoding`."""
-    t0 = _now(model.device)
+    t0 = decoding.synced_now(model.device)
     feats = model.encode_media(batch)
-    t1 = _now(model.device)
+    t1 = decoding.synced_now(model.device)
     batch = dict(batch)
     if "video" in feats:
         batch["video_feats"] = feats["video"]
@@ -91,7 +83,7 @@ def generate_batch(model, batch: dict, gen: dict, clock: StepClock | None = None
         texts, timing = decoding.generate(model, batch, gen, decoding.check_mode(decode, model.device))
     elif clock is None:
         texts = model.generate(batch, **gen)
-        timing = {"generate_s": _now(model.device) - t1}
+        timing = {"generate_s": decoding.synced_now(model.device) - t1}
     else:
         with clock:
             texts = model.generate(batch, **gen)
