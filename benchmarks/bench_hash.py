@@ -1,4 +1,4 @@
-"""Cost of verifying an export's sha256 on load (affectgpt.runtime.artifact.verify_files), in GB/s.
+"""Cost of verifying an export's sha256 on load (affectgpt.model.artifact.verify_files), in GB/s.
 
     python benchmarks/bench_hash.py [--gb 3] [--shards 4] [--dir DIR]
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from affectgpt.runtime.artifact import sha256, verify_files
+from affectgpt.model.artifact import sha256, verify_files
 
 SEVEN_B_GB = 15.2  # Qwen2.5-7B-Instruct in bfloat16 (7.6e9 parameters x 2 bytes)
 

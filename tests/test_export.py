@@ -24,9 +24,10 @@ def lora_model_and_inputs(artifacts):
     import torch
 
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.runtime.inference import iter_batches, load_checkpoint_model
+    from affectgpt.model.affectgpt import AffectGPT
+    from affectgpt.runtime.inference import iter_batches
 
-    model, _ = load_checkpoint_model(artifacts["checkpoint"])
+    model = AffectGPT.from_pretrained(artifacts["checkpoint"])
     samples = read_manifest(artifacts["data"] / "test.jsonl")[:2]
     batch = next(iter_batches(model, samples, "describe", batch_size=2, num_workers=0))
     with torch.no_grad():
@@ -104,7 +105,7 @@ def test_artifacts_hold_safetensors_and_a_complete_record(artifacts):
 def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(artifacts, tmp_path):
     import shutil
 
-    from affectgpt.runtime.inference import load_export
+    from affectgpt.model.affectgpt import AffectGPT
 
     bad = tmp_path / "bad"
     shutil.copytree(artifacts["adapter"], bad)
@@ -113,7 +114,7 @@ def test_an_export_whose_record_disagrees_with_the_rebuilt_model_is_refused(arti
     (bad / "affectgpt.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"affectgpt.json: preprocessing of the rebuilt model differs from the "
                                          r"export.s record: preprocessing.video.mean built"):
-        load_export(bad)
+        AffectGPT.from_pretrained(bad)
 
 
 def test_export_replaces_an_old_export_and_refuses_any_other_folder(artifacts, tmp_path):
@@ -139,3 +140,19 @@ def test_export_cli_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
     r = run(["-m", "affectgpt.export", f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path}: not a training checkpoint (no config.yaml)"]
+
+
+def test_from_pretrained_opens_every_artifact_kind_as_the_same_model(artifacts, lora_model_and_inputs):
+    """``AffectGPT.from_pretrained`` (the Hugging Face habit) on a checkpoint, an adapter bundle and a merged export:
+    an ``AffectGPT`` in eval mode whose logits on the same prompt equal the checkpoint's."""
+    import torch
+
+    from affectgpt.model.affectgpt import AffectGPT
+
+    _, embeds, mask, logits = lora_model_and_inputs
+    for kind in ("checkpoint", "adapter", "merged"):
+        model = AffectGPT.from_pretrained(artifacts[kind], device="cpu")
+        assert isinstance(model, AffectGPT) and not model.training, kind
+        with torch.no_grad():
+            got = model.llm(inputs_embeds=embeds, attention_mask=mask).logits
+        torch.testing.assert_close(got, logits, atol=1e-4, rtol=1e-4, msg=kind)

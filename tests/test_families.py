@@ -312,14 +312,14 @@ def trained(request, tmp_path_factory, data, folders) -> Trained:
 def test_logits_after_reloading_the_checkpoint_equal_those_at_the_end_of_training(trained):
     from safetensors.torch import load_file
 
-    from affectgpt.runtime.inference import load_checkpoint_model
+    from affectgpt.model.affectgpt import AffectGPT
 
     saved = load_file(str(trained.checkpoint / "trainable.safetensors"))
     rows = {k for k in saved if k.startswith("added_rows.")}
     assert rows == ({"added_rows.input"} if trained.fam.tied else {"added_rows.input", "added_rows.output"})
     assert any(".lora_A." in k for k in saved) and not any("modules_to_save" in k for k in saved)
     torch.manual_seed(12345)  # a reload must not depend on the generator's state
-    model, _ = load_checkpoint_model(trained.checkpoint)
+    model = AffectGPT.from_pretrained(trained.checkpoint)
     diff = (all_logits(model, trained.batch) - trained.logits).abs().max().item()
     assert diff == 0.0, f"{trained.fam.name}: logits after reload differ by {diff}"
 

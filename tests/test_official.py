@@ -53,10 +53,9 @@ def raw(fx) -> dict:
 
 @pytest.fixture(scope="module")
 def loaded(converted):
-    from affectgpt.runtime.artifact import load_checkpoint_model
+    from affectgpt.model.affectgpt import AffectGPT
 
-    model, _ = load_checkpoint_model(converted, device="cpu")
-    return model
+    return AffectGPT.from_pretrained(converted, device="cpu")
 
 
 # ----------------------------------------------------------------------------- layout at 7B

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from affectgpt.runtime import artifact
+from affectgpt.model import artifact
 from affectgpt.runtime.open import ArtifactError, open_artifact, resolve_merge
 
 
@@ -13,7 +13,7 @@ def loads(monkeypatch):
     """Every load_model call's keyword arguments; artifact_kind says 'checkpoint' for any folder."""
     calls = []
 
-    def fake_load(path, **kw):
+    def fake_load(cls, path, **kw):
         calls.append(kw)
         return artifact.Loaded(model=object(), kind="checkpoint")
 
@@ -51,7 +51,7 @@ def test_without_cuda_auto_is_cpu_unmerged_and_cuda_is_refused(monkeypatch, load
 
 
 def test_a_load_failure_is_one_line_naming_the_folder(monkeypatch, tmp_path):
-    def broken(path, **kw):
+    def broken(cls, path, **kw):
         raise OSError("truncated file\nsecond line")
 
     monkeypatch.setattr(artifact, "load_model", broken)

@@ -156,8 +156,8 @@ def untrained_copy(checkpoint: str | Path, device: str = "cpu", trust_remote_cod
     """The model a checkpoint describes with freshly initialised adapters and LoRA (nothing trained loaded)."""
     import torch  # lazy: the command stays torch-free until it needs the model
 
+    from affectgpt.model.artifact import check_remote_code  # lazy: torch-free until the model is needed
     from affectgpt.model.build import build_model  # lazy: the command stays torch-free until it needs the model
-    from affectgpt.runtime.artifact import check_remote_code  # lazy: torch-free until the model is needed
 
     cfg = OmegaConf.load(Path(checkpoint) / "config.yaml")
     check_remote_code(OmegaConf.select(cfg, "model.llm.trust_remote_code", default=False), trust_remote_code,

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 from affectgpt.core.model_config import ModelConfig
 from affectgpt.core.plan import IGNORE_INDEX, OFFICIAL_PLACEHOLDERS, PROMPT_STYLES, TokenPlan
 from affectgpt.data.prompts import clean_answer
-from affectgpt.model import media, parts
+from affectgpt.model import artifact, media, parts
 from affectgpt.model.adapters import AudioAdapter, PreFusion, VideoAdapter
 from affectgpt.model.encoders import make_audio_encoder, make_vision_encoder
 from affectgpt.model.kernels import apply_kernels, fused_linear_cross_entropy
@@ -94,6 +94,13 @@ class AffectGPT(nn.Module):
         for module in (m for m, trainable in switches if m is not None and not trainable):
             module.requires_grad_(False)
         self.to(device)
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> AffectGPT:
+        """A training checkpoint or an export, built and loaded strictly, in eval mode (the Hugging Face habit).
+        ``kwargs``: ``artifact.load_model``'s (device, dtype, merge_lora, trust_remote_code, verify_hashes);
+        ``artifact.load_model(AffectGPT, path)`` also gives the artifact's generation defaults and system prompt."""
+        return artifact.load_model(cls, path, **kwargs).model
 
     def token_plan(self) -> TokenPlan:
         return media.token_plan(self)

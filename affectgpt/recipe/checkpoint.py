@@ -37,8 +37,8 @@ from affectgpt.core.model_config import ModelSchema
 
 # The weights file and its reader belong to the artifact format (inference loads checkpoints too); the
 # writer is here. Both names stay importable from this module.
-from affectgpt.runtime.artifact import CHECKPOINT_WEIGHTS as WEIGHTS
-from affectgpt.runtime.artifact import load_trainable  # noqa: F401
+from affectgpt.model.artifact import CHECKPOINT_WEIGHTS as WEIGHTS
+from affectgpt.model.artifact import load_trainable  # noqa: F401
 
 log = logging.getLogger("affectgpt.train")
 

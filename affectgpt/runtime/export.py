@@ -33,7 +33,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from affectgpt.core.fileio import atomic_dir
-from affectgpt.runtime.artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
+from affectgpt.model.affectgpt import AffectGPT
+from affectgpt.model.artifact import (  # noqa: F401  (the format's names, re-exported for users of this module)
     ADAPTER_MODULES,
     ADAPTERS,
     DEFAULT_GENERATION,
@@ -58,7 +59,8 @@ def export(checkpoint: str | Path, output: str | Path, merge: bool = False, dtyp
     checkpoint, output = Path(checkpoint), Path(output)
     if output.exists() and not (output / META).is_file():
         raise FileExistsError(f"{output}: exists and is not an AffectGPT export; refusing to overwrite it")
-    model, cfg = load_checkpoint_model(checkpoint, device="cpu", dtype=dtype, trust_remote_code=trust_remote_code)
+    model, cfg = load_checkpoint_model(AffectGPT, checkpoint, device="cpu", dtype=dtype,
+                                       trust_remote_code=trust_remote_code)
     if not hasattr(model.llm, "merge_and_unload"):
         raise ValueError(
             f"{checkpoint}: the LLM has no LoRA (model.llm.lora.enabled=false); nothing to export as an adapter"

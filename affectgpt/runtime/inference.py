@@ -21,8 +21,16 @@ from affectgpt.core.predictions import check_predictions
 from affectgpt.data.collate import ClipDataset, Collator, worker_init
 from affectgpt.data.manifest import Sample
 from affectgpt.eval import extract_emotions
+from affectgpt.model import artifact
+from affectgpt.model.affectgpt import AffectGPT
+from affectgpt.model.artifact import Loaded, artifact_kind  # noqa: F401  (for the apps and tests that load)
 from affectgpt.runtime import decoding
-from affectgpt.runtime.artifact import Loaded, artifact_kind, load_checkpoint_model, load_export, load_model  # noqa: F401
+
+
+def load_model(path: str | Path, **kwargs) -> Loaded:
+    """``artifact.load_model`` for ``AffectGPT``: the model with its artifact's generation defaults and system
+    prompt (``kwargs``: device, dtype, merge_lora, trust_remote_code, verify_hashes)."""
+    return artifact.load_model(AffectGPT, path, **kwargs)
 
 
 def emotions_from_text(text: str) -> list[str]:

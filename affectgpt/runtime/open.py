@@ -4,7 +4,7 @@
 ``device`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; a CUDA device without CUDA is refused),
 applies the merge policy (``auto`` merges LoRA into the base weights on any CUDA device, ``cuda:1``
 as much as ``cuda``: one matmul per projection, 3x faster decoding of 7B on a GPU; ``True`` / ``False``
-as given), loads (:func:`affectgpt.runtime.artifact.load_model`) and returns the loaded model with the
+as given), loads (:func:`affectgpt.model.artifact.load_model`) and returns the loaded model with the
 settings it was loaded with. A bad setting or an artifact that cannot be loaded is an
 :class:`ArtifactError`: bad input, one line, exit code 2 (out of memory stays what it is).
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from affectgpt.core.errors import InputError, _out_of_memory_types, first_line
-from affectgpt.runtime import artifact
+from affectgpt.model import artifact
+from affectgpt.model.affectgpt import AffectGPT
 
 MERGE_POLICIES = ("auto", True, False)
 
@@ -31,7 +32,7 @@ class ArtifactError(InputError, ValueError):
 class Opened:
     """A loaded artifact and the settings it was loaded with."""
 
-    loaded: object  # affectgpt.runtime.artifact.Loaded
+    loaded: object  # affectgpt.model.artifact.Loaded
     device: str  # resolved: cpu, cuda or cuda:N
     merge_lora: bool  # whether LoRA was folded into the base weights
     seconds: float  # the load
@@ -79,7 +80,7 @@ def open_artifact(path: str | Path, device: str = "auto", dtype: str | None = No
 
     t0 = time.perf_counter()
     try:
-        loaded = artifact.load_model(path, device=device, dtype=dtype, merge_lora=merge,
+        loaded = artifact.load_model(AffectGPT, path, device=device, dtype=dtype, merge_lora=merge,
                                      trust_remote_code=bool(trust_remote_code), verify_hashes=bool(verify_hashes))
     except _out_of_memory_types():
         raise

@@ -10,6 +10,9 @@ What an artifact may not decide (docs/safety.md): whether Python code shipped wi
 artifact whose record asks for ``trust_remote_code`` is refused unless the loading command says
 ``trust_remote_code=true`` itself. An export's weight files are checked against the sha256 its
 record holds before they are read (``verify_hashes=False`` skips that).
+
+The loaders take the model class (``AffectGPT``, whose ``from_pretrained`` calls them): this module sits
+below the class's, so that the class can load itself without an import cycle.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ from safetensors.torch import load_file
 from affectgpt.core.errors import reading
 from affectgpt.core.plan import DEFAULT_GENERATION, MODALITY_TOKENS, OFFICIAL_MODALITY_TOKENS
 from affectgpt.data.prompts import QUESTIONS, SYSTEM_PROMPT
-from affectgpt.model.affectgpt import AffectGPT
-from affectgpt.model.build import build_model, model_config
+from affectgpt.model.config import model_config, prepare
 from affectgpt.model.parts import BUNDLED, bundle_state, load_bundle_state
 
 FORMAT = "affectgpt-export"
@@ -152,9 +154,10 @@ class Loaded:
     system: str | None = None  # None: the prompts module's default system prompt
 
 
-def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | None = None,
+def load_checkpoint_model(cls, folder: str | Path, device: str = "cpu", dtype: str | None = None,
                           trust_remote_code: bool = False):
-    """Build the model a training checkpoint describes and load its trainable weights strictly.
+    """Build the model (``cls``, from the config) a training checkpoint describes and load its trainable weights
+    strictly; returns it (in eval mode) and the checkpoint's config.
     ``trust_remote_code``: the caller's (command line's) switch; the checkpoint's own is never used."""
     folder = Path(folder)
     cfg_path = folder / "config.yaml"
@@ -168,15 +171,15 @@ def load_checkpoint_model(folder: str | Path, device: str = "cpu", dtype: str | 
         cfg.model.llm.dtype = dtype
     if "kernels" in cfg.model.llm:  # a training-speed option (same math); inference runs anywhere without it
         cfg.model.llm.kernels = "none"
-    model = build_model(cfg.model, device=device)
+    model = cls(model_config(prepare(cfg.model)), device)
     model.load_trainable_state_dict(load_trainable(folder), source=str(folder))
     model.eval()
     return model, cfg
 
 
-def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = None, trust_remote_code: bool = False,
-                verify_hashes: bool = True) -> Loaded:
-    """Build the model an ``affectgpt.json`` export describes: base LLM + peft adapter, or the
+def load_export(cls, folder: str | Path, device: str = "cpu", dtype: str | None = None,
+                trust_remote_code: bool = False, verify_hashes: bool = True) -> Loaded:
+    """Build the model (``cls``) an ``affectgpt.json`` export describes: base LLM + peft adapter, or the
     merged LLM; then the modality adapters, strictly; then check it against the record.
     ``trust_remote_code`` is the caller's switch (the record's is refused, not used); ``verify_hashes``
     checks the weight files against the record's sha256 first."""
@@ -204,7 +207,7 @@ def load_export(folder: str | Path, device: str = "cpu", dtype: str | None = Non
     if dtype:
         d["llm"]["dtype"] = dtype
     d["llm"]["kernels"] = "none"  # as for checkpoints: a training-speed option
-    model = AffectGPT(model_config(d), device)
+    model = cls(model_config(d), device)
     if kind == "adapter":
         from peft import PeftModel  # lazy: peft takes seconds to import; only LoRA needs it
 
@@ -266,19 +269,19 @@ def artifact_kind(path: str | Path) -> str:
     raise ValueError(f"{path}: neither a training checkpoint (config.yaml) nor an export (affectgpt.json)")
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None, merge_lora: bool = False,
+def load_model(cls, path: str | Path, device: str = "cpu", dtype: str | None = None, merge_lora: bool = False,
                trust_remote_code: bool = False, verify_hashes: bool = True) -> Loaded:
-    """Load a training checkpoint or an export (adapter bundle or merged). ``merge_lora`` folds
+    """Load a training checkpoint or an export (adapter bundle or merged) as a ``cls``. ``merge_lora`` folds
     LoRA into the base weights after loading (what a merged export holds): one matmul per
     projection instead of three, 3x faster decoding for 7B on a GPU (benchmarks/gpu_check.py).
     ``trust_remote_code`` and ``verify_hashes``: see ``load_export``; they come from the command line."""
     kind = artifact_kind(path)
     with reading(path, KeyError):  # a truncated weight file, a refused pickle, a record missing a key
         if kind == "checkpoint":
-            model, _ = load_checkpoint_model(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            model, _ = load_checkpoint_model(cls, path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
             loaded = Loaded(model, "checkpoint")
         else:
-            loaded = load_export(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            loaded = load_export(cls, path, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                                  verify_hashes=verify_hashes)
     if merge_lora and hasattr(loaded.model.llm, "merge_and_unload"):
         loaded.model.llm = loaded.model.llm.merge_and_unload()
