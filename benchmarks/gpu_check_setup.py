@@ -33,7 +33,7 @@ def model_config(role: str, dry_run: bool, work: Path) -> dict:
     tiny config for every role (its tokenizer trained on a small text corpus written to work)."""
     from omegaconf import OmegaConf
 
-    from affectgpt.model.build import to_plain
+    from affectgpt.model.config import to_plain
 
     base_role, _, kernels = role.partition("-")
     name = "tiny" if dry_run else {"7b": "affectgpt-7b", "mid": "affectgpt-mid"}[base_role]

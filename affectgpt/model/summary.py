@@ -141,10 +141,9 @@ def format_summary(name: str, rows: list[ModuleRow], mem: dict) -> str:
 def summarize(cfg, tokens: int = 2048, target_tokens: int = 512) -> tuple[list[ModuleRow], dict, object]:
     """Build ``cfg.model`` on meta with random weights; the tiny config first ensures its local
     assets (and the synthetic dataset its tokenizer is trained on)."""
-    from affectgpt.model.build import (  # lazy: apps.summary rejects a bad config before torch loads
-        build_model,
-        to_plain,
-    )
+    # lazy: apps.summary rejects a bad config before torch loads
+    from affectgpt.model.build import build_model
+    from affectgpt.model.config import to_plain
 
     plain = to_plain(cfg.model)
     corpus = plain.get("tiny_corpus")
