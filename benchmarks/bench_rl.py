@@ -4,7 +4,7 @@ of a GRPO step spent in rollouts.
     python benchmarks/bench_rl.py [--checkpoint DIR --data DIR] [--prompts 8] [--group 8] [--tokens 32]
 
 Both rollout modes run ``affectgpt.recipe.grpo.rollout`` on the same prompts from the same seed, so they
-sample the same tokens (tests/test_grpo.py checks it): "shared" prefills each prompt once and
+sample the same tokens (tests/recipe/test_grpo.py checks it): "shared" prefills each prompt once and
 repeats its KV cache G times, "independent" repeats the prompt G times before the prefill (what
 ``generate(num_return_sequences=G)`` does). Timings: one warm-up, then the median of ``--repeat``.
 The step: the rollouts, the reference forward (β > 0) and the policy's forward and backward, with

@@ -1,4 +1,4 @@
-"""docs/faces.png: the photographs of tests/test_faces.py with the crop's footprint (green) and the face
+"""docs/faces.png: the photographs of tests/data/test_faces.py with the crop's footprint (green) and the face
 box checked by eye (red), and the 112x112 crops as the model sees them (shown in RGB).
 
     python scripts/faces_figure.py [--out docs/faces.png]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LEARNING = ["tests/test_learning.py", "-k", "stored_reference or disappears or beats"]
+LEARNING = ["tests/recipe/test_learning.py", "-k", "stored_reference or disappears or beats"]
 
 # name: (file, text, replacement, tests)
 MUTATIONS = {
@@ -28,11 +28,11 @@ MUTATIONS = {
                  "    if True:\n        return model", LEARNING),
     "metrics_off_by_one": ("affectgpt/recipe/training.py", "samples = self.val_samples[: self.cfg.eval.max_samples]",
                            "samples = self.val_samples[1 : self.cfg.eval.max_samples]",
-                           ["tests/test_end_to_end.py", "-k", "metrics_json"]),
+                           ["tests/apps/test_end_to_end.py", "-k", "metrics_json"]),
     "collate_imports_pyav": ("affectgpt/data/collate.py", "from affectgpt.data.manifest import Sample\n",
                              "from affectgpt.data.manifest import Sample\n"
                              "from affectgpt.data.media import MediaError  # noqa: F401\n",
-                             ["tests/test_gpu_check.py", "-k", "needs_neither or sane_numbers"]),
+                             ["tests/tools/test_gpu_check.py", "-k", "needs_neither or sane_numbers"]),
 }
 
 

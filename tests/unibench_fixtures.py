@@ -1,4 +1,4 @@
-"""Tiny copies of the nine MER-UniBench ``*-process`` layouts (imported by tests/test_unibench_*.py).
+"""Tiny copies of the nine MER-UniBench ``*-process`` layouts (imported by tests/unibench/test_unibench_*.py).
 
 Clips come from the synthetic generator, label files are written with numpy (pickled dicts in
 ``.npz``, as the authors ship them), faces are OpenFace-style ``.npy`` crops. Two clips per set, plus

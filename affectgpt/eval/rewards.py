@@ -10,7 +10,7 @@ values, which the trainer logs separately.
   F1 = 2PR/(P+R) of that sample, averaged over the wheels that keep the sample. Per wheel, P and R
   follow ``metrics.label_metrics`` exactly (empty gold counts as neutral; a wheel where the gold
   maps to nothing skips the sample; an empty mapped answer scores 0), so their averages over a
-  dataset are the scorer's dataset-level P and R (tests/test_rewards.py checks it to 1e-9).
+  dataset are the scorer's dataset-level P and R (tests/eval/test_rewards.py checks it to 1e-9).
 - ``format``: 1 when the answer has the expected form: the trained ending "... emotional state is
   a, b and c." in direct mode, ``<think>…</think><answer>…</answer>`` in think mode.
 - ``len_p1`` / ``len_p2`` / ``len_p3``: AffectGPT-R1's length penalties, applied when the answer

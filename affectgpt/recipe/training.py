@@ -73,7 +73,7 @@ class ResumableBatches(torch.utils.data.Sampler):
 def lr_lambda(warmup: int, total: int, min_ratio: float):
     """Linear warmup then cosine decay to min_ratio × base lr. After the warmup it equals transformers'
     ``get_cosine_with_min_lr_schedule_with_warmup``; during it, that one starts at 0 (a first step
-    with lr 0) where this one starts at 1/warmup, so it is kept (tests/test_training.py shows both)."""
+    with lr 0) where this one starts at 1/warmup, so it is kept (tests/recipe/test_training.py shows both)."""
 
     def f(step: int) -> float:
         if step < warmup:

@@ -138,7 +138,7 @@ def test_a_crash_inside_the_program_is_not_a_usage_error(capsys):
     # a bug: exit 1 and one line naming the code location; verbose=true prints the traceback before it
     assert run(INFER, program, ["checkpoint=ck"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: internal error at tests/test_cli.py:"), err
+    assert err.count("\n") == 1 and err.startswith("error: internal error at tests/apps/test_cli.py:"), err
     assert "RuntimeError: model blew up" in err and "verbose=true" in err
     assert run(INFER, program, ["checkpoint=ck", "verbose=true"]) == 1
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 
 from affectgpt.__main__ import commands, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_app_module_is_a_command_with_a_summary():

@@ -14,7 +14,7 @@ from helpers import write_clip
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args, cwd=ROOT, **kw):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ovmer"
+REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ovmer"
 MODELS = ("Chat-UniVi", "Qwen-Audio")
 
 

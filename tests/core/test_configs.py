@@ -9,7 +9,7 @@ from affectgpt.core.config import register
 
 register()  # conf/*.yaml select their schemas (affectgpt/core/config.py) in their defaults
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 

@@ -25,7 +25,7 @@ from affectgpt.data.readers import (
 )
 
 REFERENCE = Path(
-    os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference")
+    os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "reference")
 )
 EMER_V1 = REFERENCE / "emer" / "emer_v1_gt-eng.jsonl"
 EMER_V2 = REFERENCE / "emer" / "emer_v2_final-EMER-reason.jsonl"

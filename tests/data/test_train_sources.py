@@ -13,7 +13,7 @@ import pytest
 
 from helpers import compose, data_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

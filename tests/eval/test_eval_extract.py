@@ -10,7 +10,7 @@ import pytest
 from affectgpt.eval import extract_emotions, read_records, score
 from affectgpt.eval.extract import parse_emotion_list, scan_emotions
 
-REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "reference"))
 
 
 def test_structured_ending():

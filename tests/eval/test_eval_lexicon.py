@@ -15,7 +15,7 @@ import pytest
 from affectgpt.eval import builtin_lexicon, read_records, score
 from affectgpt.eval.wheels import BUILTIN_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
 
 

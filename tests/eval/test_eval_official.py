@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "reference"))
 OV = REF / "ovmer"
 WHEELS = OV / "official_emotion_wheel"
 GOLD = OV / "gt" / "mer2024_check-openset.jsonl"

@@ -201,19 +201,19 @@ def test_cli_writes_json_and_fails_cleanly(tmp_path, lex_dir):
         "--out",
         str(out),
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 0, res.stderr
     assert "M3-W1-L1" in res.stdout
     assert json.loads(out.read_text())["label"]["M3-W1-L1"]["f1"] == 1.0
     cmd[4] = str(tmp_path / "nope.jsonl")
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 2 and "nope.jsonl" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.integration
 def test_import_is_light():
     code = "import sys, affectgpt.eval; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_key_value_command_line_composes_and_scores_without_torch(tmp_path):
@@ -225,7 +225,7 @@ def test_key_value_command_line_composes_and_scores_without_torch(tmp_path):
             "assert main(['--pred', 'x', '--gold', 'y', 'task=nope']) == 2\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=Path(__file__).resolve().parents[1])
+                       cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "m.json").read_text())["label"]
     assert "argument 'task=nope': task expects one of open, basic (default open)" in r.stderr

@@ -12,7 +12,7 @@ from affectgpt.eval import rewards, score
 from affectgpt.eval.parsing import parse_labels
 from affectgpt.eval.scorer import resolve_lexicon
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", ROOT.parent / "shared" / "reference")) / "ovmer"
 PREDS = sorted((REF / "predictions").glob("*.jsonl")) if REF.is_dir() else []
 

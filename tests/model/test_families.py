@@ -395,7 +395,7 @@ def test_exports_merged_and_adapter_infer_the_same_json_as_the_checkpoint(traine
 
 
 def test_the_tiny_llms_trainable_norm_is_for_the_tiny_llm_only(data, folders, tmp_path):
-    from affectgpt.model.build import model_config
+    from affectgpt.model.config import model_config
 
     tiny = model_config(compose(tmp_path, data).model)
     real = model_config(family_cfg(data, folders["llama3"], tmp_path).model)

@@ -10,7 +10,7 @@ import torch
 
 from helpers import build, make_items, tiny_cfg, write_text_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 def compose(overrides):
     from affectgpt.apps.summary import compose as _compose
 

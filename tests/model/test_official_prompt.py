@@ -106,7 +106,7 @@ def test_official_decoding_preset_is_shared():
     official = GENERATION_PRESETS["official"]
     assert official == {"max_new_tokens": 1200, "do_sample": True, "temperature": 1.0, "top_p": 0.9,
                         "num_beams": 1, "top_k": 20, "stop_strings": ["###"], "repetition_penalty": 1.0}
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "infer.yaml")
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "infer.yaml")
     cfg.decoding = "official"
     assert generation_settings(cfg, {}) == official
     cfg.max_new_tokens = 64

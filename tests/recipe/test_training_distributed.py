@@ -1,5 +1,5 @@
 """A failing rank (torchrun, gloo, CPU) and DeepSpeed ZeRO-2 through Accelerate. Two processes matching one with
-the same global batch: tests/test_multinode.py (two node groups, both launchers)."""
+the same global batch: tests/recipe/test_multinode.py (two node groups, both launchers)."""
 
 from __future__ import annotations
 

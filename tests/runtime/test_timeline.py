@@ -1,7 +1,7 @@
 """The emotion timeline: a long video made of synthetic clips with silences between them is cut into
 one segment per clip (boundaries within 0.5 s), ``infer.py timeline=true`` writes a row per segment
 and the plot, resumes, and decodes a long file in bounded memory. (That the trained tiny default's
-emotions per segment match the clips' is in tests/test_learning.py, next to its trained run.)"""
+emotions per segment match the clips' is in tests/recipe/test_learning.py, next to its trained run.)"""
 
 from __future__ import annotations
 

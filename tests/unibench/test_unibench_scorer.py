@@ -23,7 +23,7 @@ from affectgpt.unibench.score import (
     weighted_f1,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REF = Path(os.environ.get("AFFECTGPT_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
 UNI = REF / "unibench"
 WHEELS = REF / "ovmer" / "official_emotion_wheel"
