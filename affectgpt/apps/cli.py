@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectgpt.core import config, errors
+from affectgpt.core import config, errors, runlock
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _compose = functools.partial(config.compose, CONF_DIR)  # (name, overrides): conf/<name>.yaml; ValueError
@@ -94,5 +94,6 @@ def run(command: Command, program: Callable[..., int | None], argv: Sequence[str
         return print(__import__("omegaconf").OmegaConf.to_yaml(cfg), end="") or 0 if show else int(program(cfg) or 0)
     except BaseException as e:  # noqa: BLE001 -- every error ends as one line (SystemExit passes through)
         return errors.report(e, verbose)
-    finally:  # a later command in this process starts from the user's setting, not this one's
+    finally:  # a later command in this process starts from the user's setting and no lock of this one's
+        runlock.release_all()
         os.environ.pop("AFFECTGPT_VERBOSE", None) if before is None else os.environ.update(AFFECTGPT_VERBOSE=before)

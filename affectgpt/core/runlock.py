@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = ".affectgpt.lock"
-_held: set[Path] = set()  # lock files this process holds (see the module docstring)
+_held: dict[Path, Lock] = {}  # lock files this process holds (see the module docstring)
 
 
 class FolderLocked(RuntimeError):
@@ -62,10 +62,17 @@ class Lock:
             pass
         os.close(self.fd)
         self.fd = None
-        _held.discard(self.path.resolve())
+        _held.pop(self.path.resolve(), None)
 
     def describe_takeover(self) -> str:
         return f"took over the lock {self.path} of {holder_text(self.took_over)}, which ended without releasing it"
+
+
+def release_all() -> None:
+    """Release every lock this process holds: a command's locks end with the command (``apps.cli.run``), so a
+    process that runs two commands on one folder (a notebook, a test) is not refused by its own first one."""
+    for lock in list(_held.values()):
+        lock.release()
 
 
 def holder_text(record: dict | None) -> str:
@@ -145,6 +152,6 @@ def acquire(target: str | Path, command: str = "", is_file: bool = False) -> Loc
         os.close(fd)
         raise
     lock = Lock(path, fd, previous)
-    _held.add(path.resolve())
+    _held[path.resolve()] = lock
     atexit.register(lock.release)
     return lock

@@ -275,10 +275,17 @@ class TrainRecipe:
         """Steps to ``trainer.max_steps`` or to an early stop (SIGUSR1, ``stop_after_minutes``,
         ``stop_at_step``); either way ends with a checkpoint and returns ``{"step", "stopped",
         "metrics"}`` (``stopped`` None and validation metrics at the end; the reason and {} on a stop)."""
-        t = self.cfg.trainer
         # SIGUSR1 (SLURM: #SBATCH --signal=USR1@120): checkpoint at the next step, then exit. SIGTERM keeps
-        # its default, so a launcher tearing down a failed job is never held up.
-        signal.signal(signal.SIGUSR1, self._on_signal)
+        # its default, so a launcher tearing down a failed job is never held up. The caller's handler comes back
+        # afterwards (a process that trains twice, or trains and goes on, keeps its own).
+        before = signal.signal(signal.SIGUSR1, self._on_signal)
+        try:
+            return self._train()
+        finally:
+            signal.signal(signal.SIGUSR1, before)
+
+    def _train(self) -> dict:
+        t = self.cfg.trainer
         batches = self._batches()
         self.bar = tqdm(total=t.max_steps, initial=self.state["step"], disable=not self.is_main, desc="train",
                         dynamic_ncols=True)
