@@ -220,19 +220,19 @@ def recomplete(checkpoint: Path) -> None:
 
 def shared_artifacts(base: Path) -> dict:
     """Train once per session (2 steps, 16 clips), then the adapter export through the CLI and
-    the merged export in process. Later callers get the same folders."""
+    the merged export through the library, all in this process. Later callers get the same folders."""
     done = base / "artifacts.json"
     if done.is_file():
         return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
     out, data = base / "run", base / "syn"
-    r = run_python(["train.py", f"output_dir={out}", f"data.root={data}", "seed=1", "trainer.max_steps=2",
+    r = run_in_process(["train.py", f"output_dir={out}", f"data.root={data}", "seed=1", "trainer.max_steps=2",
                     "data.n_train=16", "data.n_val=2", "data.n_test=6", "trainer.batch_size=4",
                     "trainer.standardize_samples=16", "trainer.num_workers=0", "eval.max_samples=2",
                     "eval.max_new_tokens=4"])
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "final"
     perturb_lora(ckpt)
-    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
+    r = run_in_process(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={base / 'adapter'}"])
     assert r.returncode == 0, r.stderr[-3000:]
     from affectgpt.runtime.export import export
 
@@ -302,7 +302,8 @@ def make_items(n_frames=8, size=64, with_audio=(True, False, True), with_video=(
 
 
 def run_in_process(args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python SCRIPT ARGS`` (``args``: a script of the repository, then its arguments) run in this process,
+    """``python SCRIPT ARGS`` or ``python -m MODULE ARGS`` (``args``: a script of the repository, or ``-m`` and a
+    module, then the arguments) run in this process,
     as ``run_python`` runs it in a new one: its exit code, stdout and stderr. For the tests whose point is the
     command's answer, not the process (each command keeps subprocess tests of its own): the imports (8 s of a
     13 s tiny training run) are paid once per worker. What a run leaves in the process is put back: the
@@ -320,11 +321,15 @@ def run_in_process(args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     handlers, level = list(logging.root.handlers), logging.root.level
     code = 0
     try:
-        sys.argv = [str(ROOT / args[0]), *args[1:]]
+        module = args[1] if args[0] == "-m" else None
+        sys.argv = [module or str(ROOT / args[0]), *args[2 if module else 1:]]
         os.chdir(cwd)
         torch.set_num_threads(1)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            runpy.run_path(str(ROOT / args[0]), run_name="__main__")
+            if module:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(str(ROOT / args[0]), run_name="__main__")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
