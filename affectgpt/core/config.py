@@ -426,11 +426,15 @@ def register() -> None:
     """Store the schemas in Hydra's ConfigStore as the group ``schema`` (package ``_global_``): a command's
     config selects its own first in ``defaults`` (``- schema: infer``); the commands built on conf/train.yaml
     replace train's (``- override schema: convert``). The groups (``model``, ``data``, ``trainer``) are typed through
-    their fields in TrainConfig."""
+    their fields in TrainConfig. Once per process: storing converts every dataclass to OmegaConf anew (a quarter
+    of a second, paid by each compose when it stored them again)."""
     from hydra.core.config_store import ConfigStore
 
+    store = ConfigStore.instance()
+    stored = store.repo.get("schema", {})
     for name, node in SCHEMAS.items():
-        ConfigStore.instance().store(group="schema", name=name, node=node, package="_global_")
+        if f"{name}.yaml" not in stored:
+            store.store(group="schema", name=name, node=node, package="_global_")
 
 
 def expected(node) -> str:
