@@ -81,8 +81,9 @@ def test_a_checkpoint_config_cannot_turn_remote_code_on(artifacts, tmp_path):
     assert r.returncode == 2
     [line] = error_lines(r)
     assert str(ckpt / "config.yaml") in line and "trust_remote_code=true" in line
-    # export and the ablation read the same config; both refuse it the same way
-    r = run_python(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={tmp_path / 'out'}"])
+    # export and the ablation read the same config; both refuse it the same way (export in this process: its own
+    # process is test_export's CLI test)
+    r = run_in_process(["-m", "affectgpt.export", f"checkpoint={ckpt}", f"output={tmp_path / 'out'}"])
     assert r.returncode == 2 and "trust_remote_code=true" in error_lines(r)[0] and not (tmp_path / "out").exists()
     from affectgpt.apps.ablation import untrained_copy
 
