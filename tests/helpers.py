@@ -83,7 +83,8 @@ def train_cmd(output_dir: Path, data: Path, *overrides: str) -> list[str]:
 def run(cmd: list[str], timeout: int = 300, process: bool = False) -> subprocess.CompletedProcess:
     """A training command (``train_cmd``) in the repository root, output captured. A single-process
     ``train.py`` without DeepSpeed runs in this process (``run_in_process``: the same losses bit for bit,
-    5 times faster on the tiny runs); ``process=True``, DeepSpeed and launchers take a new process."""
+    5 times faster on the tiny runs); ``process=True``, DeepSpeed and launchers take a new process (DeepSpeed
+    keeps process-group caches that a second run in one process trips over: measured)."""
     if not process and cmd[:2] == [sys.executable, "train.py"] and not any("deepspeed" in a for a in cmd):
         return run_in_process(cmd[1:])
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
@@ -313,6 +314,7 @@ def run_in_process(args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     import io
     import logging
     import runpy
+    import warnings
 
     import torch
 
@@ -327,7 +329,9 @@ def run_in_process(args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         torch.set_num_threads(1)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if module:
-                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                with warnings.catch_warnings():  # runpy's note that the module was imported before (by a test)
+                    warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
+                    runpy.run_module(module, run_name="__main__", alter_sys=True)
             else:
                 runpy.run_path(str(ROOT / args[0]), run_name="__main__")
     except SystemExit as e:
