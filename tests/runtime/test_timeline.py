@@ -1,7 +1,10 @@
 """The emotion timeline: a long video made of synthetic clips with silences between them is cut into
 one segment per clip (boundaries within 0.5 s), ``infer.py timeline=true`` writes a row per segment
 and the plot, resumes, and decodes a long file in bounded memory. (That the trained tiny default's
-emotions per segment match the clips' is in tests/recipe/test_learning.py, next to its trained run.)"""
+emotions per segment match the clips' is in tests/recipe/test_learning.py, next to its trained run.)
+``infer.py`` runs in this process (``run_in_process``: the same exit code, stdout and stderr): its answer is the point,
+and tests/runtime/test_infer.py keeps its subprocess tests. The memory test keeps fresh processes: their peak RSS is
+what it measures."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 
 from affectgpt.data.segments import FRAME_SECONDS, SegmentConfig, find_segments, runs_from_levels
 from affectgpt.data.synthetic_long import write_long_video
-from helpers import ENV, ROOT, run_python
+from helpers import ENV, ROOT, run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def test_infer_timeline_rows_plot_and_resume(artifacts, long_video, tmp_path):
     out = tmp_path / "t.jsonl"
     args = ["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={path}", "timeline=true", f"output={out}",
             "max_new_tokens=4", "batch_size=5", "num_workers=0"]
-    r = run_python(args)
+    r = run_in_process(args)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len(truth) and f"{len(truth)} segments (written to" in r.stderr
@@ -76,11 +79,11 @@ def test_infer_timeline_rows_plot_and_resume(artifacts, long_video, tmp_path):
     # resume: drop the last 4 rows and a torn line; only those segments run again
     lines = out.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:-4]) + lines[-4][:10])
-    again = run_python(args)
+    again = run_in_process(args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "wrote 4 rows (0 errors, 8 already in" in again.stderr and "read back from" in again.stderr
     assert sorted(json.loads(x)["name"] for x in out.read_text().splitlines()) == sorted(r["name"] for r in rows)
-    bad = run_python(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={path}", "timeline=true"])
+    bad = run_in_process(["infer.py", f"checkpoint={artifacts['checkpoint']}", f"video={path}", "timeline=true"])
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: timeline=true needs video=FILE (or audio=FILE) and output=FILE.jsonl")
 
