@@ -92,7 +92,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, placehold
             "template (use an instruct/chat tokenizer or set one in tokenizer_config.json)"
         )
     wanted = MODALITY_TOKENS.values() if placeholders is None else placeholders
-    missing = [t for t in wanted if t not in tok.get_vocab()]
+    vocab = tok.get_vocab()  # once: a copy of the whole vocabulary (0.1 s at Qwen2.5's 151k)
+    missing = [t for t in wanted if t not in vocab]
     if missing:
         tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     ensure_pad_token(tok, name_or_path)

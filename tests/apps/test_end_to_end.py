@@ -1,6 +1,8 @@
 """The two contracts a newcomer meets first: `python train.py ...` and `python infer.py ...`, as
 subprocesses; the saved metrics and every kind of clip checked in process against the trained
-checkpoint. Bad clips (missing, empty, text, truncated) are tested once, in test_infer.py."""
+checkpoint, and the other infer.py command lines run in this process (``run_in_process``: the same argv,
+exit code, stdout and stderr, without 8 s of imports each). Bad clips (missing, empty, text, truncated) are
+tested once, in test_infer.py."""
 
 import json
 import os
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_clip
+from helpers import run_in_process, write_clip
 
 pytestmark = pytest.mark.integration
 
@@ -140,11 +142,12 @@ def test_every_good_kind_of_clip_gives_a_row(model, tmp_path, kind):
 
 
 def test_infer_cli_on_an_audio_only_file(trained, tmp_path):
-    """The sweep above in-process; through the command line once, with the kind furthest from the
-    generator's clips (a .wav given as video=: no frames at all)."""
+    """The sweep above in-process; through the command line once (in this process: the process itself is
+    test_infer_prints_one_json_object's), with the kind furthest from the generator's clips (a .wav given as
+    video=: no frames at all)."""
     clip = write_clip(tmp_path / "audioonly.wav", size=(96, 64), **GOOD_KINDS["audioonly"])
     out, _ = trained
-    r = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=6"])
+    r = run_in_process(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=6"])
     assert r.returncode == 0, r.stderr[-2000:]
     obj = json.loads(r.stdout)
     assert obj["name"] == "audioonly" and isinstance(obj["emotions"], list)
@@ -153,9 +156,10 @@ def test_infer_cli_on_an_audio_only_file(trained, tmp_path):
 def test_merged_lora_gives_the_same_greedy_json(trained):
     out, data = trained
     clip = data / json.loads((data / "test.jsonl").read_text().splitlines()[0])["video"]
-    runs = [run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "max_new_tokens=16",
-                 f"merge_lora={m}"]) for m in ("false", "true")]
+    runs = [run_in_process(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}",
+                            "max_new_tokens=16", f"merge_lora={m}"]) for m in ("false", "true")]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
     assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
-    bad = run(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}", "merge_lora=maybe"])
+    bad = run_in_process(["infer.py", f"checkpoint={out / 'checkpoints' / 'final'}", f"video={clip}",
+                          "merge_lora=maybe"])
     assert bad.returncode == 2 and "merge_lora" in bad.stderr

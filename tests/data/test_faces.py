@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from PIL import Image  # noqa: E402
 from affectgpt.apps import faces as faces_app  # noqa: E402
 from affectgpt.data import faces as F  # noqa: E402
 from affectgpt.data.synthetic import write_clip  # noqa: E402
-from helpers import ENV, ROOT, data_root  # noqa: E402
+from helpers import data_root, run_in_process  # noqa: E402
 
 # Face boxes (left, top, right, bottom): hairline or hat brim to chin, cheek to cheek, checked by eye on
 # the photographs with the box drawn over them.
@@ -155,11 +154,10 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- train and infer on the crops
-def run_py(*args, timeout=600):
-    import subprocess
-
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**ENV, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=timeout)
+def run_py(*args):
+    """``python ARGS`` in this process (``run_in_process``): what is checked is the commands' answer on face
+    files, not their processes."""
+    return run_in_process(list(args))
 
 
 @pytest.mark.integration

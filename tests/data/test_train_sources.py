@@ -3,17 +3,12 @@ sources is drawn again every epoch."""
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import compose, data_root
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import compose, data_root, run_in_process
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -47,11 +42,9 @@ def test_train_on_a_mer2025_folder(tmp_path):
     )
 
     out = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "train.py", "data=mer2025", f"data.root={mer}", f"output_dir={out}",
-                        f"model.tiny_corpus={syn / 'train.jsonl'}", "trainer.max_steps=2", "trainer.batch_size=4",
-                        "eval.max_samples=2", "eval.max_new_tokens=4"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = run_in_process(["train.py", "data=mer2025", f"data.root={mer}", f"output_dir={out}",  # in process: the
+                        f"model.tiny_corpus={syn / 'train.jsonl'}", "trainer.max_steps=2",  # readers are the point
+                        "trainer.batch_size=4", "eval.max_samples=2", "eval.max_new_tokens=4"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "12 rows read, 12 kept, 0 dropped" in r.stdout + r.stderr
     state = json.loads((out / "checkpoints" / "final" / "trainer_state.json").read_text())

@@ -2,22 +2,21 @@
 
 The fixture (scripts/make_official_fixture.py) writes a tiny official-format ``.pth`` and tiny
 transformers CLIP / HuBERT / Qwen2 folders; the official formulas are computed here from the raw
-tensors of that file, independently of the converted model."""
+tensors of that file, independently of the converted model. infer.py and train.py on the converted checkpoint run
+in this process (``run_in_process``: same argv, exit code, stdout, stderr); their processes are test_end_to_end's."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ENV, ROOT
+from helpers import ROOT, run_in_process
 
 spec = importlib.util.spec_from_file_location("make_official_fixture", ROOT / "scripts" / "make_official_fixture.py")
 fixture_mod = importlib.util.module_from_spec(spec)
@@ -155,9 +154,8 @@ def test_modality_tokens_equal_the_official_formulas(fx, loaded, raw):
 
 @pytest.mark.integration
 def test_infer_prints_json_from_the_converted_checkpoint(fx, converted):
-    r = subprocess.run([sys.executable, str(ROOT / "infer.py"), f"checkpoint={converted}", f"video={fx / 'clip.mp4'}",
-                        "subtitle=I can't believe it.", "decoding=official", "max_new_tokens=4"],
-                       capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    r = run_in_process(["infer.py", f"checkpoint={converted}", f"video={fx / 'clip.mp4'}",
+                        "subtitle=I can't believe it.", "decoding=official", "max_new_tokens=4"])
     assert r.returncode == 0, r.stderr[-2000:]
     row = json.loads(r.stdout.strip().splitlines()[-1])
     assert row["name"] == "clip" and row["task"] == "describe" and isinstance(row["description"], str)
@@ -234,12 +232,11 @@ def test_training_continues_from_the_converted_checkpoint(fx, converted, tmp_pat
     from safetensors.torch import load_file
 
     out = tmp_path / "finetune"
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "experiment=affectgpt-official", f"trainer.init_from={converted}",
+    r = run_in_process(
+        ["train.py", "experiment=affectgpt-official", f"trainer.init_from={converted}",
          "data=manifest", f"data.root={fx / 'data'}", f"output_dir={out}", *convert_args(fx, out)[2:],
          "model.llm.dtype=float32", "trainer.mixed_precision=no", "trainer.max_steps=1", "trainer.batch_size=2",
-         "trainer.num_workers=0", "trainer.lr=0.0", "eval.max_samples=1", "eval.max_new_tokens=2", "device=cpu"],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
+         "trainer.num_workers=0", "trainer.lr=0.0", "eval.max_samples=1", "eval.max_new_tokens=2", "device=cpu"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trainable weights initialised from" in r.stderr
     before, after = load_file(str(converted / "trainable.safetensors")), load_file(str(out / "checkpoints/final/"

@@ -110,7 +110,8 @@ def test_extraction_resumes_and_training_refuses_a_stale_cache(setup, tmp_path):
     (cache / "train-x-00001.safetensors").unlink()  # as if killed before the second shard was renamed
     assert F.extract(model, samples, cache, "train-x", ident, shard_size=4, num_workers=0, progress=False) == 4
     assert first.stat().st_mtime_ns == mtime and not F.FeatureStore(cache, ident).missing(samples)
-    # the CLI on a cache made for other weights: one clear error, no training
+    # the CLI on a cache made for other weights: one clear error, no training. A real process on purpose: the
+    # features command's one test of its exit code and stderr as a process (its other command lines run in process)
     stale = json.loads((cache / "identity.json").read_text())
     stale["audio"]["weights"] = "f" * 20
     (cache / "identity.json").write_text(json.dumps(stale))

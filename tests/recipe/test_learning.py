@@ -7,7 +7,9 @@
   the best constant answer by stated margins.
 - The ablation's scoring by hand, and its command line.
 
-One short run (module fixture) serves every test that needs a trained model.
+One short run (module fixture) serves every test that needs a trained model. The commands run in this process
+(``run_in_process``: the same argv, exit code, stdout and stderr, and losses equal a subprocess's bit for bit),
+except the ablation's bad-argument line, its one real process (exit code and stderr of ``python -m``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import pytest
 
 from affectgpt.apps import ablation
-from helpers import ROOT, env, losses
+from helpers import ROOT, env, losses, run_in_process
 
 # ------------------------------------------------------------------------------------------- scoring by hand
 
@@ -138,8 +140,7 @@ def short_run(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     out, data = base / "learning-run", base / "learning-data"
     if not (out / "checkpoints" / "final" / "COMPLETE").is_file():
-        cmd = [sys.executable, "train.py", f"output_dir={out}", f"data.root={data}", *SHORT]
-        r = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+        r = run_in_process(["train.py", f"output_dir={out}", f"data.root={data}", *SHORT])
         assert r.returncode == 0, r.stderr[-3000:]
     return out, data
 
@@ -208,10 +209,11 @@ def test_trained_model_beats_the_untrained_one_and_the_best_constant_answer(repo
 
 
 @pytest.mark.integration
+# runpy runs a fresh copy of the module as __main__ while this file holds the imported one: expected here
+@pytest.mark.filterwarnings("ignore:'affectgpt.apps.ablation' found in sys.modules:RuntimeWarning")
 def test_ablation_command_line(short_run, tmp_path):
     out, data = short_run
     cmd = [
-        sys.executable,
         "-m",
         "affectgpt.apps.ablation",
         f"checkpoint={out / 'checkpoints' / 'final'}",
@@ -221,12 +223,13 @@ def test_ablation_command_line(short_run, tmp_path):
         "max_samples=6",
         f"output={tmp_path / 'a.json'}",
     ]
-    r = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    r = run_in_process(cmd)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads((tmp_path / "a.json").read_text())
     assert list(rep["conditions"]) == ["full", "no_subtitle"] and rep["n"] == 6
     assert "no_subtitle" in r.stdout and "visual (chance)" in r.stdout
-    bad = subprocess.run(cmd[:5] + ["drop=face"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([sys.executable, *cmd[:4], "drop=face"], cwd=ROOT, env=env(), capture_output=True,
+                         text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: drop=face: expected some of video,audio,subtitle"
     ]
@@ -241,9 +244,8 @@ def test_timeline_of_a_long_video_finds_each_clip_and_its_emotions(short_run, tm
 
     truth = write_long_video(tmp_path / "long.mp4", clips=12, seed=0)
     out = tmp_path / "timeline.jsonl"
-    cmd = [sys.executable, "infer.py", f"checkpoint={short_run[0] / 'checkpoints' / 'final'}",
-           f"video={tmp_path / 'long.mp4'}", "timeline=true", f"output={out}", "num_workers=0"]
-    r = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    r = run_in_process(["infer.py", f"checkpoint={short_run[0] / 'checkpoints' / 'final'}",
+                        f"video={tmp_path / 'long.mp4'}", "timeline=true", f"output={out}", "num_workers=0"])
     assert r.returncode == 0, r.stderr[-2000:]
     rows = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda row: row["start"])
     assert len(rows) == len(truth)

@@ -1,5 +1,8 @@
 """``python -m affectgpt.apps.bench`` end to end on the tiny checkpoint and tiny copies of the nine layouts:
-answers for every set, an error row for a broken clip, resuming, two checkpoints, faces, data-parallel."""
+answers for every set, an error row for a broken clip, resuming, two checkpoints, faces, data-parallel.
+The single-process runs are in this process (``run_in_process``: same argv, exit code, stdout, stderr); real
+processes where they are the point: two ranks under accelerate launch, and the bad arguments' exit code and
+stderr."""
 from __future__ import annotations
 
 import json
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 from unibench_fixtures import NAMES, build_process_root
 
-from helpers import ENV, ROOT
+from helpers import ENV, ROOT, run_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +28,14 @@ def root(tmp_path_factory):
 
 
 def bench(*args, timeout=600):
+    """The command in a new process."""
     return subprocess.run([sys.executable, "-m", "affectgpt.apps.bench", *args], cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def bench_here(*args):
+    """The command in this process."""
+    return run_in_process(["-m", "affectgpt.apps.bench", *args])
 
 
 def rows(path):
@@ -37,7 +46,8 @@ def rows(path):
 def first_run(artifacts, root, tmp_path_factory):
     """Two artifacts (the checkpoint and its adapter export) on all nine sets."""
     out = tmp_path_factory.mktemp("bench") / "run"
-    r = bench(f"checkpoint={artifacts['checkpoint']},{artifacts['adapter']}", f"root={root}", f"output={out}", *SMALL)
+    r = bench_here(f"checkpoint={artifacts['checkpoint']},{artifacts['adapter']}", f"root={root}", f"output={out}",
+                   *SMALL)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -70,7 +80,7 @@ def test_bench_runs_every_set_and_scores_two_checkpoints(first_run):
 def test_bench_resumes_without_generating_again(first_run, artifacts, root):
     out, _ = first_run
     before = {n: (out / "predictions" / "final" / f"{n}.jsonl").read_bytes() for n in NAMES}
-    again = bench(f"checkpoint={artifacts['checkpoint']}", f"root={root}", f"output={out}", *SMALL, "score=false")
+    again = bench_here(f"checkpoint={artifacts['checkpoint']}", f"root={root}", f"output={out}", *SMALL, "score=false")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("0 written (0 errors), 2 already there") == 9, again.stderr[-3000:]
     assert before == {n: (out / "predictions" / "final" / f"{n}.jsonl").read_bytes() for n in NAMES}
@@ -80,8 +90,8 @@ def test_bench_faces_input_crops_a_missing_face_on_the_fly(artifacts, root, tmp_
     """A clip without a face file has its faces cropped from the video (dlib finds the drawn face once the
     32-px frame is enlarged for detection), and stderr says so; the other clips read their files."""
     out = tmp_path / "faces"
-    r = bench(f"checkpoint={artifacts['checkpoint']}", f"root={root}", f"output={out}", "sets=meld,ovmerdplus",
-              "visual=faces", *SMALL)
+    r = bench_here(f"checkpoint={artifacts['checkpoint']}", f"root={root}", f"output={out}", "sets=meld,ovmerdplus",
+                   "visual=faces", *SMALL)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "meld: visual=faces: 1 of 2 clips have no face file" in r.stderr, r.stderr[-3000:]
     assert "cropping their faces on the fly with dlib (test_dia0_utt1)" in r.stderr
