@@ -24,8 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import decord
 import numpy as np
+
+try:
+    import decord
+except ImportError:  # optional at run time: left out where it has no wheel (aarch64, the GPU image); PyAV decodes
+    decord = None
 
 from affectgpt.core.errors import InputError
 
@@ -232,7 +236,7 @@ def _load_frames(path: Path, probe: _Probe, n_frames: int, frame_size: int | Non
     size = _target_size(probe.width, probe.height, frame_size)
     if probe.rotation % 90:
         raise MediaError(path, f"unsupported rotation {probe.rotation} degrees (only multiples of 90)")
-    if probe.rotation == 0:
+    if probe.rotation == 0 and decord is not None:
         try:
             return _frames_decord(path, n_frames, size, probe.duration, sampling)
         except MediaError as e:

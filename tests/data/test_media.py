@@ -8,6 +8,9 @@ lossy compression. Audio is a sine whose frequency the tests read back from an F
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import numpy as np
 import pytest
 
 from affectgpt.data.media import MediaError, _frames_decord, _frames_pyav, load_media
-from helpers import write_clip
+from helpers import ROOT, write_clip
 
 
 def frame_index(frame: np.ndarray) -> int:
@@ -112,6 +115,24 @@ def test_pyav_fallback_picks_the_same_frames_as_decord(clips, kind):
     b, dur_b = _frames_pyav(clips[kind], 8, (-1, -1), 0, 0.0)
     assert [frame_index(f) for f in a] == [frame_index(f) for f in b]
     assert dur_a == pytest.approx(dur_b, abs=0.05)  # they may differ in the last frame's length
+
+
+@pytest.mark.integration
+def test_without_decord_the_module_imports_and_pyav_decodes_the_same_frames(clips):
+    """decord is left out where it has no wheel (aarch64, the GPU image's carried wheels): a fresh process in
+    which ``import decord`` fails still imports affectgpt.data.media and decodes with PyAV."""
+    code = ("import sys; sys.modules['decord'] = None\n"
+            "from pathlib import Path\n"
+            "from affectgpt.data import media\n"
+            "assert media.decord is None\n"
+            "m = media.load_media(Path(sys.argv[1]), n_frames=8)\n"
+            "print(m.frames.tolist())")
+    r = subprocess.run([sys.executable, "-c", code, str(clips["mp4"])], capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    frames = np.array(json.loads(r.stdout), dtype=np.uint8)
+    assert frames.shape == (8, 48, 64, 3)
+    assert [frame_index(f) for f in frames] == expected_indices(30, 8)  # what decord gives (the test above)
 
 
 def marker_image(i: int, width: int, height: int) -> np.ndarray:
