@@ -134,7 +134,7 @@ class AudioAdapter(nn.Module):
         self.window = max(1, round(cfg.window_seconds * ENCODER_FRAMES_PER_SECOND))
         self.stride = max(1, round(cfg.stride_seconds * ENCODER_FRAMES_PER_SECOND))
         self.standardizer = FeatureStandardizer(encoder_dim, max_positions) if cfg.standardize else None
-        pool_cfg = cfg if cfg.kind != "qformer" else _with(cfg, num_query_tokens=cfg.queries_per_window)
+        pool_cfg = cfg if cfg.kind != "qformer" else replace(cfg, num_query_tokens=cfg.queries_per_window)
         self.pool = _Pool(pool_cfg, encoder_dim)
         self.proj = nn.Linear(self.pool.out_dim, llm_dim)
 
@@ -271,7 +271,3 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
         x[i, : f.shape[0]] = f
         mask[i, : f.shape[0]] = True
     return x, mask
-
-
-def _with(cfg: AdapterConfig, **kw) -> AdapterConfig:
-    return replace(cfg, **kw)

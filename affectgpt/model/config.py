@@ -44,11 +44,8 @@ def _make(cls, d: dict | None, where: str):
 
 def to_plain(cfg) -> dict:
     """OmegaConf / dataclass / dict → plain dict (resolved)."""
-    try:
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
     if is_dataclass(cfg):
         return asdict(cfg)
     return dict(cfg)

@@ -56,10 +56,6 @@ AUDIO_KINDS = ("whisper", "hubert")
 FRAME_SAMPLING = ("centre", "index")
 
 
-def _dtype(name: str) -> torch.dtype:
-    return torch_dtype(name)
-
-
 class VisionEncoder(nn.Module):
     """open_clip's vision tower with open_clip's own eval preprocessing (resize shortest side,
     centre crop, mean/std), applied to decoded uint8 frames as tensor ops.
@@ -105,7 +101,7 @@ class VisionEncoder(nn.Module):
                     "use init=random for random weights"
                 )
             clip = open_clip.create_model(cfg.model, pretrained=pretrained, device=device, require_pretrained=True)
-        visual = clip.visual.to(_dtype(cfg.dtype))
+        visual = clip.visual.to(torch_dtype(cfg.dtype))
         pp = dict(visual.preprocess_cfg)
         self.image_size = tuple(pp["size"]) if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
         self.interpolation = cfg.interpolation or pp.get("interpolation", "bicubic")
@@ -253,7 +249,7 @@ class AudioEncoder(nn.Module):
                 encoder = WhisperAudioEncoder(
                     d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"]
                 )
-        encoder = encoder.to(device=device, dtype=_dtype(cfg.dtype))
+        encoder = encoder.to(device=device, dtype=torch_dtype(cfg.dtype))
         for m in encoder.modules():  # whisper's LayerNorm runs in fp32 (it casts its input); its weights must too
             if isinstance(m, nn.LayerNorm):
                 m.float()

@@ -70,7 +70,7 @@ def ensure_tiny_assets(
     with atomic_dir(root, keep_existing=True) as tmp, torch.random.fork_rng(devices=[]):
         _write_clip(tmp / "clip.pt", seed)
         _write_whisper(tmp / "whisper.pt", seed + 1)
-        tok = _qwen_tokenizer() if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
+        tok = load_tokenizer(BUILTIN_QWEN25) if tokenizer == "qwen2.5" else _train_bpe(Path(corpus))
         _write_llm(tmp / "llm", seed + 2, tok)
         (tmp / "ASSETS.json").write_text(json.dumps(info))
     return _check_existing(root, info)
@@ -114,10 +114,6 @@ def _write_whisper(path: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = Whisper(ModelDimensions(**WHISPER_DIMS))
     torch.save({"dims": dict(WHISPER_DIMS), "model_state_dict": model.state_dict()}, path)
-
-
-def _qwen_tokenizer():
-    return load_tokenizer(BUILTIN_QWEN25)
 
 
 def _train_bpe(manifest: Path):
