@@ -29,7 +29,7 @@ from affectgpt.data.splits import load_split, load_train
 from affectgpt.model import flops
 from affectgpt.model.adapters import pad_features
 from affectgpt.model.build import build_model
-from affectgpt.model.tiny import ensure_tiny_assets
+from affectgpt.model.config import prepare
 from affectgpt.recipe import checkpoint as ckpt
 from affectgpt.recipe import telemetry
 from affectgpt.recipe.distributed import Parallel, make_optimizer, make_parallel
@@ -189,16 +189,10 @@ class TrainRecipe:
                                                                                      t.min_lr_ratio))
 
     def _setup_model(self) -> None:
-        plain = OmegaConf.to_container(self.cfg.model, resolve=True)
-        if plain.get("tiny_assets"):  # written on first use with their own seeds: keep that out of the adapters' init
-            ensure_tiny_assets(
-                plain["tiny_assets"],
-                int(plain.get("tiny_seed", 1234)),
-                plain.get("tiny_tokenizer", "bpe"),
-                plain.get("tiny_corpus"),
-            )
+        # The tiny config's assets are written on first use with their own seeds: before the adapters' seed.
+        plain = prepare(self.cfg.model)
         torch.manual_seed(self.cfg.seed)  # adapter and LoRA init
-        self.model = build_model(self.cfg.model, device=self.accelerator.device)
+        self.model = build_model(plain, device=self.accelerator.device)
         self.plan = self.model.token_plan()
         self.tokenizer = self.model.tokenizer
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
