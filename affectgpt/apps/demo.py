@@ -263,8 +263,6 @@ def serve(cfg) -> None:
     if str(cfg.host) not in LOCAL_HOSTS:
         print(f"warning: listening on {cfg.host}:{cfg.port}: anyone who can reach this address can upload files "
               "and run the model; there is no login", file=sys.stderr)
-    import gradio as gr  # optional: the [demo] extra
-
     visual = cfg.visual or checkpoint_visual(Path(cfg.checkpoint))
     if visual not in ("frames", "faces"):
         fail(f"visual={visual}: expected frames or faces (or null for the checkpoint's)")
