@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.core.fileio import atomic_write
 from affectgpt.core.plan import GENERATION_PRESETS
+from affectgpt.core.predictions import ASR_FIELDS
 from affectgpt.core.runlock import FolderLocked, acquire
 from affectgpt.data.faces import on_the_fly_note, without_face_file
 from affectgpt.eval.scorer import resolve_lexicon
@@ -29,7 +30,6 @@ from affectgpt.unibench.data import find_sets
 from affectgpt.unibench.llm import UniBenchLLM
 from affectgpt.unibench.score import format_table, load_predictions, score_unibench
 
-ASR_FIELDS = ("subtitle", "subtitle_source", "asr", "asr_language")  # what a subtitle=auto row says of its transcript
 TASK = "labels"  # the open-vocabulary question: "Please recognize all possible emotional states of the character."
 
 

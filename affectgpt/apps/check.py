@@ -32,6 +32,7 @@ import numpy as np
 
 from affectgpt.apps.cli import Command, UsageError, run
 from affectgpt.core.fileio import atomic_write, iter_jsonl
+from affectgpt.core.predictions import ASR_FIELDS
 from affectgpt.data.manifest import ManifestError, Sample
 from affectgpt.data.media import MediaError, load_media
 from affectgpt.data.readers import ReadReport, read_emer_csv, read_jsonl, read_mer2025, read_source
@@ -157,7 +158,7 @@ def check_all_media(samples: list[Sample], decode: bool = True, workers: int = 1
 
 
 # ----------------------------------------------------------------------------- subtitle=auto
-ASR_ROW_KEYS = ("subtitle_source", "asr", "asr_language")  # what Transcript.fields adds to a row
+ASR_ROW_KEYS = tuple(k for k in ASR_FIELDS if k != "subtitle")  # what Transcript.fields adds beside the subtitle
 MANIFEST_KEYS = {"name", "video", "audio", "subtitle", "description", "emotions", "faces", *ASR_ROW_KEYS}
 
 

@@ -68,11 +68,11 @@ def _extract_command(cfg) -> int:
         log.info("rank %d/%d: %s: %d of %d clips encoded by this process", state.process_index, state.num_processes,
                  split, n, len(rows))
     if cfg.data.get("subtitle", "given") == "auto":  # transcripts.jsonl beside the features, for training to read
-        from affectgpt.recipe.transcripts import transcribe_splits
+        from affectgpt.recipe.transcripts import clip_key, transcribe_splits
 
         transcribe_splits(cfg, model, samples, state)
         if state.is_main_process:
-            clips = {(s.name, str(s.video), str(s.audio)) for rows in samples.values() for s in rows}
+            clips = {clip_key(s) for rows in samples.values() for s in rows}
             print(f"{cache_dir}: transcripts of {len(clips)} clips in transcripts.jsonl")
     state.wait_for_everyone()
     if state.is_main_process:

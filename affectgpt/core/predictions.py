@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# What a subtitle=auto row says of its transcript (runtime.asr.Transcript.fields): inference, the benchmark
+# runner, the checker's manifest and the training transcript cache all carry these keys.
+ASR_FIELDS = ("subtitle", "subtitle_source", "asr", "asr_language")
 # Every key a row of ``rows_for`` may have, and the benchmark runner's merged rows' "reason".
 # A prediction row, plus what inference.sample_fields adds: a timeline segment and a subtitle=auto transcript.
-ROW_KEYS = {"name", "task", "description", "emotions", "error", "reason",
-            "start", "end", "subtitle", "subtitle_source", "asr", "asr_language"}
+ROW_KEYS = {"name", "task", "description", "emotions", "error", "reason", "start", "end", *ASR_FIELDS}
 ROW_START = b'{"name": '  # how json.dumps begins each of those rows: the only tail a torn write can leave
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from affectgpt.core.errors import InputError
 from affectgpt.core.fileio import atomic_write, iter_jsonl
+from affectgpt.core.predictions import ASR_FIELDS
 from affectgpt.data.manifest import Sample
 from affectgpt.data.readers import Source
 from affectgpt.data.splits import TrainSplit
@@ -41,7 +42,6 @@ from affectgpt.runtime.asr import (
 
 log = logging.getLogger("affectgpt.recipe.transcripts")
 TRANSCRIPTS = "transcripts.jsonl"
-ASR_FIELDS = ("subtitle", "subtitle_source", "asr", "asr_language")
 KEY_FIELDS = ("name", "media", "size", "mtime_ns", "asr_identity")
 ROW_KEYS = {*KEY_FIELDS, *ASR_FIELDS}
 
@@ -163,14 +163,15 @@ def describe(counts: dict) -> str:
     return text
 
 
-def _key(s: Sample) -> tuple:
+def clip_key(s: Sample) -> tuple:
+    """One clip of a split, whichever samples (tasks, epochs) repeat it."""
     return s.name, str(s.video), str(s.audio)
 
 
 def with_transcripts(split: TrainSplit, done: list[Sample]) -> TrainSplit:
     """``split`` with every pool sample (and the same sample in its sources) replaced by its transcribed one."""
-    by = {_key(s): s for s in done}
-    sub = lambda s: by.get(_key(s), s)  # noqa: E731
+    by = {clip_key(s): s for s in done}
+    sub = lambda s: by.get(clip_key(s), s)  # noqa: E731
     sources = None if split.sources is None else [
         Source(src.name, [sub(s) for s in src.samples], src.ratio) for src in split.sources]
     return TrainSplit([sub(s) for s in split.pool], sources, split.seed, split.epoch_size)

@@ -53,12 +53,13 @@ class AsrConfig:
 @dataclass
 class Transcript:
     text: str  # "" when there is no speech
-    status: str  # "speech" | "no speech"
+    status: str  # "speech" | "no speech" | "no audio"
     language: str | None
     segments: list[dict] = field(default_factory=list)  # kept segments: start, end, text, no_speech_prob
 
     def fields(self) -> dict:
-        """The keys an output row carries: ``subtitle``, ``subtitle_source``, ``asr`` (and ``asr_language``)."""
+        """The keys an output row carries (``core.predictions.ASR_FIELDS``): ``subtitle``, ``subtitle_source``,
+        ``asr`` (and ``asr_language``)."""
         out = {"subtitle": self.text, "subtitle_source": "asr", "asr": self.status}
         if self.language:
             out["asr_language"] = self.language
@@ -375,7 +376,7 @@ def transcribe_samples(samples: list, cfg: AsrConfig, encoder_checkpoint: str | 
             out.append(s)
             continue
         if audio is None:
-            fields = {"subtitle": "", "subtitle_source": "asr", "asr": "no audio"}
+            fields = Transcript("", "no audio", None).fields()
         else:
             fields = transcribe(model, audio, cfg).fields()
         out.append(replace(s, subtitle=fields["subtitle"], extra={**s.extra, "asr": fields}))
