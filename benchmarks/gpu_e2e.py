@@ -5,7 +5,7 @@ Random weights in the real shapes (``model.init=random``) on clips from the synt
 feature cache (uninterrupted, and stopped at half way then ``trainer.resume=auto``), the same on the
 online encoders, a short ``affectgpt-7b`` ZeRO-2 run, ``infer.py`` on one clip and on a manifest
 (``batch_size=16``), ``python -m affectgpt.export merge=true`` and ``infer.py`` from the export, and
-the MER-UniBench runner (``python -m affectgpt.apps.bench``) when the tree has it.
+the MER-UniBench runner (``python -m affectgpt.apps.bench``).
 
 Per command: exit code, wall time, samples/s, peak memory (GPU: nvidia-smi's used memory, polled;
 CPU: the process tree's peak RSS) and first/last training loss. Then the checks: every command
@@ -101,7 +101,7 @@ LAUNCH = {"single": ["--config_file", "conf/accelerate/single_gpu.yaml"],
 
 
 def plan(dry: bool, work: Path) -> list[Step]:
-    """The rows of PLAN as commands for this mode; the MER-UniBench runner only where the tree has it."""
+    """The rows of PLAN as commands for this mode."""
     s = sizes(dry)
     py, data = sys.executable, work / "data"
     common = [f"data.root={data}", *s["data"], *s["eval"]]
@@ -111,8 +111,6 @@ def plan(dry: bool, work: Path) -> list[Step]:
     lists = {"{gen}": s["gen"], "{bench_args}": os.environ.get("BENCH_ARGS", "").split()}
     steps = []
     for name, launcher, command, model, args, measure in PLAN:
-        if name == "MER-UniBench runner" and not bench_present():
-            continue
         own = [x for a in args for x in (lists[a] if a in lists else [a.format(**values)])]
         head = [py, "-m", "accelerate.commands.launch", *LAUNCH[launcher]] if launcher else [py]
         argv = [*head, *command, *(s[model] + common if model else []), *own]
@@ -133,10 +131,6 @@ def write_bench_root(data: Path, root: Path) -> Path:
             f.write(json.dumps({"name": row["name"], "openset": row["emotions"],
                                 "video": str((data / row["video"]).resolve())}) + "\n")
     return root
-
-
-def bench_present() -> bool:
-    return (ROOT / "affectgpt" / "bench").is_dir() or (ROOT / "affectgpt" / "bench.py").is_file()
 
 
 def decoders() -> str:
@@ -202,7 +196,6 @@ def environment_header(dry: bool) -> list[str]:
         f"- device: {card}; Python {platform.python_version()}",
         f"- {', '.join(versions)}",
         f"- video decoder: {decoders()}",
-        f"- MER-UniBench runner: {'run' if bench_present() else 'not in this tree (skipped)'}",
     ]
 
 

@@ -53,5 +53,6 @@ def test_dry_run_rehearses_every_command(tmp_path):
     assert list(rows) == [s.name for s in plan(True, tmp_path / "x")]
     assert all(report["checks"].values()), report["checks"]
     assert len(rows["train mid, cached"]["losses"]) == 4 and rows["train 7b, ZeRO-2"]["rc"] == 0
+    assert rows["MER-UniBench runner"]["rc"] == 0  # skipped unnoticed while a stale path check hid it
     table = (tmp_path / "gpu_e2e_dryrun.md").read_text()
     assert "video decoder: " in table and "| infer manifest, batch 16 | 0 |" in table
