@@ -94,3 +94,14 @@ def pytest_collection_modifyitems(items):
         trains = any(defs.get(name) and defs[name][-1].func.__module__ == __name__ for name in TRAINING_FIXTURES)
         if trains and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
+    # Longest files first: pytest-xdist hands out files in this order (pyproject: --no-loadscope-reorder), so the
+    # rehearsals and the process-bound files start at once and the short files fill in around them; in xdist's own
+    # order (most tests first) they started last and one worker ran them alone at the end. Tiers: a GPU rehearsal,
+    # integration only (the launcher and DeepSpeed files), some integration, none.
+    marks: dict = {}
+    for item in items:
+        marks.setdefault(item.path, []).append(
+            (item.get_closest_marker("gpu_rehearsal") is not None, item.get_closest_marker("integration") is not None))
+    tier = {path: 0 if any(r for r, _ in m) else 1 if all(i for _, i in m) else 2 if any(i for _, i in m) else 3
+            for path, m in marks.items()}
+    items.sort(key=lambda item: tier[item.path])  # stable: each file keeps its own order
