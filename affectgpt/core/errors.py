@@ -136,9 +136,16 @@ def reading(path: str | os.PathLike, *also: type[BaseException]) -> Iterator[Non
         raise InputError(f"{path}: {_cause(e)}") from e
 
 
-# Loggers of the libraries that report loading details at INFO/WARNING (open_clip logs on the root logger).
-_LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "deepspeed", "open_clip", "whisper", "huggingface_hub",
-                    "torch", "urllib3", "httpx", "PIL", "matplotlib", "numba", "gradio")
+# Loggers of the libraries that report loading details at INFO/WARNING (open_clip logs on the root logger;
+# DeepSpeed's own logger is "DeepSpeed", which prints on stdout through a handler of its own).
+_LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "deepspeed", "DeepSpeed", "open_clip", "whisper",
+                    "huggingface_hub", "torch", "urllib3", "httpx", "PIL", "matplotlib", "numba", "gradio")
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    """A logger filter: a library that sets its own level when it loads (DeepSpeed sets WARNING on
+    import, after this command quieted it) still reaches no handler below ERROR."""
+    return record.levelno >= logging.ERROR
 
 
 def verbose() -> bool:
@@ -166,6 +173,7 @@ def quiet_libraries(verbose: bool) -> None:
     logging.raiseExceptions = False
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).addFilter(_errors_only)  # once: addFilter skips a filter it holds
     if "transformers" in sys.modules:  # imported before this command started (tests, the demo's reload)
         from transformers.utils import logging as hf_logging  # lazy: only when already loaded
 

@@ -159,6 +159,25 @@ def test_verbose_true_shows_the_traceback_and_the_libraries(broken, capsys):
     assert loud.splitlines()[-1] == quiet.strip()
 
 
+def test_a_quiet_command_keeps_deepspeeds_warnings_off_stdout(capfd):
+    """DeepSpeed's logger ("DeepSpeed", its own stdout handler) sets WARNING when it loads, after the
+    command quieted the libraries: export printed "[WARNING] ... Setting accelerator to CPU" on stdout.
+    A quiet command lets only its errors through, to stderr's error line or DeepSpeed's own handler."""
+    from affectgpt.core import errors
+
+    errors.quiet_libraries(verbose=False)
+    from deepspeed.utils import logger
+    from deepspeed.utils.logging import LoggerFactory
+
+    LoggerFactory.create_logger("DeepSpeed")  # what loading DeepSpeed does: level WARNING, one more handler
+    logger.warning("probe-warning")
+    logger.info("probe-info")
+    logger.error("probe-error")
+    out = capfd.readouterr().out
+    assert "probe-warning" not in out and "probe-info" not in out
+    assert "probe-error" in out  # the handler still writes: only the level below ERROR is dropped
+
+
 def test_an_overlong_subtitle_is_a_problem_for_data_check(broken, capsys):
     """The row that would stop training (no room for the target within max_length) is named, exit 1."""
     from affectgpt.apps.check import main
