@@ -169,10 +169,14 @@ def test_a_quiet_command_keeps_deepspeeds_warnings_off_stdout(capfd):
     from deepspeed.utils import logger
     from deepspeed.utils.logging import LoggerFactory
 
-    LoggerFactory.create_logger("DeepSpeed")  # what loading DeepSpeed does: level WARNING, one more handler
-    logger.warning("probe-warning")
-    logger.info("probe-info")
-    logger.error("probe-error")
+    handlers, level = logger.handlers[:], logger.level
+    try:
+        LoggerFactory.create_logger("DeepSpeed")  # what loading DeepSpeed does: level WARNING, one more handler
+        logger.warning("probe-warning")
+        logger.info("probe-info")
+        logger.error("probe-error")
+    finally:  # the added handler writes to this test's captured stdout: later tests in this worker keep none
+        logger.handlers[:], logger.level = handlers, level
     out = capfd.readouterr().out
     assert "probe-warning" not in out and "probe-info" not in out
     assert "probe-error" in out  # the handler still writes: only the level below ERROR is dropped
